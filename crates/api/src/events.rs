@@ -1,0 +1,90 @@
+//! `POST /api/events`: the HTTP twin of the Kafka ingestion topics. One
+//! CloudEvent (binary or structured content mode) or a batch
+//! (`application/cloudevents-batch+json`), with the same mapping,
+//! idempotency (`source` + `id`) and dead-lettering as Kafka ingestion.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cloudevents::{AttributesReader, Event};
+use orderflow_pipeline::ingest::{Delivery, IngestError, Ingested, Origin};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::problem::Problem;
+use crate::request::body_bytes;
+use crate::App;
+
+const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
+pub const MAX_BATCH: usize = 1000;
+
+pub async fn post_events(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body = body_bytes(body)?;
+    let delivery = Delivery {
+        origin: Origin::Http { request_id: Uuid::new_v4().to_string() },
+        key: None,
+        // Only what describes the event: never credentials or other headers.
+        headers: headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("ce-") || *name == header::CONTENT_TYPE)
+            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+            .collect(),
+        payload: body.to_vec(),
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.to_ascii_lowercase().starts_with(BATCH_CONTENT_TYPE) {
+        return ingest_batch(&app, delivery).await;
+    }
+    let event = cloudevents::binding::http::to_event(&headers, body.to_vec()).map_err(|e| match e {
+        cloudevents::message::Error::WrongEncoding {} => "expected binary mode (ce-* headers) or structured mode \
+            (Content-Type: application/cloudevents+json)"
+            .to_string(),
+        other => other.to_string(),
+    });
+    let id = event.as_ref().map(|e| e.id().to_string()).ok();
+    match app.ingestor.ingest(&delivery, event).await? {
+        Ingested::DeadLettered { kind, reason } => Err(dead_letter_problem(kind, reason, id)),
+        accepted => Ok((StatusCode::ACCEPTED, Json(accepted)).into_response()),
+    }
+}
+
+async fn ingest_batch(app: &App, delivery: Delivery) -> Result<Response, Problem> {
+    let items = match serde_json::from_slice::<Value>(&delivery.payload) {
+        Ok(Value::Array(items)) if items.len() <= MAX_BATCH => items,
+        Ok(Value::Array(_)) => {
+            let detail = format!("a batch holds at most {MAX_BATCH} events; split it");
+            return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", detail));
+        }
+        Ok(_) | Err(_) => {
+            let error = IngestError::Undecodable("a CloudEvents batch must be a JSON array of events".into());
+            app.ingestor.dead_letter(&delivery, &error).await?;
+            return Err(dead_letter_problem(error.kind(), error.to_string(), None));
+        }
+    };
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let id = item.get("id").cloned().unwrap_or(Value::Null);
+        let one = Delivery { payload: item.to_string().into_bytes(), ..delivery.clone() };
+        let event = serde_json::from_value::<Event>(item).map_err(|e| format!("not a structured CloudEvent: {e}"));
+        let outcome = app.ingestor.ingest(&one, event).await?;
+        results.push(json!({"id": id, "result": outcome}));
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"results": results}))).into_response())
+}
+
+/// A dead-lettered single event: 400 when it cannot be read, 422 when it
+/// reads but cannot be applied.
+fn dead_letter_problem(kind: &'static str, reason: String, id: Option<String>) -> Problem {
+    let status = match kind {
+        "undecodable" | "invalid-data" => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    Problem::new(status, kind, reason).with("deadLettered", true).with("id", id)
+}

@@ -1,0 +1,129 @@
+//! orderflow's HTTP API (DESIGN §5) as one axum router, shared by every host:
+//! the local runner serves it, the Functions host forwards requests to it,
+//! and Lambda runs it behind API Gateway.
+
+mod commands;
+mod events;
+mod problem;
+mod queries;
+mod request;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{BoxError, Router};
+use orderflow_pipeline::ingest::Ingestor;
+use orderflow_pipeline::ports::{EventStore, SnapshotStore};
+use orderflow_pipeline::processor::CommandProcessor;
+use sha2::{Digest, Sha256};
+use tower::ServiceBuilder;
+
+pub use problem::Problem;
+
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// Requests handled at once; more are refused with 503 and Retry-After.
+    pub max_in_flight: usize,
+    /// When not empty, every `/api` request needs one of these keys in
+    /// `X-API-Key` or `Authorization: Bearer` (401 otherwise).
+    pub api_keys: Vec<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { max_body_bytes: 256 * 1024, max_in_flight: 1024, api_keys: Vec::new() }
+    }
+}
+
+/// What the routes need: the pipeline steps and the read side.
+#[derive(Clone)]
+pub struct App {
+    pub processor: Arc<CommandProcessor>,
+    pub ingestor: Arc<Ingestor>,
+    pub events: Arc<dyn EventStore>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    key_digests: Arc<Vec<[u8; 32]>>,
+}
+
+impl App {
+    pub fn new(
+        processor: Arc<CommandProcessor>,
+        ingestor: Arc<Ingestor>,
+        snapshots: Arc<dyn SnapshotStore>,
+        api_keys: &[String],
+    ) -> Self {
+        let events = processor.store().clone();
+        let key_digests = Arc::new(api_keys.iter().map(|key| digest(key)).collect());
+        App { processor, ingestor, events, snapshots, key_digests }
+    }
+}
+
+fn digest(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+pub fn router(app: App, config: &ApiConfig) -> Router {
+    let api = Router::new()
+        .route("/orders", post(commands::place_order))
+        .route("/orders/{order_id}", get(queries::get_order))
+        .route("/orders/{order_id}/events", get(queries::order_events))
+        .route("/orders/{order_id}/lines", post(commands::add_line))
+        .route("/orders/{order_id}/lines/{sku}", delete(commands::remove_line))
+        .route("/orders/{order_id}/confirm", post(commands::confirm))
+        .route("/orders/{order_id}/cancel", post(commands::cancel))
+        .route("/customers/{customer_id}/orders", get(queries::customer_orders))
+        .route("/inventory/{sku}", get(queries::get_inventory))
+        .route("/inventory/{sku}/restock", post(commands::restock))
+        .route("/events", post(events::post_events))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_api_key));
+    Router::new()
+        .route("/health", get(queries::health))
+        .nest("/api", api)
+        .fallback(|| async { Problem::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .concurrency_limit(config.max_in_flight)
+                .timeout(Duration::from_secs(30)),
+        )
+        .with_state(app)
+}
+
+async fn overloaded(error: BoxError) -> Problem {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        return Problem::unavailable("the request took too long; retry");
+    }
+    Problem { status: StatusCode::SERVICE_UNAVAILABLE, ..Problem::unavailable("too many requests in flight; retry") }
+}
+
+async fn require_api_key(State(app): State<App>, request: Request, next: Next) -> Response {
+    if app.key_digests.is_empty() {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let presented = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()?.strip_prefix("Bearer ")));
+    // Digests of equal length: comparing them leaks nothing about the keys.
+    match presented.map(digest) {
+        Some(given) if app.key_digests.contains(&given) => next.run(request).await,
+        Some(_) => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is not valid").into_response(),
+        None => {
+            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "an API key is required (X-API-Key)").into_response()
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! RFC 9457 problem details: every error the API answers is one of these.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use orderflow_domain::Rejection;
+use orderflow_pipeline::processor::CommandError;
+use orderflow_pipeline::StoreError;
+use serde_json::{json, Map, Value};
+
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// A stable slug; the problem's `type` is `urn:orderflow:problem:{code}`.
+    pub code: &'static str,
+    pub detail: String,
+    pub extra: Map<String, Value>,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Problem { status, code, detail: detail.into(), extra: Map::new(), retry_after_secs: None }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::BAD_REQUEST, "malformed-request", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::NOT_FOUND, "not-found", detail)
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Problem { retry_after_secs: Some(1), ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail) }
+    }
+
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(name.to_string(), value.into());
+        self
+    }
+}
+
+impl From<Rejection> for Problem {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::NotFound { message } => Problem::not_found(message),
+            Rejection::Rule { code, message } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
+        }
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => {
+                tracing::warn!(%error, "store unavailable");
+                Problem::unavailable("the store is unavailable; retry shortly")
+            }
+            StoreError::Corrupt(_) => {
+                tracing::error!(%error, "unreadable data in the store");
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server could not read its own data")
+            }
+        }
+    }
+}
+
+impl From<CommandError> for Problem {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Rejected(rejection) => rejection.into(),
+            CommandError::PreconditionFailed { expected, actual } => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "version-mismatch",
+                format!("If-Match asked for version {expected} but the stream is at version {actual}"),
+            )
+            .with("currentVersion", actual),
+            CommandError::KeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "this Idempotency-Key was already used with a different request",
+            ),
+            CommandError::Contention(attempts) => Problem {
+                retry_after_secs: Some(1),
+                ..Problem::new(
+                    StatusCode::CONFLICT,
+                    "concurrent-writes",
+                    format!("the resource changed under {attempts} attempts in a row; retry"),
+                )
+            },
+            CommandError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert("type".into(), json!(format!("urn:orderflow:problem:{}", self.code)));
+        body.insert("title".into(), json!(self.status.canonical_reason().unwrap_or("Error")));
+        body.insert("status".into(), json!(self.status.as_u16()));
+        body.insert("code".into(), json!(self.code));
+        body.insert("detail".into(), json!(self.detail));
+        body.extend(self.extra);
+        let mut response = (self.status, Value::Object(body).to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

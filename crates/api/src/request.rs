@@ -1,0 +1,126 @@
+//! Reading requests: JSON bodies, path ids, and the headers that shape a
+//! command (`Idempotency-Key`, `If-Match`, `X-Correlation-Id`).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use orderflow_pipeline::processor::{fingerprint, Envelope};
+use orderflow_pipeline::streams::is_valid_id;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::problem::Problem;
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const CORRELATION_ID: &str = "x-correlation-id";
+
+/// The raw body, or the problem of reading it (413 when over the limit).
+pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "the request body is too large")
+        } else {
+            Problem::bad_request(format!("cannot read the request body: {rejection}"))
+        }
+    })
+}
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || (v.starts_with("application/") && v.ends_with("+json")))
+}
+
+/// Parses a JSON body. An empty body is `None` (for commands whose body is
+/// optional); anything else must be labelled JSON (415) and parse (400).
+pub fn optional_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<Option<T>, Problem> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    if !is_json_content_type(headers) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "the body must be JSON, sent with Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        let what = if e.is_data() { "the JSON does not fit" } else { "the body is not valid JSON" };
+        Problem::bad_request(format!("{what}: {e}"))
+    })
+}
+
+pub fn required_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, Problem> {
+    optional_json(headers, body)?.ok_or_else(|| Problem::bad_request("a JSON body is required"))
+}
+
+/// An order id or SKU from the path or a body.
+pub fn checked_id(what: &str, id: &str) -> Result<(), Problem> {
+    if is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(Problem::bad_request(format!("{what} must be 1 to 64 letters, digits or -_.:")))
+    }
+}
+
+/// The envelope of a command sent over HTTP.
+pub fn envelope(headers: &HeaderMap, method: &Method, path: &str, body: &Bytes) -> Result<Envelope, Problem> {
+    let request_id = Uuid::new_v4().to_string();
+    let key = idempotency_key(headers)?;
+    let mut envelope = match &key {
+        Some(key) => Envelope::idempotent(
+            format!("http:{key}"),
+            fingerprint(&[method.as_str().as_bytes(), path.as_bytes(), body]),
+        ),
+        None => Envelope { message_id: request_id.clone(), ..Envelope::new() },
+    };
+    envelope.causation_id = request_id.clone();
+    envelope.correlation_id = match headers.get(CORRELATION_ID).and_then(|v| v.to_str().ok()) {
+        Some(id) if is_token(id, 128) => id.to_string(),
+        Some(_) => return Err(Problem::bad_request("X-Correlation-Id must be 1 to 128 visible ASCII characters")),
+        None => request_id,
+    };
+    envelope.expected_version = if_match_version(headers)?;
+    Ok(envelope)
+}
+
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    match headers.get(IDEMPOTENCY_KEY) {
+        None => Ok(None),
+        Some(value) => match value.to_str() {
+            Ok(key) if is_token(key, 255) => Ok(Some(key.to_string())),
+            _ => Err(Problem::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")),
+        },
+    }
+}
+
+fn is_token(text: &str, max: usize) -> bool {
+    !text.is_empty() && text.len() <= max && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// `If-Match: "3"` (or `3`, `W/"3"`) makes a command conditional on version 3.
+/// `*` asks only that the resource exists, which every command on it checks.
+fn if_match_version(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    parse_etag(text)
+        .map(Some)
+        .ok_or_else(|| Problem::bad_request("If-Match must be a version as given in an ETag, such as \"3\""))
+}
+
+/// The version in an entity tag: `"3"`, `W/"3"` or `3`.
+pub fn parse_etag(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    text.trim_matches('"').parse().ok()
+}
+
+pub fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}

@@ -1,0 +1,239 @@
+//! The stock of one SKU: `onHand`, `reserved`, and `available = onHand - reserved`.
+//!
+//! Stock is reserved per order and per reservation attempt, all or nothing for
+//! the quantity asked. A reservation ends either released (the order was
+//! cancelled or backordered: the stock is available again) or shipped (the
+//! stock leaves the warehouse: `onHand` and `reserved` both go down).
+//!
+//! A restock only adds stock. It does not touch orders that were backordered
+//! for want of it: those stay `Backordered` until someone confirms them again
+//! (which starts a new reservation attempt) or cancels them. Handing freshly
+//! received stock to waiting orders silently would take the decision of which
+//! order goes first away from the people who run the shop.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Aggregate, Rejection};
+
+pub const MAX_STOCK_CHANGE: u64 = 1_000_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SkuState {
+    pub on_hand: u64,
+    pub reserved: u64,
+    /// Open reservations by `reservation_key(order, attempt)`.
+    pub reservations: BTreeMap<String, u32>,
+}
+
+impl SkuState {
+    pub fn available(&self) -> u64 {
+        self.on_hand.saturating_sub(self.reserved)
+    }
+}
+
+/// The key of one order's reservation attempt: `{orderId}#{attempt}`.
+pub fn reservation_key(order_id: &str, attempt: u32) -> String {
+    format!("{order_id}#{attempt}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InventoryCommand {
+    Restock {
+        quantity: u64,
+    },
+    Adjust {
+        delta: i64,
+        reason: String,
+    },
+    Reserve {
+        order_id: String,
+        attempt: u32,
+        quantity: u32,
+    },
+    Release {
+        order_id: String,
+        attempt: u32,
+    },
+    /// The reserved stock left with a shipment.
+    Ship {
+        order_id: String,
+        attempt: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all_fields = "camelCase")]
+pub enum InventoryEvent {
+    Restocked { quantity: u64 },
+    Adjusted { delta: i64, reason: String },
+    StockReserved { order_id: String, attempt: u32, quantity: u32 },
+    ReservationRejected { order_id: String, attempt: u32, quantity: u32, available: u64 },
+    StockReleased { order_id: String, attempt: u32, quantity: u32 },
+    StockShipped { order_id: String, attempt: u32, quantity: u32 },
+}
+
+pub struct Inventory;
+
+impl Aggregate for Inventory {
+    const CATEGORY: &'static str = "Sku";
+    type State = SkuState;
+    type Command = InventoryCommand;
+    type Event = InventoryEvent;
+
+    fn decide(state: &SkuState, command: &InventoryCommand) -> Result<Vec<InventoryEvent>, Rejection> {
+        decide(state, command)
+    }
+
+    fn evolve(state: SkuState, event: &InventoryEvent) -> SkuState {
+        evolve(state, event)
+    }
+
+    fn status(_: &SkuState) -> Option<&'static str> {
+        None
+    }
+}
+
+pub fn decide(state: &SkuState, command: &InventoryCommand) -> Result<Vec<InventoryEvent>, Rejection> {
+    use InventoryCommand as C;
+    use InventoryEvent as E;
+    match command {
+        C::Restock { quantity } => {
+            if *quantity == 0 || *quantity > MAX_STOCK_CHANGE {
+                return Err(Rejection::rule(
+                    "invalid-quantity",
+                    format!("quantity must be between 1 and {MAX_STOCK_CHANGE}"),
+                ));
+            }
+            Ok(vec![E::Restocked { quantity: *quantity }])
+        }
+        C::Adjust { delta, reason } => {
+            if *delta == 0 || delta.unsigned_abs() > MAX_STOCK_CHANGE {
+                return Err(Rejection::rule(
+                    "invalid-quantity",
+                    format!("delta must be non-zero and at most {MAX_STOCK_CHANGE} either way"),
+                ));
+            }
+            let on_hand = state.on_hand.checked_add_signed(*delta);
+            if on_hand.is_none_or(|on_hand| on_hand < state.reserved) {
+                return Err(Rejection::rule(
+                    "insufficient-stock",
+                    format!("an adjustment of {delta} would leave less on hand than the {} reserved", state.reserved),
+                ));
+            }
+            Ok(vec![E::Adjusted { delta: *delta, reason: reason.clone() }])
+        }
+        C::Reserve { order_id, attempt, quantity } => {
+            if state.reservations.contains_key(&reservation_key(order_id, *attempt)) {
+                return Ok(vec![]);
+            }
+            let (order_id, attempt, quantity) = (order_id.clone(), *attempt, *quantity);
+            if u64::from(quantity) <= state.available() && quantity > 0 {
+                Ok(vec![E::StockReserved { order_id, attempt, quantity }])
+            } else {
+                Ok(vec![E::ReservationRejected { order_id, attempt, quantity, available: state.available() }])
+            }
+        }
+        C::Release { order_id, attempt } => Ok(match state.reservations.get(&reservation_key(order_id, *attempt)) {
+            Some(&quantity) => vec![E::StockReleased { order_id: order_id.clone(), attempt: *attempt, quantity }],
+            None => vec![],
+        }),
+        C::Ship { order_id, attempt } => Ok(match state.reservations.get(&reservation_key(order_id, *attempt)) {
+            Some(&quantity) => vec![E::StockShipped { order_id: order_id.clone(), attempt: *attempt, quantity }],
+            None => vec![],
+        }),
+    }
+}
+
+pub fn evolve(mut state: SkuState, event: &InventoryEvent) -> SkuState {
+    use InventoryEvent as E;
+    match event {
+        E::Restocked { quantity } => state.on_hand = state.on_hand.saturating_add(*quantity),
+        E::Adjusted { delta, .. } => state.on_hand = state.on_hand.saturating_add_signed(*delta),
+        E::StockReserved { order_id, attempt, quantity } => {
+            state.reserved = state.reserved.saturating_add(u64::from(*quantity));
+            state.reservations.insert(reservation_key(order_id, *attempt), *quantity);
+        }
+        E::ReservationRejected { .. } => {}
+        E::StockReleased { order_id, attempt, quantity } => {
+            state.reserved = state.reserved.saturating_sub(u64::from(*quantity));
+            state.reservations.remove(&reservation_key(order_id, *attempt));
+        }
+        E::StockShipped { order_id, attempt, quantity } => {
+            state.reserved = state.reserved.saturating_sub(u64::from(*quantity));
+            state.on_hand = state.on_hand.saturating_sub(u64::from(*quantity));
+            state.reservations.remove(&reservation_key(order_id, *attempt));
+        }
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use InventoryCommand as C;
+    use InventoryEvent as E;
+
+    fn given(commands: &[InventoryCommand]) -> SkuState {
+        commands.iter().fold(SkuState::default(), |state, command| {
+            let events = decide(&state, command).unwrap_or_else(|r| panic!("{command:?} rejected: {r}"));
+            Inventory::fold(state, &events)
+        })
+    }
+
+    fn reserve(order: &str, quantity: u32) -> InventoryCommand {
+        C::Reserve { order_id: order.into(), attempt: 1, quantity }
+    }
+
+    #[test]
+    fn restock_adds_to_on_hand() {
+        let state = given(&[C::Restock { quantity: 10 }, C::Restock { quantity: 5 }]);
+        assert_eq!((state.on_hand, state.reserved, state.available()), (15, 0, 15));
+        assert_eq!(decide(&state, &C::Restock { quantity: 0 }).unwrap_err().code(), "invalid-quantity");
+    }
+
+    #[test]
+    fn reservations_are_all_or_nothing() {
+        let state = given(&[C::Restock { quantity: 3 }, reserve("o1", 2)]);
+        assert_eq!((state.on_hand, state.reserved, state.available()), (3, 2, 1));
+        assert_eq!(
+            decide(&state, &reserve("o2", 2)).unwrap(),
+            vec![E::ReservationRejected { order_id: "o2".into(), attempt: 1, quantity: 2, available: 1 }]
+        );
+        assert_eq!(decide(&state, &reserve("o1", 2)).unwrap(), vec![], "a repeated reservation is a no-op");
+        let unknown_sku = SkuState::default();
+        assert!(matches!(&decide(&unknown_sku, &reserve("o1", 1)).unwrap()[..], [E::ReservationRejected { .. }]));
+    }
+
+    #[test]
+    fn release_returns_stock_once() {
+        let state = given(&[C::Restock { quantity: 3 }, reserve("o1", 2)]);
+        let release = C::Release { order_id: "o1".into(), attempt: 1 };
+        let released = given(&[C::Restock { quantity: 3 }, reserve("o1", 2), release.clone()]);
+        assert_eq!((released.on_hand, released.reserved, released.available()), (3, 0, 3));
+        assert_eq!(decide(&released, &release).unwrap(), vec![], "releasing twice is a no-op");
+        let other_attempt = C::Release { order_id: "o1".into(), attempt: 2 };
+        assert_eq!(decide(&state, &other_attempt).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn shipping_takes_reserved_stock_off_hand() {
+        let ship = C::Ship { order_id: "o1".into(), attempt: 1 };
+        let state = given(&[C::Restock { quantity: 3 }, reserve("o1", 2), ship.clone()]);
+        assert_eq!((state.on_hand, state.reserved, state.available()), (1, 0, 1));
+        assert_eq!(decide(&state, &ship).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn adjustments_cannot_undercut_reservations() {
+        let state = given(&[C::Restock { quantity: 5 }, reserve("o1", 3)]);
+        let shrink = |delta| C::Adjust { delta, reason: "count".into() };
+        assert_eq!(decide(&state, &shrink(-3)).unwrap_err().code(), "insufficient-stock");
+        assert_eq!(decide(&state, &shrink(i64::MIN)).unwrap_err().code(), "invalid-quantity");
+        assert_eq!(decide(&state, &shrink(0)).unwrap_err().code(), "invalid-quantity");
+        let adjusted = Inventory::fold(state.clone(), &decide(&state, &shrink(-2)).unwrap());
+        assert_eq!((adjusted.on_hand, adjusted.available()), (3, 0));
+    }
+}

@@ -1,0 +1,796 @@
+//! An order: its lines, its status and the rules that move it along.
+//!
+//! ```text
+//! Placed ─confirm─▶ Confirmed ─all lines reserved─▶ Reserved ─┐
+//!   ▲                  │                                       ├─ paid ─▶ ReadyToShip ─▶ Shipped ─▶ Delivered
+//!   │ (lines change    └─a line cannot be reserved─▶ Backordered ─confirm again─▶ Confirmed
+//!   │  only here)
+//! any status before Shipped ─cancel─▶ Cancelled (reserved stock is released)
+//! ```
+//!
+//! Payment may be authorized at any point before shipment; the order becomes
+//! `ReadyToShip` once it is both reserved and paid, whichever came last.
+//! Every confirmation starts a new reservation *attempt*; a reservation that
+//! arrives for an attempt that is no longer current (the order was cancelled
+//! or backordered meanwhile) is declined, and the fulfillment policy gives
+//! that stock back.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Aggregate, Rejection};
+
+pub const MAX_LINES: usize = 100;
+pub const MAX_QUANTITY: u32 = 1_000_000;
+pub const MAX_UNIT_PRICE_MINOR: u64 = 10_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OrderStatus {
+    /// No order yet: the stream is empty.
+    #[default]
+    New,
+    Placed,
+    Confirmed,
+    Reserved,
+    Backordered,
+    ReadyToShip,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::New => "New",
+            OrderStatus::Placed => "Placed",
+            OrderStatus::Confirmed => "Confirmed",
+            OrderStatus::Reserved => "Reserved",
+            OrderStatus::Backordered => "Backordered",
+            OrderStatus::ReadyToShip => "ReadyToShip",
+            OrderStatus::Shipped => "Shipped",
+            OrderStatus::Delivered => "Delivered",
+            OrderStatus::Cancelled => "Cancelled",
+        }
+    }
+
+    fn is_shipped(self) -> bool {
+        matches!(self, OrderStatus::Shipped | OrderStatus::Delivered)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    pub sku: String,
+    pub quantity: u32,
+    pub unit_price_minor: u64,
+}
+
+impl OrderLine {
+    pub fn total_minor(&self) -> u64 {
+        u64::from(self.quantity).saturating_mul(self.unit_price_minor)
+    }
+}
+
+/// A SKU and a quantity: what a reservation or a release is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineQuantity {
+    pub sku: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payment {
+    pub payment_id: String,
+    pub amount_minor: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shipment {
+    pub shipment_id: String,
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OrderState {
+    pub status: OrderStatus,
+    pub customer_id: String,
+    pub currency: String,
+    pub lines: Vec<OrderLine>,
+    /// The current reservation attempt (1 after the first confirmation).
+    pub attempt: u32,
+    /// SKUs reserved in the current attempt, with their quantities.
+    pub reserved: BTreeMap<String, u32>,
+    pub payment: Option<Payment>,
+    /// The last payment failure, while no payment is authorized.
+    pub payment_failure: Option<String>,
+    pub shipment: Option<Shipment>,
+    /// The SKU that could not be reserved, while `Backordered`.
+    pub backordered_sku: Option<String>,
+    pub cancel_reason: Option<String>,
+}
+
+impl OrderState {
+    pub fn total_minor(&self) -> u64 {
+        self.lines.iter().fold(0u64, |sum, line| sum.saturating_add(line.total_minor()))
+    }
+
+    fn line(&self, sku: &str) -> Option<&OrderLine> {
+        self.lines.iter().find(|line| line.sku == sku)
+    }
+
+    fn reserved_lines(&self) -> Vec<LineQuantity> {
+        self.reserved.iter().map(|(sku, &quantity)| LineQuantity { sku: sku.clone(), quantity }).collect()
+    }
+
+    fn line_quantities(&self) -> Vec<LineQuantity> {
+        self.lines.iter().map(|line| LineQuantity { sku: line.sku.clone(), quantity: line.quantity }).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCommand {
+    Place {
+        customer_id: String,
+        currency: String,
+        lines: Vec<OrderLine>,
+    },
+    AddLine {
+        line: OrderLine,
+    },
+    RemoveLine {
+        sku: String,
+    },
+    Confirm,
+    Cancel {
+        reason: Option<String>,
+    },
+    /// From fulfillment: the SKU's stream reserved stock for this order.
+    RecordReservation {
+        sku: String,
+        attempt: u32,
+        quantity: u32,
+    },
+    /// From fulfillment: the SKU's stream could not reserve stock.
+    RecordReservationFailure {
+        sku: String,
+        attempt: u32,
+    },
+    AuthorizePayment {
+        payment_id: String,
+        amount_minor: u64,
+        currency: String,
+    },
+    FailPayment {
+        payment_id: String,
+        reason: String,
+    },
+    Ship {
+        shipment_id: String,
+        carrier: String,
+        tracking_number: String,
+    },
+    Deliver {
+        shipment_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all_fields = "camelCase")]
+pub enum OrderEvent {
+    Placed {
+        customer_id: String,
+        currency: String,
+        lines: Vec<OrderLine>,
+    },
+    LineAdded {
+        line: OrderLine,
+    },
+    LineRemoved {
+        sku: String,
+    },
+    Confirmed {
+        attempt: u32,
+        lines: Vec<LineQuantity>,
+    },
+    LineReserved {
+        attempt: u32,
+        sku: String,
+        quantity: u32,
+    },
+    Reserved {
+        attempt: u32,
+    },
+    /// `release` lists the lines reserved so far in this attempt.
+    Backordered {
+        attempt: u32,
+        sku: String,
+        release: Vec<LineQuantity>,
+    },
+    /// A reservation for an attempt that is no longer current: give it back.
+    ReservationDeclined {
+        attempt: u32,
+        sku: String,
+        quantity: u32,
+    },
+    PaymentAuthorized {
+        payment_id: String,
+        amount_minor: u64,
+        currency: String,
+    },
+    PaymentFailed {
+        payment_id: String,
+        reason: String,
+    },
+    ReadyToShip {},
+    Shipped {
+        shipment_id: String,
+        carrier: String,
+        tracking_number: String,
+        attempt: u32,
+        lines: Vec<LineQuantity>,
+    },
+    Delivered {
+        shipment_id: String,
+    },
+    Cancelled {
+        reason: Option<String>,
+        attempt: u32,
+        release: Vec<LineQuantity>,
+    },
+}
+
+pub struct Order;
+
+impl Aggregate for Order {
+    const CATEGORY: &'static str = "Order";
+    type State = OrderState;
+    type Command = OrderCommand;
+    type Event = OrderEvent;
+
+    fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEvent>, Rejection> {
+        decide(state, command)
+    }
+
+    fn evolve(state: OrderState, event: &OrderEvent) -> OrderState {
+        evolve(state, event)
+    }
+
+    fn status(state: &OrderState) -> Option<&'static str> {
+        Some(state.status.as_str())
+    }
+}
+
+pub fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEvent>, Rejection> {
+    use OrderCommand as C;
+    use OrderStatus as S;
+    if state.status == S::New && !matches!(command, C::Place { .. }) {
+        return Err(Rejection::not_found("no such order"));
+    }
+    match command {
+        C::Place { customer_id, currency, lines } => {
+            if state.status != S::New {
+                return Err(Rejection::rule("order-exists", "an order with this id already exists"));
+            }
+            validate_place(customer_id, currency, lines)?;
+            Ok(vec![OrderEvent::Placed {
+                customer_id: customer_id.clone(),
+                currency: currency.clone(),
+                lines: lines.clone(),
+            }])
+        }
+        C::AddLine { line } => {
+            ensure_lines_editable(state)?;
+            validate_line(line)?;
+            if state.line(&line.sku).is_some() {
+                return Err(Rejection::rule(
+                    "duplicate-sku",
+                    format!("the order already has a line for SKU {}", line.sku),
+                ));
+            }
+            if state.lines.len() >= MAX_LINES {
+                return Err(Rejection::rule("too-many-lines", format!("an order has at most {MAX_LINES} lines")));
+            }
+            Ok(vec![OrderEvent::LineAdded { line: line.clone() }])
+        }
+        C::RemoveLine { sku } => {
+            ensure_lines_editable(state)?;
+            if state.line(sku).is_none() {
+                return Err(Rejection::rule("no-such-line", format!("the order has no line for SKU {sku}")));
+            }
+            Ok(vec![OrderEvent::LineRemoved { sku: sku.clone() }])
+        }
+        C::Confirm => match state.status {
+            S::Placed | S::Backordered if state.lines.is_empty() => {
+                Err(Rejection::rule("no-lines", "an order without lines cannot be confirmed"))
+            }
+            S::Placed | S::Backordered => {
+                Ok(vec![OrderEvent::Confirmed { attempt: state.attempt + 1, lines: state.line_quantities() }])
+            }
+            S::Confirmed | S::Reserved | S::ReadyToShip => Ok(vec![]),
+            status => Err(not_in_status("confirmed", status)),
+        },
+        C::Cancel { reason } => match state.status {
+            S::Cancelled => Ok(vec![]),
+            status if status.is_shipped() => Err(not_in_status("cancelled", status)),
+            _ => Ok(vec![OrderEvent::Cancelled {
+                reason: reason.clone(),
+                attempt: state.attempt,
+                release: state.reserved_lines(),
+            }]),
+        },
+        C::RecordReservation { sku, attempt, quantity } => Ok(record_reservation(state, sku, *attempt, *quantity)),
+        C::RecordReservationFailure { sku, attempt } => {
+            if *attempt != state.attempt || state.status != S::Confirmed {
+                // Stale or repeated news: nothing was reserved for it, nothing to do.
+                return Ok(vec![]);
+            }
+            Ok(vec![OrderEvent::Backordered { attempt: *attempt, sku: sku.clone(), release: state.reserved_lines() }])
+        }
+        C::AuthorizePayment { payment_id, amount_minor, currency } => {
+            if let Some(payment) = &state.payment {
+                return if &payment.payment_id == payment_id {
+                    Ok(vec![])
+                } else {
+                    Err(Rejection::rule("already-paid", "the order already has an authorized payment"))
+                };
+            }
+            match state.status {
+                S::Cancelled => return Err(not_in_status("paid", S::Cancelled)),
+                status if status.is_shipped() => return Err(not_in_status("paid", status)),
+                _ => {}
+            }
+            if currency != &state.currency {
+                return Err(Rejection::rule(
+                    "currency-mismatch",
+                    format!("payment is in {currency} but the order is in {}", state.currency),
+                ));
+            }
+            if *amount_minor != state.total_minor() {
+                return Err(Rejection::rule(
+                    "amount-mismatch",
+                    format!("payment of {amount_minor} does not match the order total of {}", state.total_minor()),
+                ));
+            }
+            let mut events = vec![OrderEvent::PaymentAuthorized {
+                payment_id: payment_id.clone(),
+                amount_minor: *amount_minor,
+                currency: currency.clone(),
+            }];
+            if state.status == S::Reserved {
+                events.push(OrderEvent::ReadyToShip {});
+            }
+            Ok(events)
+        }
+        C::FailPayment { payment_id, reason } => {
+            if state.payment.is_some() {
+                return Err(Rejection::rule("already-paid", "the order already has an authorized payment"));
+            }
+            match state.status {
+                S::Cancelled => Err(not_in_status("paid", S::Cancelled)),
+                _ => Ok(vec![OrderEvent::PaymentFailed { payment_id: payment_id.clone(), reason: reason.clone() }]),
+            }
+        }
+        C::Ship { shipment_id, carrier, tracking_number } => match state.status {
+            S::ReadyToShip => Ok(vec![OrderEvent::Shipped {
+                shipment_id: shipment_id.clone(),
+                carrier: carrier.clone(),
+                tracking_number: tracking_number.clone(),
+                attempt: state.attempt,
+                lines: state.reserved_lines(),
+            }]),
+            S::Shipped | S::Delivered if is_current_shipment(state, shipment_id) => Ok(vec![]),
+            status => Err(not_in_status("shipped", status)),
+        },
+        C::Deliver { shipment_id } => match state.status {
+            S::Shipped | S::Delivered if !is_current_shipment(state, shipment_id) => {
+                Err(Rejection::rule("unknown-shipment", format!("the order was not shipped as {shipment_id}")))
+            }
+            S::Shipped => Ok(vec![OrderEvent::Delivered { shipment_id: shipment_id.clone() }]),
+            S::Delivered => Ok(vec![]),
+            status => Err(not_in_status("delivered", status)),
+        },
+    }
+}
+
+fn record_reservation(state: &OrderState, sku: &str, attempt: u32, quantity: u32) -> Vec<OrderEvent> {
+    let decline = || vec![OrderEvent::ReservationDeclined { attempt, sku: sku.to_string(), quantity }];
+    if attempt == state.attempt && state.reserved.contains_key(sku) {
+        return vec![]; // already recorded
+    }
+    let wanted = state.line(sku).map(|line| line.quantity);
+    if attempt != state.attempt || state.status != OrderStatus::Confirmed || wanted != Some(quantity) {
+        return decline();
+    }
+    let mut events = vec![OrderEvent::LineReserved { attempt, sku: sku.to_string(), quantity }];
+    let all_reserved = state.lines.iter().all(|line| line.sku == sku || state.reserved.contains_key(&line.sku));
+    if all_reserved {
+        events.push(OrderEvent::Reserved { attempt });
+        if state.payment.is_some() {
+            events.push(OrderEvent::ReadyToShip {});
+        }
+    }
+    events
+}
+
+fn is_current_shipment(state: &OrderState, shipment_id: &str) -> bool {
+    state.shipment.as_ref().is_some_and(|shipment| shipment.shipment_id == shipment_id)
+}
+
+fn ensure_lines_editable(state: &OrderState) -> Result<(), Rejection> {
+    if state.status != OrderStatus::Placed {
+        return Err(Rejection::rule(
+            "order-not-placed",
+            format!("lines can change only while the order is Placed (it is {})", state.status.as_str()),
+        ));
+    }
+    if state.payment.is_some() {
+        return Err(Rejection::rule("already-paid", "lines cannot change once a payment is authorized"));
+    }
+    Ok(())
+}
+
+fn not_in_status(action: &str, status: OrderStatus) -> Rejection {
+    Rejection::rule("invalid-status", format!("an order that is {} cannot be {action}", status.as_str()))
+}
+
+fn validate_place(customer_id: &str, currency: &str, lines: &[OrderLine]) -> Result<(), Rejection> {
+    if customer_id.trim().is_empty() {
+        return Err(Rejection::rule("invalid-customer", "customerId must not be empty"));
+    }
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Rejection::rule("invalid-currency", "currency must be an ISO-4217 code such as EUR"));
+    }
+    if lines.is_empty() {
+        return Err(Rejection::rule("no-lines", "an order needs at least one line"));
+    }
+    if lines.len() > MAX_LINES {
+        return Err(Rejection::rule("too-many-lines", format!("an order has at most {MAX_LINES} lines")));
+    }
+    for (i, line) in lines.iter().enumerate() {
+        validate_line(line)?;
+        if lines[..i].iter().any(|earlier| earlier.sku == line.sku) {
+            return Err(Rejection::rule("duplicate-sku", format!("SKU {} appears on more than one line", line.sku)));
+        }
+    }
+    Ok(())
+}
+
+fn validate_line(line: &OrderLine) -> Result<(), Rejection> {
+    if line.sku.trim().is_empty() {
+        return Err(Rejection::rule("invalid-line", "sku must not be empty"));
+    }
+    if line.quantity == 0 || line.quantity > MAX_QUANTITY {
+        return Err(Rejection::rule("invalid-quantity", format!("quantity must be between 1 and {MAX_QUANTITY}")));
+    }
+    if line.unit_price_minor > MAX_UNIT_PRICE_MINOR {
+        return Err(Rejection::rule("invalid-price", format!("unitPriceMinor must be at most {MAX_UNIT_PRICE_MINOR}")));
+    }
+    Ok(())
+}
+
+pub fn evolve(mut state: OrderState, event: &OrderEvent) -> OrderState {
+    use OrderEvent as E;
+    match event {
+        E::Placed { customer_id, currency, lines } => {
+            state.status = OrderStatus::Placed;
+            state.customer_id = customer_id.clone();
+            state.currency = currency.clone();
+            state.lines = lines.clone();
+        }
+        E::LineAdded { line } => state.lines.push(line.clone()),
+        E::LineRemoved { sku } => state.lines.retain(|line| &line.sku != sku),
+        E::Confirmed { attempt, .. } => {
+            state.status = OrderStatus::Confirmed;
+            state.attempt = *attempt;
+            state.reserved.clear();
+            state.backordered_sku = None;
+        }
+        E::LineReserved { sku, quantity, .. } => {
+            state.reserved.insert(sku.clone(), *quantity);
+        }
+        E::Reserved { .. } => state.status = OrderStatus::Reserved,
+        E::Backordered { sku, .. } => {
+            state.status = OrderStatus::Backordered;
+            state.backordered_sku = Some(sku.clone());
+            state.reserved.clear();
+        }
+        E::ReservationDeclined { .. } => {}
+        E::PaymentAuthorized { payment_id, amount_minor, .. } => {
+            state.payment = Some(Payment { payment_id: payment_id.clone(), amount_minor: *amount_minor });
+            state.payment_failure = None;
+        }
+        E::PaymentFailed { reason, .. } => state.payment_failure = Some(reason.clone()),
+        E::ReadyToShip {} => state.status = OrderStatus::ReadyToShip,
+        E::Shipped { shipment_id, carrier, tracking_number, .. } => {
+            state.status = OrderStatus::Shipped;
+            state.shipment = Some(Shipment {
+                shipment_id: shipment_id.clone(),
+                carrier: carrier.clone(),
+                tracking_number: tracking_number.clone(),
+            });
+        }
+        E::Delivered { .. } => state.status = OrderStatus::Delivered,
+        E::Cancelled { reason, .. } => {
+            state.status = OrderStatus::Cancelled;
+            state.cancel_reason = reason.clone();
+            state.reserved.clear();
+        }
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OrderCommand as C;
+    use OrderEvent as E;
+
+    fn line(sku: &str, quantity: u32, price: u64) -> OrderLine {
+        OrderLine { sku: sku.into(), quantity, unit_price_minor: price }
+    }
+
+    fn place() -> OrderCommand {
+        C::Place { customer_id: "c1".into(), currency: "EUR".into(), lines: vec![line("A", 2, 500), line("B", 1, 250)] }
+    }
+
+    /// Runs commands from an empty stream, panicking on a rejection.
+    fn given(commands: &[OrderCommand]) -> OrderState {
+        commands.iter().fold(OrderState::default(), |state, command| {
+            let events = decide(&state, command).unwrap_or_else(|r| panic!("{command:?} rejected: {r}"));
+            Order::fold(state, &events)
+        })
+    }
+
+    fn reserve(sku: &str, attempt: u32, quantity: u32) -> OrderCommand {
+        C::RecordReservation { sku: sku.into(), attempt, quantity }
+    }
+
+    fn pay(amount: u64) -> OrderCommand {
+        C::AuthorizePayment { payment_id: "p1".into(), amount_minor: amount, currency: "EUR".into() }
+    }
+
+    fn ship() -> OrderCommand {
+        C::Ship { shipment_id: "s1".into(), carrier: "DHL".into(), tracking_number: "T1".into() }
+    }
+
+    fn reserved_and_paid() -> Vec<OrderCommand> {
+        vec![place(), C::Confirm, reserve("A", 1, 2), reserve("B", 1, 1), pay(1250)]
+    }
+
+    fn rejected_code(state: &OrderState, command: &OrderCommand) -> &'static str {
+        match decide(state, command) {
+            Err(rejection) => rejection.code(),
+            Ok(events) => panic!("{command:?} was accepted: {events:?}"),
+        }
+    }
+
+    #[test]
+    fn placing_records_lines_and_total() {
+        let state = given(&[place()]);
+        assert_eq!(state.status, OrderStatus::Placed);
+        assert_eq!(state.total_minor(), 1250);
+        assert_eq!(rejected_code(&state, &place()), "order-exists");
+    }
+
+    #[test]
+    fn placing_validates_its_input() {
+        let empty = OrderState::default();
+        let with = |customer: &str, currency: &str, lines: Vec<OrderLine>| C::Place {
+            customer_id: customer.into(),
+            currency: currency.into(),
+            lines,
+        };
+        assert_eq!(rejected_code(&empty, &with("", "EUR", vec![line("A", 1, 1)])), "invalid-customer");
+        assert_eq!(rejected_code(&empty, &with("c", "eur", vec![line("A", 1, 1)])), "invalid-currency");
+        assert_eq!(rejected_code(&empty, &with("c", "EURO", vec![line("A", 1, 1)])), "invalid-currency");
+        assert_eq!(rejected_code(&empty, &with("c", "EUR", vec![])), "no-lines");
+        assert_eq!(rejected_code(&empty, &with("c", "EUR", vec![line("A", 0, 1)])), "invalid-quantity");
+        assert_eq!(rejected_code(&empty, &with("c", "EUR", vec![line("", 1, 1)])), "invalid-line");
+        assert_eq!(rejected_code(&empty, &with("c", "EUR", vec![line("A", 1, u64::MAX)])), "invalid-price");
+        assert_eq!(rejected_code(&empty, &with("c", "EUR", vec![line("A", 1, 1), line("A", 2, 1)])), "duplicate-sku");
+        let too_many = (0..=MAX_LINES).map(|i| line(&format!("S{i}"), 1, 1)).collect();
+        assert_eq!(rejected_code(&empty, &with("c", "EUR", too_many)), "too-many-lines");
+    }
+
+    #[test]
+    fn commands_on_an_unknown_order_are_not_found() {
+        let empty = OrderState::default();
+        for command in [C::Confirm, C::Cancel { reason: None }, pay(1), C::RemoveLine { sku: "A".into() }] {
+            assert_eq!(rejected_code(&empty, &command), "not-found");
+        }
+    }
+
+    #[test]
+    fn lines_change_only_while_placed_and_unpaid() {
+        let placed = given(&[place()]);
+        let added = given(&[place(), C::AddLine { line: line("C", 3, 100) }]);
+        assert_eq!(added.total_minor(), 1550);
+        let removed = given(&[place(), C::RemoveLine { sku: "A".into() }]);
+        assert_eq!(removed.lines.len(), 1);
+        assert_eq!(rejected_code(&placed, &C::AddLine { line: line("A", 1, 1) }), "duplicate-sku");
+        assert_eq!(rejected_code(&placed, &C::AddLine { line: line("C", 0, 1) }), "invalid-quantity");
+        assert_eq!(rejected_code(&placed, &C::RemoveLine { sku: "Z".into() }), "no-such-line");
+        let confirmed = given(&[place(), C::Confirm]);
+        assert_eq!(rejected_code(&confirmed, &C::AddLine { line: line("C", 1, 1) }), "order-not-placed");
+        assert_eq!(rejected_code(&confirmed, &C::RemoveLine { sku: "A".into() }), "order-not-placed");
+        let paid = given(&[place(), pay(1250)]);
+        assert_eq!(rejected_code(&paid, &C::AddLine { line: line("C", 1, 1) }), "already-paid");
+    }
+
+    #[test]
+    fn confirming_starts_a_reservation_attempt_for_every_line() {
+        let placed = given(&[place()]);
+        let events = decide(&placed, &C::Confirm).unwrap();
+        assert_eq!(
+            events,
+            vec![E::Confirmed {
+                attempt: 1,
+                lines: vec![
+                    LineQuantity { sku: "A".into(), quantity: 2 },
+                    LineQuantity { sku: "B".into(), quantity: 1 }
+                ]
+            }]
+        );
+        let confirmed = Order::fold(placed, &events);
+        assert_eq!(decide(&confirmed, &C::Confirm).unwrap(), vec![], "confirming twice is a no-op");
+        let emptied = given(&[place(), C::RemoveLine { sku: "A".into() }, C::RemoveLine { sku: "B".into() }]);
+        assert_eq!(rejected_code(&emptied, &C::Confirm), "no-lines");
+    }
+
+    #[test]
+    fn all_lines_reserved_makes_the_order_reserved() {
+        let state = given(&[place(), C::Confirm, reserve("A", 1, 2)]);
+        assert_eq!(state.status, OrderStatus::Confirmed);
+        assert_eq!(decide(&state, &reserve("A", 1, 2)).unwrap(), vec![], "a repeated reservation is a no-op");
+        let state = given(&[place(), C::Confirm, reserve("A", 1, 2), reserve("B", 1, 1)]);
+        assert_eq!(state.status, OrderStatus::Reserved);
+    }
+
+    #[test]
+    fn payment_and_reservation_in_either_order_lead_to_ready_to_ship() {
+        let reserved_then_paid = given(&reserved_and_paid());
+        assert_eq!(reserved_then_paid.status, OrderStatus::ReadyToShip);
+        let paid_then_reserved = given(&[place(), pay(1250), C::Confirm, reserve("B", 1, 1), reserve("A", 1, 2)]);
+        assert_eq!(paid_then_reserved.status, OrderStatus::ReadyToShip);
+        let paid_before_confirmation = given(&[place(), pay(1250)]);
+        assert_eq!(paid_before_confirmation.status, OrderStatus::Placed);
+    }
+
+    #[test]
+    fn payments_are_checked_against_the_order() {
+        let placed = given(&[place()]);
+        assert_eq!(rejected_code(&placed, &pay(1000)), "amount-mismatch");
+        let usd = C::AuthorizePayment { payment_id: "p1".into(), amount_minor: 1250, currency: "USD".into() };
+        assert_eq!(rejected_code(&placed, &usd), "currency-mismatch");
+        let paid = given(&[place(), pay(1250)]);
+        assert_eq!(decide(&paid, &pay(1250)).unwrap(), vec![], "the same payment twice is a no-op");
+        let other = C::AuthorizePayment { payment_id: "p2".into(), amount_minor: 1250, currency: "EUR".into() };
+        assert_eq!(rejected_code(&paid, &other), "already-paid");
+        let failed = C::FailPayment { payment_id: "p2".into(), reason: "declined".into() };
+        assert_eq!(rejected_code(&paid, &failed), "already-paid");
+        let cancelled = given(&[place(), C::Cancel { reason: None }]);
+        assert_eq!(rejected_code(&cancelled, &pay(1250)), "invalid-status");
+    }
+
+    #[test]
+    fn a_failed_payment_is_recorded_and_a_later_one_can_succeed() {
+        let failed = given(&[place(), C::FailPayment { payment_id: "p0".into(), reason: "declined".into() }]);
+        assert_eq!(failed.payment_failure.as_deref(), Some("declined"));
+        assert_eq!(failed.status, OrderStatus::Placed);
+        let paid = Order::fold(failed.clone(), &decide(&failed, &pay(1250)).unwrap());
+        assert!(paid.payment.is_some());
+        assert_eq!(paid.payment_failure, None);
+    }
+
+    #[test]
+    fn a_failed_reservation_backorders_and_releases_what_was_reserved() {
+        let state = given(&[place(), C::Confirm, reserve("A", 1, 2)]);
+        let events = decide(&state, &C::RecordReservationFailure { sku: "B".into(), attempt: 1 }).unwrap();
+        assert_eq!(
+            events,
+            vec![E::Backordered {
+                attempt: 1,
+                sku: "B".into(),
+                release: vec![LineQuantity { sku: "A".into(), quantity: 2 }]
+            }]
+        );
+        let backordered = Order::fold(state, &events);
+        assert_eq!(backordered.status, OrderStatus::Backordered);
+        assert!(backordered.reserved.is_empty());
+        // A reservation that arrives after the backorder is handed back.
+        assert_eq!(
+            decide(&backordered, &reserve("A", 1, 2)).unwrap(),
+            vec![E::ReservationDeclined { attempt: 1, sku: "A".into(), quantity: 2 }]
+        );
+        // A second failure for the same attempt changes nothing.
+        let again = C::RecordReservationFailure { sku: "A".into(), attempt: 1 };
+        assert_eq!(decide(&backordered, &again).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_backordered_order_can_be_confirmed_again_as_a_new_attempt() {
+        let backordered =
+            given(&[place(), C::Confirm, C::RecordReservationFailure { sku: "B".into(), attempt: 1 }, C::Confirm]);
+        assert_eq!(backordered.status, OrderStatus::Confirmed);
+        assert_eq!(backordered.attempt, 2);
+        assert_eq!(
+            decide(&backordered, &reserve("A", 1, 2)).unwrap(),
+            vec![E::ReservationDeclined { attempt: 1, sku: "A".into(), quantity: 2 }],
+            "a reservation of the first attempt is declined"
+        );
+        let reserved = given(&[
+            place(),
+            C::Confirm,
+            C::RecordReservationFailure { sku: "B".into(), attempt: 1 },
+            C::Confirm,
+            reserve("A", 2, 2),
+            reserve("B", 2, 1),
+        ]);
+        assert_eq!(reserved.status, OrderStatus::Reserved);
+    }
+
+    #[test]
+    fn cancelling_releases_reserved_stock_and_is_idempotent() {
+        let state = given(&[place(), C::Confirm, reserve("A", 1, 2)]);
+        let events = decide(&state, &C::Cancel { reason: Some("changed mind".into()) }).unwrap();
+        assert_eq!(
+            events,
+            vec![E::Cancelled {
+                reason: Some("changed mind".into()),
+                attempt: 1,
+                release: vec![LineQuantity { sku: "A".into(), quantity: 2 }]
+            }]
+        );
+        let cancelled = Order::fold(state, &events);
+        assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        assert_eq!(decide(&cancelled, &C::Cancel { reason: None }).unwrap(), vec![]);
+        assert_eq!(rejected_code(&cancelled, &C::Confirm), "invalid-status");
+        // The reservation of the other line, arriving late, is handed back.
+        assert_eq!(
+            decide(&cancelled, &reserve("B", 1, 1)).unwrap(),
+            vec![E::ReservationDeclined { attempt: 1, sku: "B".into(), quantity: 1 }]
+        );
+    }
+
+    #[test]
+    fn shipping_and_delivery() {
+        let ready = given(&reserved_and_paid());
+        let shipped_events = decide(&ready, &ship()).unwrap();
+        assert!(matches!(&shipped_events[..], [E::Shipped { attempt: 1, lines, .. }] if lines.len() == 2));
+        let shipped = Order::fold(ready, &shipped_events);
+        assert_eq!(shipped.status, OrderStatus::Shipped);
+        assert_eq!(decide(&shipped, &ship()).unwrap(), vec![], "the same dispatch twice is a no-op");
+        assert_eq!(rejected_code(&shipped, &C::Cancel { reason: None }), "invalid-status");
+        assert_eq!(rejected_code(&shipped, &C::Deliver { shipment_id: "other".into() }), "unknown-shipment");
+        let delivered = given(&[reserved_and_paid(), vec![ship(), C::Deliver { shipment_id: "s1".into() }]].concat());
+        assert_eq!(delivered.status, OrderStatus::Delivered);
+        assert_eq!(decide(&delivered, &C::Deliver { shipment_id: "s1".into() }).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn shipping_needs_an_order_that_is_ready() {
+        for state in [given(&[place()]), given(&[place(), C::Confirm]), given(&[place(), pay(1250)])] {
+            assert_eq!(rejected_code(&state, &ship()), "invalid-status");
+            assert_eq!(rejected_code(&state, &C::Deliver { shipment_id: "s1".into() }), "invalid-status");
+        }
+    }
+
+    #[test]
+    fn events_serialize_with_type_and_camel_case_data() {
+        let event = E::Placed { customer_id: "c".into(), currency: "EUR".into(), lines: vec![line("A", 1, 5)] };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "Placed");
+        assert_eq!(json["data"]["customerId"], "c");
+        assert_eq!(json["data"]["lines"][0]["unitPriceMinor"], 5);
+        let ready = serde_json::to_value(E::ReadyToShip {}).unwrap();
+        assert_eq!(serde_json::from_value::<OrderEvent>(ready).unwrap(), E::ReadyToShip {});
+    }
+}

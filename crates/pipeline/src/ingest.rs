@@ -1,0 +1,347 @@
+//! Ingestion: CloudEvents from back-end systems (Kafka topics, or
+//! `POST /api/events`) mapped to commands and executed, idempotent by the
+//! CloudEvents `source` + `id`. A message that cannot be decoded, mapped or
+//! applied is written to `orderflow.deadletter` with its original bytes,
+//! headers, origin and the reason: never blocked on, never silently dropped.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
+use orderflow_domain::inventory::InventoryCommand;
+use orderflow_domain::order::OrderCommand;
+use orderflow_domain::Command;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::cloudevents::{data_json, extension_text, to_message, DEADLETTER_TOPIC};
+use crate::ports::{MessageProducer, StoreError};
+use crate::processor::{fingerprint, CommandError, CommandProcessor, Envelope, Receipt};
+use crate::streams::is_valid_id;
+
+/// The CloudEvents types orderflow ingests (DESIGN §6).
+pub const INGESTED_TYPES: [&str; 6] = [
+    "payment.authorized",
+    "payment.failed",
+    "shipment.dispatched",
+    "shipment.delivered",
+    "stock.received",
+    "stock.adjusted",
+];
+
+/// Why a message could not be applied; the `kind` names it in dead letters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("not a CloudEvent: {0}")]
+    Undecodable(String),
+    #[error("unknown event type {0:?}; expected one of {types}", types = INGESTED_TYPES.join(", "))]
+    UnknownType(String),
+    #[error("invalid data for {event_type}: {reason}")]
+    InvalidData { event_type: String, reason: String },
+    #[error("refused: {0}")]
+    Rejected(String),
+    #[error("the id {0:?} was already used by this source for a different event")]
+    ConflictingDuplicate(String),
+}
+
+impl IngestError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IngestError::Undecodable(_) => "undecodable",
+            IngestError::UnknownType(_) => "unknown-type",
+            IngestError::InvalidData { .. } => "invalid-data",
+            IngestError::Rejected(_) => "rejected",
+            IngestError::ConflictingDuplicate(_) => "conflicting-duplicate",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentAuthorized {
+    order_id: String,
+    payment_id: String,
+    amount_minor: u64,
+    currency: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentFailed {
+    order_id: String,
+    payment_id: String,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ShipmentDispatched {
+    order_id: String,
+    shipment_id: String,
+    carrier: String,
+    tracking_number: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ShipmentDelivered {
+    order_id: String,
+    shipment_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StockReceived {
+    sku: String,
+    quantity: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StockAdjusted {
+    sku: String,
+    delta: i64,
+    reason: String,
+}
+
+/// The command an ingested CloudEvent stands for.
+pub fn command_for(event: &Event) -> Result<Command, IngestError> {
+    let event_type = event.ty();
+    if !INGESTED_TYPES.contains(&event_type) {
+        return Err(IngestError::UnknownType(event_type.to_string()));
+    }
+    let invalid = |reason: String| IngestError::InvalidData { event_type: event_type.to_string(), reason };
+    data_json(event).and_then(|data| map_data(event_type, data)).map_err(invalid)
+}
+
+fn map_data(event_type: &str, data: Value) -> Result<Command, String> {
+    let order =
+        |order_id: String, command| checked_id("orderId", &order_id).map(|()| Command::Order { order_id, command });
+    let inventory = |sku: String, command| checked_id("sku", &sku).map(|()| Command::Inventory { sku, command });
+    match event_type {
+        "payment.authorized" => {
+            let d: PaymentAuthorized = parse(data)?;
+            order(
+                d.order_id,
+                OrderCommand::AuthorizePayment {
+                    payment_id: d.payment_id,
+                    amount_minor: d.amount_minor,
+                    currency: d.currency,
+                },
+            )
+        }
+        "payment.failed" => {
+            let d: PaymentFailed = parse(data)?;
+            order(d.order_id, OrderCommand::FailPayment { payment_id: d.payment_id, reason: d.reason })
+        }
+        "shipment.dispatched" => {
+            let d: ShipmentDispatched = parse(data)?;
+            order(
+                d.order_id,
+                OrderCommand::Ship {
+                    shipment_id: d.shipment_id,
+                    carrier: d.carrier,
+                    tracking_number: d.tracking_number,
+                },
+            )
+        }
+        "shipment.delivered" => {
+            let d: ShipmentDelivered = parse(data)?;
+            order(d.order_id, OrderCommand::Deliver { shipment_id: d.shipment_id })
+        }
+        "stock.received" => {
+            let d: StockReceived = parse(data)?;
+            inventory(d.sku, InventoryCommand::Restock { quantity: d.quantity })
+        }
+        _ => {
+            let d: StockAdjusted = parse(data)?;
+            inventory(d.sku, InventoryCommand::Adjust { delta: d.delta, reason: d.reason })
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(data: Value) -> Result<T, String> {
+    serde_json::from_value(data).map_err(|e| e.to_string())
+}
+
+fn checked_id(field: &str, id: &str) -> Result<(), String> {
+    if is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(format!("{field} must be 1 to 64 letters, digits or -_.:"))
+    }
+}
+
+/// Where an ingested message came from; recorded in dead letters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "via", rename_all = "camelCase")]
+pub enum Origin {
+    #[serde(rename_all = "camelCase")]
+    Http { request_id: String },
+    #[serde(rename_all = "camelCase")]
+    Kafka { topic: String, partition: i32, offset: i64 },
+}
+
+/// One message as it arrived: what a dead letter must preserve.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub origin: Origin,
+    pub key: Option<String>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "camelCase")]
+pub enum Ingested {
+    /// The command ran (or was a no-op); durable.
+    Applied { receipt: Receipt },
+    /// The same message was applied before; nothing new happened.
+    Duplicate { receipt: Receipt },
+    /// Written to the dead-letter topic instead.
+    #[serde(rename_all = "camelCase")]
+    DeadLettered { kind: &'static str, reason: String },
+}
+
+pub struct Ingestor {
+    processor: Arc<CommandProcessor>,
+    producer: Arc<dyn MessageProducer>,
+}
+
+impl Ingestor {
+    pub fn new(processor: Arc<CommandProcessor>, producer: Arc<dyn MessageProducer>) -> Self {
+        Ingestor { processor, producer }
+    }
+
+    /// Applies one message, or dead-letters it. `Err` only when the store or
+    /// the dead-letter topic is unavailable: the caller must retry then.
+    pub async fn ingest(&self, delivery: &Delivery, event: Result<Event, String>) -> Result<Ingested, StoreError> {
+        match self.apply(event).await {
+            Ok(ingested) => Ok(ingested),
+            Err(IngestFailure::Store(error)) => Err(error),
+            Err(IngestFailure::Refused(error)) => {
+                self.dead_letter(delivery, &error).await?;
+                Ok(Ingested::DeadLettered { kind: error.kind(), reason: error.to_string() })
+            }
+        }
+    }
+
+    async fn apply(&self, event: Result<Event, String>) -> Result<Ingested, IngestFailure> {
+        let event = event.map_err(IngestError::Undecodable)?;
+        let command = command_for(&event)?;
+        let message_id = format!("{}#{}", event.source(), event.id());
+        let data = data_json(&event).unwrap_or_default();
+        let mut envelope = Envelope::idempotent(
+            message_id.clone(),
+            fingerprint(&[event.ty().as_bytes(), data.to_string().as_bytes()]),
+        );
+        if let Some(correlation_id) = extension_text(&event, "correlationid") {
+            envelope.correlation_id = correlation_id;
+        }
+        match self.processor.execute(&command, &envelope).await {
+            Ok(receipt) if receipt.duplicate => Ok(Ingested::Duplicate { receipt }),
+            Ok(receipt) => Ok(Ingested::Applied { receipt }),
+            Err(CommandError::Rejected(rejection)) => Err(IngestError::Rejected(rejection.to_string()).into()),
+            Err(CommandError::KeyReused) => Err(IngestError::ConflictingDuplicate(event.id().to_string()).into()),
+            Err(CommandError::Store(error)) => Err(IngestFailure::Store(error)),
+            Err(error @ (CommandError::PreconditionFailed { .. } | CommandError::Contention(_))) => {
+                Err(IngestFailure::Store(StoreError::Unavailable(error.to_string())))
+            }
+        }
+    }
+
+    /// Writes the message as it arrived to `orderflow.deadletter`.
+    pub async fn dead_letter(&self, delivery: &Delivery, error: &IngestError) -> Result<(), StoreError> {
+        let message = dead_letter_message(delivery, error).map_err(StoreError::Corrupt)?;
+        tracing::warn!(kind = error.kind(), reason = %error, origin = ?delivery.origin, "message dead-lettered");
+        self.producer.send(vec![message]).await
+    }
+}
+
+enum IngestFailure {
+    Refused(IngestError),
+    Store(StoreError),
+}
+
+impl From<IngestError> for IngestFailure {
+    fn from(error: IngestError) -> Self {
+        IngestFailure::Refused(error)
+    }
+}
+
+/// The dead letter of a delivery: a CloudEvent `orderflow.deadletter` whose
+/// data holds the reason, the origin, the headers and the original bytes. Its
+/// id is a digest of origin and payload, so a redelivered bad message yields a
+/// dead letter with the same id.
+pub fn dead_letter_message(delivery: &Delivery, error: &IngestError) -> Result<crate::ports::Message, String> {
+    let origin = serde_json::to_value(&delivery.origin).map_err(|e| e.to_string())?;
+    let headers: Map<String, Value> = delivery
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let value = match std::str::from_utf8(value) {
+                Ok(text) => Value::String(text.to_string()),
+                Err(_) => json!({"base64": base64::engine::general_purpose::STANDARD.encode(value)}),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    let data = json!({
+        "kind": error.kind(),
+        "reason": error.to_string(),
+        "origin": origin,
+        "key": delivery.key,
+        "headers": headers,
+        "payload": std::str::from_utf8(&delivery.payload).ok(),
+        "payloadBase64": base64::engine::general_purpose::STANDARD.encode(&delivery.payload),
+    });
+    let event = EventBuilderV10::new()
+        .id(fingerprint(&[origin.to_string().as_bytes(), &delivery.payload]))
+        .source("/orderflow/ingest")
+        .ty("orderflow.deadletter")
+        .time(chrono::Utc::now())
+        .data("application/json", data)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(to_message(DEADLETTER_TOPIC, delivery.key.clone(), &event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ty: &str, data: Value) -> Event {
+        EventBuilderV10::new().id("1").source("/test").ty(ty).data("application/json", data).build().unwrap()
+    }
+
+    #[test]
+    fn maps_every_ingested_type() {
+        let cases = [
+            ("payment.authorized", json!({"orderId":"o1","paymentId":"p","amountMinor":10,"currency":"EUR"})),
+            ("payment.failed", json!({"orderId":"o1","paymentId":"p","reason":"declined"})),
+            ("shipment.dispatched", json!({"orderId":"o1","shipmentId":"s","carrier":"DHL","trackingNumber":"T"})),
+            ("shipment.delivered", json!({"orderId":"o1","shipmentId":"s"})),
+            ("stock.received", json!({"sku":"A","quantity":5})),
+            ("stock.adjusted", json!({"sku":"A","delta":-2,"reason":"count"})),
+        ];
+        for (ty, data) in cases {
+            assert!(command_for(&event(ty, data)).is_ok(), "{ty}");
+        }
+    }
+
+    #[test]
+    fn refuses_unknown_types_and_bad_data() {
+        assert_eq!(command_for(&event("order.exploded", json!({}))).unwrap_err().kind(), "unknown-type");
+        let bad = [
+            ("stock.received", json!({"sku":"A"})),
+            ("stock.received", json!({"sku":"A","quantity":"five"})),
+            ("stock.received", json!({"sku":"A","quantity":-5})),
+            ("stock.received", json!({"sku":"a b","quantity":5})),
+            ("payment.authorized", json!([1, 2])),
+        ];
+        for (ty, data) in bad {
+            assert_eq!(command_for(&event(ty, data.clone())).unwrap_err().kind(), "invalid-data", "{data}");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! orderflow's pipeline: the stateless steps of DESIGN §1, written once
+//! against the narrow ports in [`ports`].
+//!
+//! - [`processor`]: load state, decide, append (optimistic, idempotent).
+//! - [`ingest`]: CloudEvents from back-end systems → commands, or dead letters.
+//! - [`consumers`]: the change-feed consumers (`project-snapshots`,
+//!   `publish-events`, `fulfillment`) and the loop that drives them.
+//! - [`cloudevents`]: the CloudEvents Kafka binding of downstream messages.
+
+pub mod cloudevents;
+pub mod consumers;
+pub mod ingest;
+pub mod ports;
+pub mod processor;
+pub mod streams;
+
+pub use ports::StoreError;

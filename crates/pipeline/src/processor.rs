@@ -1,0 +1,274 @@
+//! The command processor: load the stream's tip, decide, append — atomically,
+//! with optimistic concurrency and idempotency.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use orderflow_domain::inventory::Inventory;
+use orderflow_domain::order::Order;
+use orderflow_domain::{Aggregate, Command, Rejection};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, StoreError};
+use crate::streams::{self, encode_event, encode_state, order_stream, sku_stream};
+
+/// Where a command comes from, and how it must be treated.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Recorded on every event as `messageId`.
+    pub message_id: String,
+    /// When set, a second command with this key has no second effect.
+    pub idempotency: Option<IdempotencyKey>,
+    /// When set, the command applies only to this version of the stream.
+    pub expected_version: Option<u64>,
+    pub correlation_id: String,
+    pub causation_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// A digest of what the command says, from [`fingerprint`].
+    pub fingerprint: String,
+}
+
+impl Envelope {
+    /// A command with no idempotency key and a fresh message id.
+    pub fn new() -> Self {
+        let id = Uuid::new_v4().to_string();
+        Envelope {
+            message_id: id.clone(),
+            idempotency: None,
+            expected_version: None,
+            correlation_id: id.clone(),
+            causation_id: id,
+        }
+    }
+
+    /// A command identified by `message_id`, idempotent by it.
+    pub fn idempotent(message_id: impl Into<String>, fingerprint: String) -> Self {
+        let message_id = message_id.into();
+        Envelope {
+            idempotency: Some(IdempotencyKey { key: message_id.clone(), fingerprint }),
+            correlation_id: message_id.clone(),
+            causation_id: message_id.clone(),
+            message_id,
+            expected_version: None,
+        }
+    }
+}
+
+impl Default for Envelope {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A hex SHA-256 digest of the given parts, for idempotency fingerprints.
+pub fn fingerprint(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The answer to an executed command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    pub stream_id: String,
+    /// The stream's version after the command.
+    pub version: u64,
+    pub status: Option<String>,
+    /// How many events this command appended (0 for a no-op).
+    pub appended: usize,
+    /// True when this is the stored answer of an earlier delivery.
+    #[serde(default, skip_serializing)]
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Rejected(Rejection),
+    #[error("the stream is at version {actual}, not {expected}")]
+    PreconditionFailed { expected: u64, actual: u64 },
+    #[error("the idempotency key was already used for a different command")]
+    KeyReused,
+    #[error("gave up after {0} concurrent writes to the same stream")]
+    Contention(u32),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct CommandProcessor {
+    store: Arc<dyn EventStore>,
+    max_attempts: u32,
+    /// Commands on one stream in this process wait for each other instead of
+    /// racing to a conflict; the store's version check still guards against
+    /// other processes.
+    locks: StreamLocks,
+}
+
+impl CommandProcessor {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        CommandProcessor { store, max_attempts: 10, locks: StreamLocks::default() }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    pub async fn execute(&self, command: &Command, envelope: &Envelope) -> Result<Receipt, CommandError> {
+        match command {
+            Command::Order { order_id, command } => self.run::<Order>(&order_stream(order_id), command, envelope).await,
+            Command::Inventory { sku, command } => self.run::<Inventory>(&sku_stream(sku), command, envelope).await,
+        }
+    }
+
+    async fn run<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        command: &A::Command,
+        envelope: &Envelope,
+    ) -> Result<Receipt, CommandError> {
+        let _turn = self.locks.lock(stream_id).await;
+        let key = envelope.idempotency.as_ref();
+        for attempt in 1..=self.max_attempts {
+            let loaded = self.store.load(stream_id, key.map(|k| k.key.as_str())).await?;
+            if let Some(prior) = loaded.prior {
+                return replay(prior, key);
+            }
+            let (version, state) = match &loaded.tip {
+                Some(tip) => (tip.version, streams::decode_state::<A>(Some(&tip.state))?),
+                None => (0, A::State::default()),
+            };
+            if let Some(expected) = envelope.expected_version {
+                if expected != version {
+                    return Err(CommandError::PreconditionFailed { expected, actual: version });
+                }
+            }
+            let events = A::decide(&state, command).map_err(CommandError::Rejected)?;
+            if events.is_empty() {
+                let status = A::status(&state).map(str::to_string);
+                return Ok(Receipt {
+                    stream_id: stream_id.to_string(),
+                    version,
+                    status,
+                    appended: 0,
+                    duplicate: false,
+                });
+            }
+            let new_state = A::fold(state, &events);
+            let receipt = Receipt {
+                stream_id: stream_id.to_string(),
+                version: version + events.len() as u64,
+                status: A::status(&new_state).map(str::to_string),
+                appended: events.len(),
+                duplicate: false,
+            };
+            let append = Append {
+                stream_id: stream_id.to_string(),
+                expected_version: version,
+                events: records(stream_id, version, &events, envelope)?,
+                state: encode_state::<A>(&new_state)?,
+                idempotency: key.map(|k| IdempotencyRecord {
+                    key: k.key.clone(),
+                    fingerprint: k.fingerprint.clone(),
+                    receipt: serde_json::to_value(&receipt).unwrap_or_default(),
+                }),
+            };
+            match self.store.append(append).await? {
+                AppendOutcome::Appended { .. } => return Ok(receipt),
+                AppendOutcome::Duplicate(prior) => return replay(prior, key),
+                AppendOutcome::WrongVersion { actual } => {
+                    if let Some(expected) = envelope.expected_version {
+                        return Err(CommandError::PreconditionFailed { expected, actual });
+                    }
+                    tracing::debug!(stream_id, attempt, "concurrent write, deciding again");
+                    let jitter = fastrand::u64(0..=2_000 * u64::from(attempt));
+                    tokio::time::sleep(Duration::from_micros(jitter)).await;
+                }
+            }
+        }
+        Err(CommandError::Contention(self.max_attempts))
+    }
+}
+
+fn records<E: Serialize>(
+    stream_id: &str,
+    version: u64,
+    events: &[E],
+    envelope: &Envelope,
+) -> Result<Vec<EventRecord>, StoreError> {
+    let time = Utc::now();
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let (event_type, data) = encode_event(event)?;
+            Ok(EventRecord {
+                event_id: Uuid::new_v4(),
+                stream_id: stream_id.to_string(),
+                index: version + i as u64,
+                event_type,
+                data,
+                time,
+                correlation_id: envelope.correlation_id.clone(),
+                causation_id: envelope.causation_id.clone(),
+                message_id: envelope.message_id.clone(),
+            })
+        })
+        .collect()
+}
+
+fn replay(prior: IdempotencyRecord, key: Option<&IdempotencyKey>) -> Result<Receipt, CommandError> {
+    if key.is_some_and(|k| k.fingerprint != prior.fingerprint) {
+        return Err(CommandError::KeyReused);
+    }
+    let mut receipt: Receipt = serde_json::from_value(prior.receipt)
+        .map_err(|e| StoreError::Corrupt(format!("unreadable stored answer: {e}")))?;
+    receipt.duplicate = true;
+    receipt.appended = 0;
+    Ok(receipt)
+}
+
+/// One async mutex per stream that has a command in flight.
+#[derive(Default)]
+struct StreamLocks {
+    held: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct StreamTurn<'a> {
+    locks: &'a StreamLocks,
+    stream_id: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl StreamLocks {
+    async fn lock(&self, stream_id: &str) -> StreamTurn<'_> {
+        let mutex = {
+            let mut held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            held.entry(stream_id.to_string()).or_default().clone()
+        };
+        let guard = mutex.lock_owned().await;
+        StreamTurn { locks: self, stream_id: stream_id.to_string(), guard: Some(guard) }
+    }
+}
+
+impl Drop for StreamTurn<'_> {
+    fn drop(&mut self) {
+        let mut held = self.locks.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        drop(self.guard.take());
+        // The map's own reference is the last one: nobody waits, forget the stream.
+        if held.get(&self.stream_id).is_some_and(|mutex| Arc::strong_count(mutex) == 1) {
+            held.remove(&self.stream_id);
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The event store and its change feed on SQLite.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orderflow_pipeline::ports::{
+    Append, AppendOutcome, ChangeFeed, EventRecord, EventStore, FeedPage, FeedPosition, IdempotencyRecord, Loaded, Tip,
+};
+use orderflow_pipeline::StoreError;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::writer::unavailable;
+use crate::SqliteStore;
+
+/// The embedded store's feed is one range: the global sequence.
+const RANGE: &str = "all";
+
+const EVENT_COLUMNS: &str = "seq, stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id";
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn load(&self, stream_id: &str, idempotency_key: Option<&str>) -> Result<Loaded, StoreError> {
+        let stream_id = stream_id.to_string();
+        let key = idempotency_key.map(str::to_string);
+        let (tip, prior) = self
+            .read(move |conn| {
+                let tip = conn
+                    .query_row("SELECT version, state FROM tips WHERE stream_id = ?1", [&stream_id], |row| {
+                        Ok((row.get::<_, u64>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .optional()?;
+                let prior = match key {
+                    Some(key) => find_idempotency(conn, &stream_id, &key)?,
+                    None => None,
+                };
+                Ok((tip, prior))
+            })
+            .await?;
+        let tip = match tip {
+            Some((version, state)) => Some(Tip { version, state: parse_json(&state)? }),
+            None => None,
+        };
+        let prior = prior.map(|(key, fingerprint, receipt)| -> Result<_, StoreError> {
+            Ok(IdempotencyRecord { key, fingerprint, receipt: parse_json(&receipt)? })
+        });
+        Ok(Loaded { tip, prior: prior.transpose()? })
+    }
+
+    async fn append(&self, append: Append) -> Result<AppendOutcome, StoreError> {
+        self.write(move |conn| append_events(conn, append)).await
+    }
+
+    async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let stream_id = stream_id.to_string();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3"
+            ))?;
+            let rows = statement.query_map(params![stream_id, from_index, max as i64], event_row)?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })
+        .await?
+        .into_iter()
+        .map(|(_, record)| record)
+        .collect()
+    }
+}
+
+type IdempotencyRow = (String, String, String);
+
+fn find_idempotency(conn: &Connection, stream_id: &str, key: &str) -> rusqlite::Result<Option<IdempotencyRow>> {
+    conn.prepare_cached("SELECT key, fingerprint, receipt FROM idempotency WHERE stream_id = ?1 AND key = ?2")?
+        .query_row([stream_id, key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()
+}
+
+fn append_events(conn: &Connection, append: Append) -> Result<AppendOutcome, StoreError> {
+    if let Some(record) = &append.idempotency {
+        if let Some((key, fingerprint, receipt)) =
+            find_idempotency(conn, &append.stream_id, &record.key).map_err(unavailable)?
+        {
+            return Ok(AppendOutcome::Duplicate(IdempotencyRecord {
+                key,
+                fingerprint,
+                receipt: parse_json(&receipt)?,
+            }));
+        }
+    }
+    let actual: u64 = conn
+        .prepare_cached("SELECT version FROM tips WHERE stream_id = ?1")
+        .and_then(|mut s| s.query_row([&append.stream_id], |row| row.get(0)).optional())
+        .map_err(unavailable)?
+        .unwrap_or(0);
+    if actual != append.expected_version {
+        return Ok(AppendOutcome::WrongVersion { actual });
+    }
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO events (stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(unavailable)?;
+    for (i, event) in append.events.iter().enumerate() {
+        let index = append.expected_version + i as u64;
+        if event.index != index || event.stream_id != append.stream_id {
+            return Err(StoreError::Corrupt(format!("event {} does not follow {}", event.index, append.stream_id)));
+        }
+        insert
+            .execute(params![
+                event.stream_id,
+                event.index,
+                event.event_id.to_string(),
+                event.event_type,
+                event.data.to_string(),
+                event.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                event.correlation_id,
+                event.causation_id,
+                event.message_id,
+            ])
+            .map_err(unavailable)?;
+    }
+    let version = append.expected_version + append.events.len() as u64;
+    conn.prepare_cached(
+        "INSERT INTO tips (stream_id, version, state) VALUES (?1, ?2, ?3)
+         ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, state = excluded.state",
+    )
+    .and_then(|mut s| s.execute(params![append.stream_id, version, append.state.to_string()]))
+    .map_err(unavailable)?;
+    if let Some(record) = &append.idempotency {
+        conn.prepare_cached("INSERT INTO idempotency (stream_id, key, fingerprint, receipt) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| {
+                s.execute(params![append.stream_id, record.key, record.fingerprint, record.receipt.to_string()])
+            })
+            .map_err(unavailable)?;
+    }
+    Ok(AppendOutcome::Appended { version })
+}
+
+/// A row of `events` as (seq, record); a value that does not parse becomes a
+/// conversion error rather than a panic.
+fn event_row(row: &Row) -> rusqlite::Result<(u64, Result<EventRecord, StoreError>)> {
+    let seq: u64 = row.get(0)?;
+    let event_id: String = row.get(3)?;
+    let data: String = row.get(5)?;
+    let time: String = row.get(6)?;
+    let record = (|| {
+        Ok(EventRecord {
+            stream_id: row.get(1).map_err(unavailable)?,
+            index: row.get(2).map_err(unavailable)?,
+            event_id: event_id.parse().map_err(|e| StoreError::Corrupt(format!("event id {event_id}: {e}")))?,
+            event_type: row.get(4).map_err(unavailable)?,
+            data: parse_json(&data)?,
+            time: chrono::DateTime::parse_from_rfc3339(&time)
+                .map_err(|e| StoreError::Corrupt(format!("event time {time}: {e}")))?
+                .to_utc(),
+            correlation_id: row.get(7).map_err(unavailable)?,
+            causation_id: row.get(8).map_err(unavailable)?,
+            message_id: row.get(9).map_err(unavailable)?,
+        })
+    })();
+    Ok((seq, record))
+}
+
+pub(crate) fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
+}
+
+#[async_trait]
+impl ChangeFeed for SqliteStore {
+    async fn ranges(&self) -> Result<Vec<String>, StoreError> {
+        Ok(vec![RANGE.to_string()])
+    }
+
+    async fn read(&self, _range: &str, continuation: Option<&str>, max: usize) -> Result<FeedPage, StoreError> {
+        let after = parse_position(continuation)?;
+        let rows = self
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))?;
+                let rows = statement.query_map(params![after, max as i64], event_row)?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let last = rows.last().map(|(seq, _)| *seq);
+        let events = rows.into_iter().map(|(_, record)| record).collect::<Result<Vec<_>, _>>()?;
+        let continuation = last.map(|seq| seq.to_string()).or_else(|| continuation.map(str::to_string));
+        Ok(FeedPage { events, continuation })
+    }
+
+    async fn wait_for_changes(&self, positions: &[FeedPosition], timeout: Duration) {
+        let mut head = self.inner.head.clone();
+        let after = positions.iter().filter_map(|p| parse_position(p.continuation.as_deref()).ok()).min().unwrap_or(0);
+        if *head.borrow_and_update() > after {
+            return;
+        }
+        let _ = tokio::time::timeout(timeout, head.changed()).await;
+    }
+}
+
+fn parse_position(continuation: Option<&str>) -> Result<u64, StoreError> {
+    match continuation {
+        None => Ok(0),
+        Some(text) => text.parse().map_err(|_| StoreError::Corrupt(format!("not a feed position: {text:?}"))),
+    }
+}

@@ -1,0 +1,100 @@
+//! The embedded store: every port of the pipeline on one SQLite file.
+//!
+//! - events, with a global gap-free sequence (`seq`) that is the change feed;
+//! - tips (version + folded state per stream) and idempotency records;
+//! - snapshots (read models), checkpoints, and an embedded topic log.
+//!
+//! WAL mode with `synchronous=FULL`: a write is on disk before it is
+//! acknowledged. All writes go through one writer thread that group-commits
+//! ([`writer`]); reads use a small pool of connections.
+
+mod events;
+mod read_models;
+mod schema;
+mod topics;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use orderflow_pipeline::StoreError;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::watch;
+
+pub use topics::TopicRecord;
+use writer::{unavailable, Writer};
+
+/// The file name of the store inside the data directory.
+pub const DB_FILE: &str = "orderflow.db";
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Writer,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    /// The highest event sequence number committed: change-feed consumers
+    /// wait on it.
+    head: watch::Receiver<u64>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display())))?;
+        let path = data_dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        schema::prepare(&conn).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let head: u64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0)).map_err(unavailable)?;
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)
+            .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;"));
+        let readers = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .build(manager)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let (head_tx, head) = watch::channel(head);
+        let writer = Writer::start(conn, head_tx)
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore { inner: Arc::new(Inner { path, writer, readers, head }) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs a read on a pooled connection, off the async threads.
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.get().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            work(&conn).map_err(unavailable)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.inner.writer.write(work).await
+    }
+
+    /// The sequence number of the newest event.
+    pub fn head(&self) -> u64 {
+        *self.inner.head.borrow()
+    }
+}

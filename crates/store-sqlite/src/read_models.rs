@@ -1,0 +1,131 @@
+//! Snapshots (read models) and change-feed checkpoints on SQLite.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use orderflow_pipeline::ports::{Checkpoints, Snapshot, SnapshotStore};
+use orderflow_pipeline::StoreError;
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::events::parse_json;
+use crate::writer::unavailable;
+use crate::SqliteStore;
+
+type SnapshotRow = (String, u64, String, Option<String>, String);
+
+fn snapshot_row(row: &Row) -> rusqlite::Result<SnapshotRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
+
+fn to_snapshot((stream_id, version, updated_at, customer_id, state): SnapshotRow) -> Result<Snapshot, StoreError> {
+    Ok(Snapshot {
+        updated_at: DateTime::parse_from_rfc3339(&updated_at)
+            .map_err(|e| StoreError::Corrupt(format!("snapshot time {updated_at}: {e}")))?
+            .to_utc(),
+        state: parse_json(&state)?,
+        stream_id,
+        version,
+        customer_id,
+    })
+}
+
+fn timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+#[async_trait]
+impl SnapshotStore for SqliteStore {
+    async fn get_many(&self, stream_ids: &[String]) -> Result<HashMap<String, Snapshot>, StoreError> {
+        let stream_ids = stream_ids.to_vec();
+        let rows = self
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT stream_id, version, updated_at, customer_id, state FROM snapshots WHERE stream_id = ?1",
+                )?;
+                let mut rows = Vec::with_capacity(stream_ids.len());
+                for stream_id in &stream_ids {
+                    if let Some(row) = statement.query_row([stream_id], snapshot_row).optional()? {
+                        rows.push(row);
+                    }
+                }
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter().map(|row| to_snapshot(row).map(|s| (s.stream_id.clone(), s))).collect()
+    }
+
+    async fn put(&self, snapshots: Vec<Snapshot>) -> Result<(), StoreError> {
+        if snapshots.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| {
+            let mut upsert = conn
+                .prepare_cached(
+                    "INSERT INTO snapshots (stream_id, version, updated_at, customer_id, state)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (stream_id) DO UPDATE SET
+                        version = excluded.version, updated_at = excluded.updated_at,
+                        customer_id = excluded.customer_id, state = excluded.state
+                     WHERE excluded.version > snapshots.version",
+                )
+                .map_err(unavailable)?;
+            for s in snapshots {
+                upsert
+                    .execute(params![
+                        s.stream_id,
+                        s.version,
+                        timestamp(s.updated_at),
+                        s.customer_id,
+                        s.state.to_string()
+                    ])
+                    .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn by_customer(&self, customer_id: &str, limit: usize) -> Result<Vec<Snapshot>, StoreError> {
+        let customer_id = customer_id.to_string();
+        let rows = self
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT stream_id, version, updated_at, customer_id, state FROM snapshots
+                     WHERE customer_id = ?1 ORDER BY updated_at DESC LIMIT ?2",
+                )?;
+                let rows = statement.query_map(params![customer_id, limit as i64], snapshot_row)?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        rows.into_iter().map(to_snapshot).collect()
+    }
+}
+
+#[async_trait]
+impl Checkpoints for SqliteStore {
+    async fn load(&self, consumer: &str, range: &str) -> Result<Option<String>, StoreError> {
+        let (consumer, range) = (consumer.to_string(), range.to_string());
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT continuation FROM checkpoints WHERE consumer = ?1 AND range = ?2")?
+                .query_row([consumer, range], |row| row.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    async fn save(&self, consumer: &str, range: &str, continuation: &str) -> Result<(), StoreError> {
+        let (consumer, range, continuation) = (consumer.to_string(), range.to_string(), continuation.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO checkpoints (consumer, range, continuation, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (consumer, range) DO UPDATE SET continuation = excluded.continuation,
+                    updated_at = excluded.updated_at",
+            )
+            .and_then(|mut s| s.execute(params![consumer, range, continuation, timestamp(Utc::now())]))
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}

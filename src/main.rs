@@ -1,0 +1,162 @@
+//! The `orderflow` command line.
+
+mod load;
+mod serve;
+mod settings;
+mod topics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use orderflow_api::ApiConfig;
+use settings::Settings;
+
+const DEFAULT_DATA_DIR: &str = ".orderflow";
+const DEFAULT_LISTEN: &str = "127.0.0.1:7071";
+
+/// Event-sourced order processing: orders, inventory and fulfillment.
+///
+/// Settings come from flags, then environment variables, then the `Values`
+/// of ./local.settings.json, in that order.
+#[derive(Parser)]
+#[command(name = "orderflow", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the whole pipeline in one process: the HTTP API on --listen and
+    /// the change-feed consumers (snapshots, downstream topics, fulfillment),
+    /// on the embedded store in --data-dir. Stops cleanly on Ctrl-C/SIGTERM.
+    Serve {
+        /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Address to serve HTTP on; port 0 picks a free one [setting OrderflowListen; default 127.0.0.1:7071]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Largest request body in bytes (413 beyond) [setting OrderflowMaxBodyBytes; default 262144]
+        #[arg(long, value_name = "BYTES")]
+        max_body_bytes: Option<usize>,
+    },
+    /// Drive a running `serve` with a workload and report throughput,
+    /// latency percentiles, errors and snapshot lag.
+    Load {
+        /// The server to load
+        #[arg(long, default_value = "http://127.0.0.1:7071", value_name = "URL")]
+        target: String,
+        /// Requests in flight at once (closed loop: each worker waits for its answer)
+        #[arg(long, short, default_value_t = 32)]
+        concurrency: usize,
+        /// How long to run, such as 30s or 2m
+        #[arg(long, short, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// `place` places orders only; `lifecycle` takes orders through payment and delivery
+        #[arg(long, value_enum, default_value = "place")]
+        workload: load::Workload,
+        /// Seed of the random choices, to repeat a run
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How many distinct SKUs orders draw from
+        #[arg(long, default_value_t = 200)]
+        skus: usize,
+        /// Print the result as one JSON object (no progress bar)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with topics (the embedded topic log).
+    Topics {
+        #[command(subcommand)]
+        command: TopicCommands,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicCommands {
+    /// Print a topic's CloudEvents as JSON lines (orderflow.orders,
+    /// orderflow.inventory, orderflow.deadletter).
+    Read {
+        /// The topic to read
+        topic: String,
+        /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Start at the first record (the default unless --follow)
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop after this many records
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Keep waiting for new records
+        #[arg(long, short)]
+        follow: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower=warn,hyper=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(&std::env::current_dir().context("cannot read the working directory")?)?;
+    let data_dir = |flag: Option<PathBuf>| {
+        flag.or_else(|| settings.get("OrderflowDataDir").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    };
+    match cli.command {
+        Commands::Serve { data_dir: dir, listen, max_body_bytes } => {
+            let listen = listen.or_else(|| settings.get("OrderflowListen")).unwrap_or_else(|| DEFAULT_LISTEN.into());
+            let listen: SocketAddr = listen
+                .parse()
+                .with_context(|| format!("--listen {listen:?} is not an address such as 127.0.0.1:7071"))?;
+            let mut api = ApiConfig {
+                api_keys: settings
+                    .get("OrderflowApiKeys")
+                    .map(|keys| keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect())
+                    .unwrap_or_default(),
+                ..ApiConfig::default()
+            };
+            match max_body_bytes.map(Ok).or_else(|| settings.get("OrderflowMaxBodyBytes").map(|v| v.parse())) {
+                Some(Ok(bytes)) if bytes > 0 => api.max_body_bytes = bytes,
+                Some(_) => anyhow::bail!("OrderflowMaxBodyBytes must be a positive number of bytes"),
+                None => {}
+            }
+            serve::serve(serve::ServeOptions { data_dir: data_dir(dir), listen, api }).await
+        }
+        Commands::Load { target, concurrency, duration, workload, seed, skus, json } => {
+            if concurrency == 0 {
+                anyhow::bail!("--concurrency must be at least 1");
+            }
+            load::run(load::LoadOptions { target, concurrency, duration, workload, seed, skus, json }).await
+        }
+        Commands::Topics { command: TopicCommands::Read { topic, data_dir: dir, from_beginning, count, follow } } => {
+            topics::read(topics::ReadOptions { data_dir: data_dir(dir), topic, from_beginning, count, follow }).await
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The HTTP API end to end: the real server on a random port over a real
+//! SQLite file, as a customer app or back-end system would use it.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::json;
+use support::{topic, until, Server};
+use tempfile::TempDir;
+
+fn server() -> (TempDir, Server) {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"));
+    (dir, server)
+}
+
+#[tokio::test]
+async fn an_order_goes_from_placed_to_delivered() {
+    let (_dir, server) = server();
+    assert_eq!(server.restock("SKU-A", 10).await.status, 200);
+    assert_eq!(server.restock("SKU-B", 1).await.status, 200);
+
+    let placed = server.place("o-1", &[("SKU-A", 2, 1250), ("SKU-B", 1, 500)]).await;
+    assert_eq!(placed.status, 201);
+    assert_eq!(placed.header("location"), Some("/api/orders/o-1"));
+    assert_eq!(placed.body, json!({"orderId": "o-1", "version": 1, "status": "Placed"}));
+
+    let confirmed = server.post_empty("/api/orders/o-1/confirm").await;
+    assert_eq!((confirmed.status.as_u16(), &confirmed.body["status"]), (200, &json!("Confirmed")));
+    let reserved = server.order_status("o-1", "Reserved").await;
+    assert_eq!(reserved["totalMinor"], 3000);
+    let sku_a = server.eventually("/api/inventory/SKU-A", |s| s["reserved"] == 2).await;
+    assert_eq!((sku_a["onHand"].as_u64(), sku_a["available"].as_u64()), (Some(10), Some(8)));
+
+    let paid = server
+        .event(
+            "pay-1",
+            "payment.authorized",
+            json!({"orderId": "o-1", "paymentId": "p-1", "amountMinor": 3000, "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(paid.status, 202, "{paid:?}");
+    assert_eq!(paid.body["receipt"]["status"], "ReadyToShip");
+    let dispatched = json!({"orderId": "o-1", "shipmentId": "s-1", "carrier": "DHL", "trackingNumber": "T-1"});
+    assert_eq!(server.event("ship-1", "shipment.dispatched", dispatched).await.status, 202);
+    assert_eq!(
+        server.event("del-1", "shipment.delivered", json!({"orderId": "o-1", "shipmentId": "s-1"})).await.status,
+        202
+    );
+
+    let delivered = server.order_status("o-1", "Delivered").await;
+    assert_eq!(delivered["shipment"]["trackingNumber"], "T-1");
+    // The shipped stock left the warehouse.
+    let sku_a = server.eventually("/api/inventory/SKU-A", |s| s["onHand"] == 8).await;
+    assert_eq!((sku_a["reserved"].as_u64(), sku_a["available"].as_u64()), (Some(0), Some(8)));
+
+    let history = server.history("o-1").await;
+    let types: Vec<&str> = history.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "Placed",
+            "Confirmed",
+            "LineReserved",
+            "LineReserved",
+            "Reserved",
+            "PaymentAuthorized",
+            "ReadyToShip",
+            "Shipped",
+            "Delivered"
+        ]
+    );
+    assert!(history.iter().enumerate().all(|(i, e)| e["index"] == i));
+
+    // Every event reaches the downstream topic with its CloudEvents attributes.
+    let on_topic = until(
+        || topic(&server.data_dir, "orderflow.orders").into_iter().filter(|e| e["subject"] == "Order-o-1").collect(),
+        |records: &Vec<serde_json::Value>| records.len() >= history.len(),
+    )
+    .await;
+    assert_eq!(on_topic.len(), history.len());
+    for (event, record) in history.iter().zip(&on_topic) {
+        assert_eq!(record["id"], event["eventId"]);
+        assert_eq!(record["source"], "/orderflow/orders");
+        assert_eq!(record["specversion"], "1.0");
+        assert_eq!(record["streamindex"], event["index"].to_string());
+        let expected_type = format!("orderflow.order.{}", event["type"].as_str().unwrap_or_default().to_lowercase());
+        assert_eq!(record["type"], expected_type);
+        assert_eq!(record["data"], event["data"]);
+    }
+    let inventory = topic(&server.data_dir, "orderflow.inventory");
+    assert!(inventory.iter().any(|e| e["type"] == "orderflow.inventory.stockreserved" && e["subject"] == "Sku-SKU-A"));
+}
+
+#[tokio::test]
+async fn a_missing_line_backorders_the_order_until_it_is_confirmed_again() {
+    let (_dir, server) = server();
+    server.restock("SKU-A", 5).await;
+    server.place("o-2", &[("SKU-A", 2, 100), ("SKU-B", 1, 100)]).await;
+    server.post_empty("/api/orders/o-2/confirm").await;
+    let backordered = server.order_status("o-2", "Backordered").await;
+    assert_eq!(backordered["backorderedSku"], "SKU-B");
+    // The line that could be reserved was released again.
+    server.eventually("/api/inventory/SKU-A", |s| s["reserved"] == 0 && s["version"] == 3).await;
+
+    // A restock alone leaves the order as it is ...
+    server.restock("SKU-B", 1).await;
+    server.eventually("/api/inventory/SKU-B", |s| s["onHand"] == 1).await;
+    assert_eq!(server.get("/api/orders/o-2").await.body["status"], "Backordered");
+    // ... confirming it again reserves both lines.
+    assert_eq!(server.post_empty("/api/orders/o-2/confirm").await.status, 200);
+    server.order_status("o-2", "Reserved").await;
+    server.eventually("/api/inventory/SKU-B", |s| s["available"] == 0).await;
+}
+
+#[tokio::test]
+async fn cancelling_releases_reserved_stock() {
+    let (_dir, server) = server();
+    server.restock("SKU-A", 3).await;
+    server.place("o-3", &[("SKU-A", 3, 100)]).await;
+    server.post_empty("/api/orders/o-3/confirm").await;
+    server.order_status("o-3", "Reserved").await;
+    server.eventually("/api/inventory/SKU-A", |s| s["available"] == 0).await;
+    let cancelled = server.post("/api/orders/o-3/cancel", json!({"reason": "changed my mind"})).await;
+    assert_eq!(cancelled.body["status"], "Cancelled");
+    let order = server.order_status("o-3", "Cancelled").await;
+    assert_eq!(order["cancelReason"], "changed my mind");
+    server.eventually("/api/inventory/SKU-A", |s| s["available"] == 3 && s["reserved"] == 0).await;
+    // A payment for a cancelled order is refused and recorded, not applied.
+    let late = server
+        .event(
+            "pay-late",
+            "payment.authorized",
+            json!({"orderId": "o-3", "paymentId": "p", "amountMinor": 300, "currency": "EUR"}),
+        )
+        .await;
+    late.assert_problem(422, "rejected");
+    assert_eq!(late.body["deadLettered"], true);
+    let dead = topic(&server.data_dir, "orderflow.deadletter");
+    assert!(dead.iter().any(|d| d["data"]["kind"] == "rejected"));
+}
+
+#[tokio::test]
+async fn business_rules_are_answered_with_422_and_change_nothing() {
+    let (_dir, server) = server();
+    server.place("o-4", &[("SKU-A", 1, 100)]).await;
+    server.place("o-4", &[("SKU-A", 1, 100)]).await.assert_problem(422, "order-exists");
+    server
+        .post("/api/orders/o-4/lines", json!({"sku": "SKU-A", "quantity": 1, "unitPriceMinor": 1}))
+        .await
+        .assert_problem(422, "duplicate-sku");
+    server.send(Method::DELETE, "/api/orders/o-4/lines/SKU-Z", None, &[]).await.assert_problem(422, "no-such-line");
+    let empty = json!({"customerId": "c", "currency": "EUR", "lines": []});
+    server.post("/api/orders", empty).await.assert_problem(422, "no-lines");
+    let zero =
+        json!({"customerId": "c", "currency": "EUR", "lines": [{"sku": "A", "quantity": 0, "unitPriceMinor": 1}]});
+    server.post("/api/orders", zero).await.assert_problem(422, "invalid-quantity");
+    let currency =
+        json!({"customerId": "c", "currency": "euro", "lines": [{"sku": "A", "quantity": 1, "unitPriceMinor": 1}]});
+    server.post("/api/orders", currency).await.assert_problem(422, "invalid-currency");
+
+    server.post_empty("/api/orders/o-4/confirm").await;
+    server
+        .post("/api/orders/o-4/lines", json!({"sku": "SKU-B", "quantity": 1, "unitPriceMinor": 1}))
+        .await
+        .assert_problem(422, "order-not-placed");
+    server.send(Method::DELETE, "/api/orders/o-4/lines/SKU-A", None, &[]).await.assert_problem(422, "order-not-placed");
+    server
+        .event(
+            "pay-x",
+            "payment.authorized",
+            json!({"orderId": "o-4", "paymentId": "p", "amountMinor": 99, "currency": "EUR"}),
+        )
+        .await
+        .assert_problem(422, "rejected");
+    server.post("/api/inventory/SKU-A/restock", json!({"quantity": 0})).await.assert_problem(422, "invalid-quantity");
+
+    // Only Placed and Confirmed were recorded.
+    let types: Vec<_> = server.history("o-4").await.iter().map(|e| e["type"].clone()).collect();
+    assert_eq!(types, [json!("Placed"), json!("Confirmed")]);
+}
+
+#[tokio::test]
+async fn unknown_orders_and_routes_are_404() {
+    let (_dir, server) = server();
+    server.get("/api/orders/nope").await.assert_problem(404, "not-found");
+    server.get("/api/orders/nope/events").await.assert_problem(404, "not-found");
+    server.get("/api/inventory/nope").await.assert_problem(404, "not-found");
+    server.post_empty("/api/orders/nope/confirm").await.assert_problem(404, "not-found");
+    server.post_empty("/api/orders/nope/cancel").await.assert_problem(404, "not-found");
+    server.get("/api/nothing-here").await.assert_problem(404, "not-found");
+    server.send(Method::PUT, "/api/orders/x", None, &[]).await.assert_problem(405, "method-not-allowed");
+    assert_eq!(server.get("/health").await.status, 200);
+    let none = server.get("/api/customers/nobody/orders").await;
+    assert_eq!(none.body, json!({"customerId": "nobody", "orders": []}));
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_has_no_effect() {
+    let (_dir, server) = server();
+    let json_type = [("content-type", "application/json")];
+    server.post_raw("/api/orders", "{\"customerId\": ", &json_type).await.assert_problem(400, "malformed-request");
+    let wrong_type =
+        json!({"customerId": "c", "currency": "EUR", "lines": [{"sku": "A", "quantity": "two", "unitPriceMinor": 1}]});
+    server.post("/api/orders", wrong_type).await.assert_problem(400, "malformed-request");
+    let negative =
+        json!({"customerId": "c", "currency": "EUR", "lines": [{"sku": "A", "quantity": -1, "unitPriceMinor": 1}]});
+    server.post("/api/orders", negative).await.assert_problem(400, "malformed-request");
+    let unknown_field = json!({"customerId": "c", "currency": "EUR", "lines": [], "discount": 5});
+    server.post("/api/orders", unknown_field).await.assert_problem(400, "malformed-request");
+    let bad_id = json!({"orderId": "a/b", "customerId": "c", "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "unitPriceMinor": 1}]});
+    server.post("/api/orders", bad_id).await.assert_problem(400, "malformed-request");
+    server.post_empty("/api/orders").await.assert_problem(400, "malformed-request");
+    let text = [("content-type", "text/plain")];
+    server.post_raw("/api/orders", "{}", &text).await.assert_problem(415, "unsupported-media-type");
+    let huge = format!("{{\"customerId\": \"{}\"}}", "x".repeat(300 * 1024));
+    server.post_raw("/api/orders", huge, &json_type).await.assert_problem(413, "too-large");
+    server.post("/api/inventory/SKU-A/restock", json!({"quantity": -3})).await.assert_problem(400, "malformed-request");
+    server
+        .send(Method::POST, "/api/orders/o/confirm", None, &[("if-match", "yesterday")])
+        .await
+        .assert_problem(400, "malformed-request");
+    server
+        .send(Method::POST, "/api/orders/o/confirm", None, &[("idempotency-key", "")])
+        .await
+        .assert_problem(400, "malformed-request");
+    server.get("/api/orders/o/events?limit=lots").await.assert_problem(400, "malformed-request");
+
+    // Ingestion: garbage, unknown type, missing and mistyped fields.
+    server.post_raw("/api/events", "garbage", &json_type).await.assert_problem(400, "undecodable");
+    server.event("e-1", "order.exploded", json!({})).await.assert_problem(422, "unknown-type");
+    server.event("e-2", "stock.received", json!({"sku": "A"})).await.assert_problem(400, "invalid-data");
+    server
+        .event("e-3", "stock.received", json!({"sku": "A", "quantity": "many"}))
+        .await
+        .assert_problem(400, "invalid-data");
+    let batch = [("content-type", "application/cloudevents-batch+json")];
+    server.post_raw("/api/events", "{\"not\": \"an array\"}", &batch).await.assert_problem(400, "undecodable");
+
+    // Nothing reached the event store; every bad message is kept as a dead letter.
+    assert_eq!(server.get("/api/inventory/A").await.status, 404);
+    let dead = topic(&server.data_dir, "orderflow.deadletter");
+    let kinds: Vec<_> = dead.iter().map(|d| d["data"]["kind"].as_str().unwrap_or_default().to_string()).collect();
+    assert_eq!(kinds, ["undecodable", "unknown-type", "invalid-data", "invalid-data", "undecodable"]);
+    assert_eq!(dead[0]["data"]["payload"], "garbage");
+    assert_eq!(dead[1]["data"]["headers"]["ce-type"], "order.exploded");
+    assert_eq!(topic(&server.data_dir, "orderflow.orders").len(), 0);
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_returns_the_first_answer() {
+    let (_dir, server) = server();
+    let body =
+        json!({"customerId": "c-9", "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "unitPriceMinor": 5}]});
+    let key = [("idempotency-key", "place-1")];
+    let first = server.send(Method::POST, "/api/orders", Some(body.clone()), &key).await;
+    let again = server.send(Method::POST, "/api/orders", Some(body.clone()), &key).await;
+    assert_eq!(first.status, 201);
+    assert_eq!((again.status, &again.body), (first.status, &first.body), "same key, same body, same answer");
+    let order_id = first.body["orderId"].as_str().unwrap_or_default().to_string();
+    let other =
+        json!({"customerId": "c-9", "currency": "USD", "lines": [{"sku": "A", "quantity": 1, "unitPriceMinor": 5}]});
+    server.send(Method::POST, "/api/orders", Some(other), &key).await.assert_problem(422, "idempotency-key-reused");
+
+    let add = json!({"sku": "B", "quantity": 2, "unitPriceMinor": 7});
+    let add_key = [("idempotency-key", "add-b")];
+    let path = format!("/api/orders/{order_id}/lines");
+    let added = server.send(Method::POST, &path, Some(add.clone()), &add_key).await;
+    let added_again = server.send(Method::POST, &path, Some(add), &add_key).await;
+    assert_eq!((added.status.as_u16(), &added.body), (200, &added_again.body));
+    assert_eq!(server.history(&order_id).await.len(), 2, "the retries appended nothing");
+    let orders = server.eventually("/api/customers/c-9/orders", |o| o["orders"][0]["version"] == 2).await;
+    assert_eq!(orders["orders"].as_array().map(Vec::len), Some(1));
+
+    // The same CloudEvent delivered twice is applied once.
+    let received = json!({"sku": "A", "quantity": 4});
+    assert_eq!(server.event("stock-1", "stock.received", received.clone()).await.body["outcome"], "applied");
+    assert_eq!(server.event("stock-1", "stock.received", received).await.body["outcome"], "duplicate");
+    server.eventually("/api/inventory/A", |s| s["onHand"] == 4 && s["version"] == 1).await;
+}
+
+#[tokio::test]
+async fn if_match_makes_a_command_conditional_and_reads_carry_etags() {
+    let (_dir, server) = server();
+    server.place("o-5", &[("A", 1, 5)]).await;
+    let stale = [("if-match", "\"7\"")];
+    let refused = server.send(Method::POST, "/api/orders/o-5/confirm", None, &stale).await;
+    refused.assert_problem(412, "version-mismatch");
+    assert_eq!(refused.body["currentVersion"], 1);
+    let current = [("if-match", "\"1\"")];
+    assert_eq!(server.send(Method::POST, "/api/orders/o-5/confirm", None, &current).await.status, 200);
+
+    // No stock for A: confirmation ends in Backordered, at version 3.
+    let order = server.order_status("o-5", "Backordered").await;
+    assert_eq!(order["version"], 3);
+    let read = server.get("/api/orders/o-5").await;
+    assert_eq!(read.header("etag"), Some("\"3\""));
+    let cached = server.send(Method::GET, "/api/orders/o-5", None, &[("if-none-match", "\"3\"")]).await;
+    assert_eq!(cached.status, 304);
+    let changed = server.send(Method::GET, "/api/orders/o-5", None, &[("if-none-match", "\"2\"")]).await;
+    assert_eq!(changed.status, 200);
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_one_stream_lose_no_update() {
+    let (_dir, server) = server();
+    server.place("o-6", &[("SKU-0", 1, 1)]).await;
+    let writers = 32;
+    let adds = (1..=writers).map(|i| {
+        let server = &server;
+        async move {
+            let line = json!({"sku": format!("SKU-{i}"), "quantity": 1, "unitPriceMinor": 1});
+            server.post("/api/orders/o-6/lines", line).await
+        }
+    });
+    let restocks = (0..writers).map(|_| server.restock("HOT", 1));
+    let (adds, restocks) = futures::join!(futures::future::join_all(adds), futures::future::join_all(restocks));
+    assert!(adds.iter().chain(&restocks).all(|a| a.status == 200), "{adds:?}");
+    let mut versions: Vec<u64> = adds.iter().filter_map(|a| a.body["version"].as_u64()).collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=writers as u64 + 1).collect::<Vec<_>>(), "every write got its own version");
+    let order = server.eventually("/api/orders/o-6", |o| o["version"] == writers + 1).await;
+    assert_eq!(order["lines"].as_array().map(Vec::len), Some(writers as usize + 1));
+    server.eventually("/api/inventory/HOT", |s| s["onHand"] == writers && s["version"] == writers).await;
+}
+
+#[tokio::test]
+async fn api_keys_when_configured_are_required() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start_with(&dir.path().join("data"), &[("OrderflowApiKeys", "k-1,k-2")]);
+    server.get("/api/orders/x").await.assert_problem(401, "unauthorized");
+    server
+        .send(Method::GET, "/api/orders/x", None, &[("x-api-key", "wrong")])
+        .await
+        .assert_problem(401, "unauthorized");
+    server.send(Method::GET, "/api/orders/x", None, &[("x-api-key", "k-2")]).await.assert_problem(404, "not-found");
+    let bearer = [("authorization", "Bearer k-1")];
+    server.send(Method::GET, "/api/orders/x", None, &bearer).await.assert_problem(404, "not-found");
+    assert_eq!(server.get("/health").await.status, 200, "health needs no key");
+}

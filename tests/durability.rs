@@ -1,0 +1,155 @@
+//! Restarts and crashes: nothing acknowledged is lost, no event is duplicated,
+//! and every consumer resumes from its checkpoint.
+
+mod support;
+
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+use support::{cli, topic, until, Server};
+use tempfile::TempDir;
+
+#[tokio::test]
+async fn a_clean_stop_finishes_its_work_and_a_restart_resumes_it() {
+    let dir = TempDir::new().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    server.restock("SKU-A", 100).await;
+    for i in 0..10 {
+        assert_eq!(server.place(&format!("o-{i}"), &[("SKU-A", 1, 10)]).await.status, 201);
+        assert_eq!(server.post_empty(&format!("/api/orders/o-{i}/confirm")).await.status, 200);
+    }
+    let status = server.stop();
+    assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
+
+    let server = Server::start(&data);
+    for i in 0..10 {
+        server.order_status(&format!("o-{i}"), "Reserved").await;
+    }
+    server.eventually("/api/inventory/SKU-A", |s| s["reserved"] == 10).await;
+}
+
+#[tokio::test]
+async fn a_crash_loses_no_acknowledged_command_and_duplicates_no_event() {
+    let dir = TempDir::new().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    server.restock("SKU-A", 1000).await;
+    // Acknowledged commands, then SIGKILL while consumers are still at work.
+    let mut acknowledged = Vec::new();
+    for i in 0..40 {
+        let order_id = format!("c-{i}");
+        if server.place(&order_id, &[("SKU-A", 2, 10)]).await.status == 201
+            && server.post_empty(&format!("/api/orders/{order_id}/confirm")).await.status == 200
+        {
+            acknowledged.push(order_id);
+        }
+    }
+    assert_eq!(acknowledged.len(), 40);
+    server.crash();
+
+    let server = Server::start(&data);
+    let mut events_in_store = 0;
+    for order_id in &acknowledged {
+        let order = server.order_status(order_id, "Reserved").await;
+        let history = server.history(order_id).await;
+        assert_eq!(order["version"].as_u64(), Some(history.len() as u64), "the snapshot is the fold of the stream");
+        let indexes: Vec<u64> = history.iter().filter_map(|e| e["index"].as_u64()).collect();
+        assert_eq!(indexes, (0..history.len() as u64).collect::<Vec<_>>());
+        events_in_store += history.len();
+    }
+    let sku = server.eventually("/api/inventory/SKU-A", |s| s["reserved"] == 80).await;
+    // One reservation per order, however often fulfillment saw the confirmation.
+    assert_eq!(sku["version"], 41);
+
+    // Every event is on the downstream topic at least once, in per-stream order.
+    let records =
+        until(|| topic(&data, "orderflow.orders"), |records: &Vec<Value>| unique_ids(records) == events_in_store).await;
+    let mut last_index: std::collections::HashMap<String, i64> = Default::default();
+    for record in &records {
+        let subject = record["subject"].as_str().unwrap_or_default().to_string();
+        let index: i64 = record["streamindex"].as_str().and_then(|i| i.parse().ok()).unwrap_or(-1);
+        let last = last_index.entry(subject).or_insert(-1);
+        assert!(index <= *last + 1, "per-stream order holds, with repeats only of what came before");
+        *last = (*last).max(index);
+    }
+}
+
+fn unique_ids(records: &[Value]) -> usize {
+    records.iter().filter_map(|r| r["id"].as_str()).collect::<HashSet<_>>().len()
+}
+
+#[tokio::test]
+async fn topics_read_prints_cloudevents_as_json_lines() {
+    let dir = TempDir::new().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    server.restock("SKU-A", 5).await;
+    until(|| topic(&data, "orderflow.inventory"), |records: &Vec<Value>| records.len() == 1).await;
+    let data_arg = data.to_string_lossy().to_string();
+    let line = cli(&["topics", "read", "orderflow.inventory", "--data-dir", &data_arg, "--count", "1"], dir.path());
+    let event: Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    assert_eq!(event["type"], "orderflow.inventory.restocked");
+    assert_eq!(event["subject"], "Sku-SKU-A");
+    assert_eq!(event["data"], json!({"quantity": 5}));
+    assert_eq!(event["streamindex"], "0");
+    assert!(cli(&["topics", "read", "no.such.topic", "--data-dir", &data_arg], dir.path()).is_empty());
+}
+
+#[test]
+fn the_cli_explains_itself_and_fails_clearly() {
+    let dir = TempDir::new().expect("temp dir");
+    let help = cli(&["--help"], dir.path());
+    assert!(help.contains("serve") && help.contains("topics"), "{help}");
+    let serve_help = cli(&["serve", "--help"], dir.path());
+    assert!(serve_help.contains("--data-dir") && serve_help.contains("--listen"), "{serve_help}");
+
+    let run = |args: &[&str]| {
+        std::process::Command::new(support::BIN).args(args).current_dir(dir.path()).output().expect("run orderflow")
+    };
+    let bad_flag = run(&["serve", "--bogus"]);
+    assert!(!bad_flag.status.success());
+    assert!(String::from_utf8_lossy(&bad_flag.stderr).contains("--bogus"));
+
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "not a directory").expect("write");
+    let unwritable = run(&["serve", "--listen", "127.0.0.1:0", "--data-dir", &blocker.join("sub").to_string_lossy()]);
+    let message = String::from_utf8_lossy(&unwritable.stderr);
+    assert!(!unwritable.status.success());
+    assert!(message.lines().last().is_some_and(|l| l.starts_with("error: cannot use data dir")), "{message}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let data = dir.path().join("data").to_string_lossy().to_string();
+    let in_use = run(&["serve", "--listen", &address, "--data-dir", &data]);
+    let message = String::from_utf8_lossy(&in_use.stderr);
+    assert!(!in_use.status.success());
+    assert!(message.contains(&format!("cannot listen on {address}")), "{message}");
+}
+
+#[test]
+fn one_data_dir_serves_one_process() {
+    let dir = TempDir::new().expect("temp dir");
+    let data = dir.path().join("data");
+    let _first = Server::start(&data);
+    let second = std::process::Command::new(support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &data.to_string_lossy()])
+        .output()
+        .expect("run orderflow");
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another orderflow serve is using data dir"));
+}
+
+#[test]
+fn settings_come_from_local_settings_json() {
+    let dir = TempDir::new().expect("temp dir");
+    std::fs::write(
+        dir.path().join("local.settings.json"),
+        json!({"IsEncrypted": false, "Values": {"OrderflowListen": "not-an-address"}}).to_string(),
+    )
+    .expect("write settings");
+    let output =
+        std::process::Command::new(support::BIN).arg("serve").current_dir(dir.path()).output().expect("run orderflow");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("\"not-an-address\""));
+}
