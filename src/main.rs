@@ -1,21 +1,22 @@
 //! The `orderflow` command line.
 
+mod config;
 mod load;
 mod serve;
 mod settings;
 mod topics;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use orderflow_api::ApiConfig;
+use config::{Config, Flags};
 use settings::Settings;
 
-const DEFAULT_DATA_DIR: &str = ".orderflow";
-const DEFAULT_LISTEN: &str = "127.0.0.1:7071";
+// A faster allocator for a server that allocates per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Event-sourced order processing: orders, inventory and fulfillment.
 ///
@@ -69,7 +70,8 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
-    /// Work with topics (the embedded topic log).
+    /// Work with topics: Kafka when KafkaBrokerList is set, else the
+    /// embedded topic log.
     Topics {
         #[command(subcommand)]
         command: TopicCommands,
@@ -96,6 +98,9 @@ enum TopicCommands {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Create every topic orderflow uses on the Kafka cluster (idempotent;
+    /// `serve` does it too) [settings KafkaBrokerList, KafkaPartitions]
+    Create,
 }
 
 fn main() -> ExitCode {
@@ -125,29 +130,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&std::env::current_dir().context("cannot read the working directory")?)?;
-    let data_dir = |flag: Option<PathBuf>| {
-        flag.or_else(|| settings.get("OrderflowDataDir").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
-    };
     match cli.command {
-        Commands::Serve { data_dir: dir, listen, max_body_bytes } => {
-            let listen = listen.or_else(|| settings.get("OrderflowListen")).unwrap_or_else(|| DEFAULT_LISTEN.into());
-            let listen: SocketAddr = listen
-                .parse()
-                .with_context(|| format!("--listen {listen:?} is not an address such as 127.0.0.1:7071"))?;
-            let mut api = ApiConfig {
-                api_keys: settings
-                    .get("OrderflowApiKeys")
-                    .map(|keys| keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect())
-                    .unwrap_or_default(),
-                ..ApiConfig::default()
-            };
-            match max_body_bytes.map(Ok).or_else(|| settings.get("OrderflowMaxBodyBytes").map(|v| v.parse())) {
-                Some(Ok(bytes)) if bytes > 0 => api.max_body_bytes = bytes,
-                Some(_) => anyhow::bail!("OrderflowMaxBodyBytes must be a positive number of bytes"),
-                None => {}
-            }
-            serve::serve(serve::ServeOptions { data_dir: data_dir(dir), listen, api }).await
+        Commands::Serve { data_dir, listen, max_body_bytes } => {
+            serve::serve(Config::resolve(Flags { data_dir, listen, max_body_bytes }, &settings)?).await
         }
         Commands::Load { target, concurrency, duration, workload, seed, skus, json } => {
             if concurrency == 0 {
@@ -155,8 +140,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             load::run(load::LoadOptions { target, concurrency, duration, workload, seed, skus, json }).await
         }
-        Commands::Topics { command: TopicCommands::Read { topic, data_dir: dir, from_beginning, count, follow } } => {
-            topics::read(topics::ReadOptions { data_dir: data_dir(dir), topic, from_beginning, count, follow }).await
+        Commands::Topics { command: TopicCommands::Read { topic, data_dir, from_beginning, count, follow } } => {
+            let config = Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?;
+            topics::read(&config, topics::ReadOptions { topic, from_beginning, count, follow }).await
+        }
+        Commands::Topics { command: TopicCommands::Create } => {
+            let config = Config::resolve(Flags::default(), &settings)?;
+            topics::create(&config).await
         }
     }
 }

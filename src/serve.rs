@@ -1,28 +1,24 @@
 //! `orderflow serve`: every pipeline step in one process, playing the part of
-//! the Functions host — the HTTP routes, and a change-feed loop with durable
-//! checkpoints for each consumer — on the embedded store.
+//! the Functions host — the HTTP routes, a change-feed loop with durable
+//! checkpoints for each consumer, and (with Kafka) the ingestion consumer —
+//! on the embedded store.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use orderflow_api::{router, ApiConfig, App};
+use orderflow_api::{router, App};
 use orderflow_pipeline::consumers::{Consumer, FeedRunner, Fulfillment, Projector, Publisher};
 use orderflow_pipeline::ingest::Ingestor;
+use orderflow_pipeline::ports::MessageProducer;
 use orderflow_pipeline::processor::CommandProcessor;
 use orderflow_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub struct ServeOptions {
-    pub data_dir: PathBuf,
-    pub listen: SocketAddr,
-    pub api: ApiConfig,
-}
+use crate::config::Config;
 
-pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+pub async fn serve(options: Config) -> anyhow::Result<()> {
     let data_dir = &options.data_dir;
     let store = SqliteStore::open(data_dir).with_context(|| format!("cannot use data dir {}", data_dir.display()))?;
     let _lock = lock_data_dir(data_dir)?;
@@ -32,20 +28,39 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let address = listener.local_addr().context("cannot read the listening address")?;
 
     let store = Arc::new(store);
+    // Topics: Kafka when configured, else the embedded topic log.
+    let (producer, kafka): (Arc<dyn MessageProducer>, _) = match &options.kafka {
+        Some(kafka) => {
+            let created = orderflow_kafka::create_topics(kafka, &orderflow_kafka::TOPICS)
+                .await
+                .context("cannot prepare the Kafka topics (KafkaBrokerList)")?;
+            if !created.is_empty() {
+                tracing::info!(?created, "created Kafka topics");
+            }
+            let producer = Arc::new(orderflow_kafka::KafkaProducer::new(kafka)?);
+            let consumer = orderflow_kafka::ingest::consumer(kafka)?;
+            (producer.clone() as Arc<dyn MessageProducer>, Some((producer, consumer)))
+        }
+        None => (store.clone(), None),
+    };
     let processor = Arc::new(CommandProcessor::new(store.clone()));
-    let ingestor = Arc::new(Ingestor::new(processor.clone(), store.clone()));
-    let app = App::new(processor.clone(), ingestor, store.clone(), &options.api.api_keys);
+    let ingestor = Arc::new(Ingestor::new(processor.clone(), producer.clone()));
+    let app = App::new(processor.clone(), ingestor.clone(), store.clone(), &options.api.api_keys);
 
     let (stop, stopped) = watch::channel(false);
     let consumers: [Arc<dyn Consumer>; 3] = [
         Arc::new(Projector::new(store.clone(), store.clone())),
-        Arc::new(Publisher::new(store.clone())),
+        Arc::new(Publisher::new(producer)),
         Arc::new(Fulfillment::new(processor)),
     ];
-    let runners: Vec<_> = consumers
+    let mut tasks: Vec<_> = consumers
         .into_iter()
         .map(|consumer| tokio::spawn(FeedRunner::new(store.clone(), store.clone(), consumer).run(stopped.clone())))
         .collect();
+    let kafka_producer = kafka.map(|(producer, consumer)| {
+        tasks.push(tokio::spawn(orderflow_kafka::ingest::run(consumer, ingestor, stopped.clone())));
+        producer
+    });
 
     // The first line on stdout says where to reach the server (tests read it).
     println!("orderflow serving http://{address} (store {})", store.path().display());
@@ -55,12 +70,15 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .await
         .context("the HTTP server failed")?;
 
-    tracing::info!("HTTP requests finished; stopping change-feed consumers");
+    tracing::info!("HTTP requests finished; stopping consumers");
     let _ = stop.send(true);
-    for runner in runners {
-        if tokio::time::timeout(Duration::from_secs(30), runner).await.is_err() {
-            tracing::warn!("a change-feed consumer did not stop within 30 s; it resumes from its checkpoint");
+    for task in tasks {
+        if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {
+            tracing::warn!("a consumer did not stop within 30 s; it resumes from its checkpoint");
         }
+    }
+    if let Some(producer) = kafka_producer {
+        producer.flush(Duration::from_secs(10));
     }
     tracing::info!("stopped");
     Ok(())

@@ -1,17 +1,19 @@
-//! `orderflow topics read TOPIC`: print a topic's CloudEvents as JSON lines.
+//! `orderflow topics`: read a topic's CloudEvents as JSON lines (Kafka when
+//! configured, else the embedded topic log), and create Kafka topics.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine as _;
 use orderflow_pipeline::cloudevents::{from_message, to_structured_json};
-use orderflow_store_sqlite::{SqliteStore, TopicRecord};
+use orderflow_pipeline::ports::Message;
+use orderflow_store_sqlite::SqliteStore;
 use serde_json::json;
 
+use crate::config::Config;
+
 pub struct ReadOptions {
-    pub data_dir: PathBuf,
     pub topic: String,
     /// Start at the first record even when following (the default otherwise).
     pub from_beginning: bool,
@@ -19,30 +21,55 @@ pub struct ReadOptions {
     pub follow: bool,
 }
 
-pub async fn read(options: ReadOptions) -> anyhow::Result<()> {
-    let path = options.data_dir.join(orderflow_store_sqlite::DB_FILE);
+pub async fn read(config: &Config, options: ReadOptions) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    // Prints one record; false once stdout is gone (`| head`) or broken.
+    let mut print = |message: &Message| match writeln!(out, "{}", render(message)).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => false,
+        Err(error) => {
+            failed = Some(error);
+            false
+        }
+    };
+    let from_beginning = options.from_beginning || !options.follow;
+    if let Some(kafka) = &config.kafka {
+        let read_options =
+            orderflow_kafka::reader::ReadOptions { from_beginning, follow: options.follow, count: options.count };
+        orderflow_kafka::reader::read_topic(kafka, &options.topic, read_options, |record| print(&record.message))
+            .await?;
+    } else {
+        read_embedded(config, &options, from_beginning, &mut print).await?;
+    }
+    match failed {
+        Some(error) => Err(anyhow::Error::new(error).context("cannot write to stdout")),
+        None => Ok(()),
+    }
+}
+
+async fn read_embedded(
+    config: &Config,
+    options: &ReadOptions,
+    from_beginning: bool,
+    print: &mut impl FnMut(&Message) -> bool,
+) -> anyhow::Result<()> {
+    let path = config.data_dir.join(orderflow_store_sqlite::DB_FILE);
     if !path.exists() {
         anyhow::bail!("no store at {} (start `orderflow serve` first, or pass --data-dir)", path.display());
     }
     let store =
-        SqliteStore::open(&options.data_dir).with_context(|| format!("cannot open {}", options.data_dir.display()))?;
-    let mut offset = if options.follow && !options.from_beginning { store.topic_len(&options.topic).await? } else { 0 };
+        SqliteStore::open(&config.data_dir).with_context(|| format!("cannot open {}", config.data_dir.display()))?;
+    let mut offset = if from_beginning { 0 } else { store.topic_len(&options.topic).await? };
     let mut printed = 0u64;
-    let mut out = std::io::stdout().lock();
     loop {
         let records = store.read_topic(&options.topic, offset, 500).await?;
         for record in &records {
-            if options.count.is_some_and(|count| printed >= count) {
+            if options.count.is_some_and(|count| printed >= count) || !print(&record.message) {
                 return Ok(());
-            }
-            if let Err(error) = writeln!(out, "{}", render(record)) {
-                return output_ended(error);
             }
             printed += 1;
             offset = record.offset + 1;
-        }
-        if let Err(error) = out.flush() {
-            return output_ended(error);
         }
         if records.is_empty() {
             if !options.follow || options.count.is_some_and(|count| printed >= count) {
@@ -53,26 +80,28 @@ pub async fn read(options: ReadOptions) -> anyhow::Result<()> {
     }
 }
 
-/// A reader that went away (`| head`) ends the output quietly.
-fn output_ended(error: std::io::Error) -> anyhow::Result<()> {
-    if error.kind() == std::io::ErrorKind::BrokenPipe {
-        Ok(())
-    } else {
-        Err(anyhow::Error::new(error).context("cannot write to stdout"))
-    }
-}
-
 /// The record as a structured CloudEvent, or as a raw record if it is not one.
-fn render(record: &TopicRecord) -> String {
-    let message = &record.message;
+fn render(message: &Message) -> String {
     match from_message(&message.headers, &message.value) {
         Ok(event) => to_structured_json(&event).to_string(),
         Err(reason) => json!({
-            "offset": record.offset,
             "key": message.key,
             "notCloudEvent": reason,
             "valueBase64": base64::engine::general_purpose::STANDARD.encode(&message.value),
         })
         .to_string(),
     }
+}
+
+pub async fn create(config: &Config) -> anyhow::Result<()> {
+    let Some(kafka) = &config.kafka else {
+        anyhow::bail!("KafkaBrokerList is not set: the embedded topic log needs no topics created");
+    };
+    let created = orderflow_kafka::create_topics(kafka, &orderflow_kafka::TOPICS).await?;
+    for topic in orderflow_kafka::TOPICS {
+        let name = kafka.topic(topic);
+        let state = if created.contains(&name) { "created" } else { "exists" };
+        println!("{name}\t{state}");
+    }
+    Ok(())
 }

@@ -199,6 +199,22 @@ pub async fn until<T: std::fmt::Debug>(mut probe: impl FnMut() -> T, done: impl 
     }
 }
 
+/// Like [`until`], for a probe that is async.
+pub async fn until_async<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
+    mut probe: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = probe().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "never got there; last {value:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs `orderflow` with arguments and returns its stdout, asserting success.
 pub fn cli(args: &[&str], dir: &Path) -> String {
     let output = Command::new(BIN).args(args).current_dir(dir).output().expect("run orderflow");

@@ -8,6 +8,8 @@
 //! - [`cloudevents`]: the CloudEvents Kafka binding of downstream messages.
 
 pub mod cloudevents;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod consumers;
 pub mod ingest;
 pub mod ports;

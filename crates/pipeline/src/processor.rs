@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, StoreError};
+use crate::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, StoreError, Tip};
 use crate::streams::{self, encode_event, encode_state, order_stream, sku_stream};
 
 /// Where a command comes from, and how it must be treated.
@@ -107,6 +107,13 @@ pub enum CommandError {
     Store(#[from] StoreError),
 }
 
+/// A tip read from the store, or the stored answer of a command that was
+/// already handled under the same idempotency key.
+enum Reload {
+    Tip(Current),
+    Answered(Receipt),
+}
+
 pub struct CommandProcessor {
     store: Arc<dyn EventStore>,
     max_attempts: u32,
@@ -114,11 +121,22 @@ pub struct CommandProcessor {
     /// racing to a conflict; the store's version check still guards against
     /// other processes.
     locks: StreamLocks,
+    /// The tips this process wrote last. A command decides on the cached tip
+    /// without reading the store; the append's version check tells when the
+    /// cache was stale, and then the tip is read and the command decided again.
+    tips: TipCache,
+}
+
+/// The state a command is decided on, and whether it was read from the store
+/// just now (authoritative) or taken from the cache / assumed empty.
+struct Current {
+    tip: Arc<Tip>,
+    authoritative: bool,
 }
 
 impl CommandProcessor {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        CommandProcessor { store, max_attempts: 10, locks: StreamLocks::default() }
+        CommandProcessor { store, max_attempts: 10, locks: StreamLocks::default(), tips: TipCache::new(20_000) }
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -132,6 +150,16 @@ impl CommandProcessor {
         }
     }
 
+    async fn load(&self, stream_id: &str, key: Option<&IdempotencyKey>) -> Result<Reload, CommandError> {
+        let loaded = self.store.load(stream_id, key.map(|k| k.key.as_str())).await?;
+        if let Some(prior) = loaded.prior {
+            return Ok(Reload::Answered(replay(prior, key)?));
+        }
+        let tip = Arc::new(loaded.tip.unwrap_or_else(empty_tip));
+        self.tips.insert(stream_id, tip.clone());
+        Ok(Reload::Tip(Current { tip, authoritative: true }))
+    }
+
     async fn run<A: Aggregate>(
         &self,
         stream_id: &str,
@@ -140,21 +168,31 @@ impl CommandProcessor {
     ) -> Result<Receipt, CommandError> {
         let _turn = self.locks.lock(stream_id).await;
         let key = envelope.idempotency.as_ref();
-        for attempt in 1..=self.max_attempts {
-            let loaded = self.store.load(stream_id, key.map(|k| k.key.as_str())).await?;
-            if let Some(prior) = loaded.prior {
-                return replay(prior, key);
-            }
-            let (version, state) = match &loaded.tip {
-                Some(tip) => (tip.version, streams::decode_state::<A>(Some(&tip.state))?),
-                None => (0, A::State::default()),
-            };
-            if let Some(expected) = envelope.expected_version {
-                if expected != version {
-                    return Err(CommandError::PreconditionFailed { expected, actual: version });
+        // A stream this process has not seen is assumed new: right for every
+        // new order, and checked by the append like any cached tip.
+        let mut current =
+            Current { tip: self.tips.get(stream_id).unwrap_or_else(|| Arc::new(empty_tip())), authoritative: false };
+        let mut conflicts = 0;
+        loop {
+            let state = streams::decode_state::<A>(Some(&current.tip.state))?;
+            let version = current.tip.version;
+            let decision = match envelope.expected_version {
+                Some(expected) if expected != version => {
+                    Err(CommandError::PreconditionFailed { expected, actual: version })
                 }
+                _ => A::decide(&state, command).map_err(CommandError::Rejected),
+            };
+            // Refusing, or doing nothing, on a tip that may be stale: read it
+            // first. (Appending is safe: the append checks the version.)
+            let appends = matches!(&decision, Ok(events) if !events.is_empty());
+            if !appends && !current.authoritative {
+                current = match self.load(stream_id, key).await? {
+                    Reload::Tip(current) => current,
+                    Reload::Answered(receipt) => return Ok(receipt),
+                };
+                continue;
             }
-            let events = A::decide(&state, command).map_err(CommandError::Rejected)?;
+            let events = decision?;
             if events.is_empty() {
                 let status = A::status(&state).map(str::to_string);
                 return Ok(Receipt {
@@ -173,31 +211,74 @@ impl CommandProcessor {
                 appended: events.len(),
                 duplicate: false,
             };
+            let new_state = encode_state::<A>(&new_state)?;
             let append = Append {
                 stream_id: stream_id.to_string(),
                 expected_version: version,
                 events: records(stream_id, version, &events, envelope)?,
-                state: encode_state::<A>(&new_state)?,
+                state: new_state.clone(),
                 idempotency: key.map(|k| IdempotencyRecord {
                     key: k.key.clone(),
                     fingerprint: k.fingerprint.clone(),
                     receipt: serde_json::to_value(&receipt).unwrap_or_default(),
                 }),
             };
-            match self.store.append(append).await? {
-                AppendOutcome::Appended { .. } => return Ok(receipt),
-                AppendOutcome::Duplicate(prior) => return replay(prior, key),
-                AppendOutcome::WrongVersion { actual } => {
-                    if let Some(expected) = envelope.expected_version {
-                        return Err(CommandError::PreconditionFailed { expected, actual });
+            match self.store.append(append).await {
+                Ok(AppendOutcome::Appended { version }) => {
+                    self.tips.insert(stream_id, Arc::new(Tip { version, state: new_state }));
+                    return Ok(receipt);
+                }
+                Ok(AppendOutcome::Duplicate(prior)) => return replay(prior, key),
+                Ok(AppendOutcome::WrongVersion { .. }) => {
+                    if current.authoritative {
+                        conflicts += 1;
+                        if conflicts >= self.max_attempts {
+                            self.tips.remove(stream_id);
+                            return Err(CommandError::Contention(conflicts));
+                        }
+                        tracing::debug!(stream_id, conflicts, "concurrent write, deciding again");
+                        let jitter = fastrand::u64(0..=2_000 * u64::from(conflicts));
+                        tokio::time::sleep(Duration::from_micros(jitter)).await;
                     }
-                    tracing::debug!(stream_id, attempt, "concurrent write, deciding again");
-                    let jitter = fastrand::u64(0..=2_000 * u64::from(attempt));
-                    tokio::time::sleep(Duration::from_micros(jitter)).await;
+                    current = match self.load(stream_id, key).await? {
+                        Reload::Tip(current) => current,
+                        Reload::Answered(receipt) => return Ok(receipt),
+                    };
+                }
+                Err(error) => {
+                    // The outcome is unknown: forget the tip rather than trust it.
+                    self.tips.remove(stream_id);
+                    return Err(error.into());
                 }
             }
         }
-        Err(CommandError::Contention(self.max_attempts))
+    }
+}
+
+fn empty_tip() -> Tip {
+    Tip { version: 0, state: serde_json::Value::Null }
+}
+
+/// A bounded map of recently written tips.
+struct TipCache {
+    tips: quick_cache::sync::Cache<String, Arc<Tip>>,
+}
+
+impl TipCache {
+    fn new(capacity: usize) -> Self {
+        TipCache { tips: quick_cache::sync::Cache::new(capacity) }
+    }
+
+    fn get(&self, stream_id: &str) -> Option<Arc<Tip>> {
+        self.tips.get(stream_id)
+    }
+
+    fn insert(&self, stream_id: &str, tip: Arc<Tip>) {
+        self.tips.insert(stream_id.to_string(), tip);
+    }
+
+    fn remove(&self, stream_id: &str) {
+        self.tips.remove(stream_id);
     }
 }
 

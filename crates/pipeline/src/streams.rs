@@ -84,7 +84,7 @@ pub fn domain_event(record: &EventRecord) -> Result<Event, StoreError> {
 
 pub fn decode_state<A: Aggregate>(state: Option<&Value>) -> Result<A::State, StoreError> {
     match state {
-        None => Ok(A::State::default()),
+        None | Some(Value::Null) => Ok(A::State::default()),
         Some(value) => A::State::deserialize(value)
             .map_err(|e| StoreError::Corrupt(format!("unreadable {} state: {e}", A::CATEGORY))),
     }

@@ -53,17 +53,21 @@ impl Writer {
     }
 }
 
+/// Runs a statement through the statement cache (these run for every job).
+fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn in_savepoint<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job").map_err(unavailable)?;
+    execute(conn, "SAVEPOINT job").map_err(unavailable)?;
     let result = work(conn);
-    let end = match result {
-        Ok(_) => "RELEASE job",
-        Err(_) => "ROLLBACK TO job; RELEASE job",
-    };
-    conn.execute_batch(end).map_err(unavailable)?;
+    if result.is_err() {
+        execute(conn, "ROLLBACK TO job").map_err(unavailable)?;
+    }
+    execute(conn, "RELEASE job").map_err(unavailable)?;
     result
 }
 
@@ -76,20 +80,21 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>, head: watch::Sender<u64>) {
                 Err(_) => break,
             }
         }
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(error) = execute(&conn, "BEGIN IMMEDIATE") {
             // Dropping the jobs tells their callers the write did not happen.
             tracing::error!(%error, jobs = group.len(), "cannot begin a write transaction");
             continue;
         }
         let completions: Vec<Completion> = group.into_iter().map(|job| job(&conn)).collect();
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let commit = execute(&conn, "COMMIT").map_err(|e| e.to_string());
         if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = execute(&conn, "ROLLBACK");
         }
         for complete in completions {
             complete(commit.clone());
         }
-        match conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get::<_, u64>(0)) {
+        let newest = conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events");
+        match newest.and_then(|mut s| s.query_row([], |row| row.get::<_, u64>(0))) {
             Ok(seq) => head.send_if_modified(|old| std::mem::replace(old, seq) != seq),
             Err(error) => {
                 tracing::error!(%error, "cannot read the feed's head");

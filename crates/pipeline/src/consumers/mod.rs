@@ -120,9 +120,9 @@ fn group_in_order<T, K: Eq + std::hash::Hash + Clone>(
     groups
 }
 
-/// Retries a failing batch with growing pauses, for as long as it takes: a
-/// batch is never skipped.
-fn backoff() -> ExponentialBuilder {
+/// Growing pauses between retries, for as long as it takes: used where a
+/// batch or message must never be skipped.
+pub fn backoff() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(50))
         .with_max_delay(Duration::from_secs(10))

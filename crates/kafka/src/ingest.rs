@@ -1,0 +1,138 @@
+//! The ingestion consumer: CloudEvents from the back-end topics into
+//! commands. Partitions are processed in parallel, each in order, by a task
+//! of its own; an offset is stored for commit only after the message's effect
+//! is durable (applied, or dead-lettered), so delivery is at least once and
+//! idempotency (CloudEvents `source` + `id`) makes the effect exactly once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::Retryable;
+use orderflow_pipeline::cloudevents::from_message;
+use orderflow_pipeline::consumers::backoff;
+use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::Message as _;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{ConfigError, KafkaConfig};
+
+/// Messages queued per partition before the consumer stops fetching: a slow
+/// store slows consumption instead of filling memory.
+const QUEUE_PER_PARTITION: usize = 256;
+
+/// The logical ingestion topics.
+pub const INGESTION_TOPICS: [&str; 3] = ["payments", "warehouse", "stock"];
+
+pub fn consumer(config: &KafkaConfig) -> Result<StreamConsumer, ConfigError> {
+    let consumer: StreamConsumer = config
+        .client_config()?
+        .set("group.id", &config.consumer_group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "500")
+        // Offsets are stored by hand, after each message's effect is durable.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("queued.max.messages.kbytes", "16384")
+        .create()
+        .map_err(|e| ConfigError { setting: "KafkaBrokerList", problem: e.to_string() })?;
+    let topics: Vec<String> = INGESTION_TOPICS.iter().map(|t| config.topic(t)).collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|e| ConfigError { setting: "KafkaBrokerList", problem: e.to_string() })?;
+    Ok(consumer)
+}
+
+/// Consumes until `stop` turns true, then commits what was stored.
+pub async fn run(consumer: StreamConsumer, ingestor: Arc<Ingestor>, mut stop: watch::Receiver<bool>) {
+    let consumer = Arc::new(consumer);
+    let mut partitions: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
+    let mut workers = JoinSet::new();
+    tracing::info!("kafka ingestion started");
+    loop {
+        let received = tokio::select! {
+            _ = stop.changed() => break,
+            received = consumer.recv() => received.map(|m| m.detach()),
+        };
+        let message = match received {
+            Ok(message) => message,
+            Err(error) => {
+                // The broker went away or the group is rebalancing: librdkafka
+                // reconnects by itself; nothing was taken, nothing is lost.
+                tracing::warn!(%error, "kafka consumer error");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let key = (message.topic().to_string(), message.partition());
+        let queue = partitions.entry(key).or_insert_with(|| {
+            let (queue, messages) = mpsc::channel(QUEUE_PER_PARTITION);
+            workers.spawn(work_partition(consumer.clone(), ingestor.clone(), messages, stop.clone()));
+            queue
+        });
+        tokio::select! {
+            _ = stop.changed() => break,
+            sent = queue.send(message) => if sent.is_err() { break },
+        }
+    }
+    drop(partitions);
+    while workers.join_next().await.is_some() {}
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(%error, "nothing to commit at shutdown");
+    }
+    tracing::info!("kafka ingestion stopped");
+}
+
+/// Applies one partition's messages in order.
+async fn work_partition(
+    consumer: Arc<StreamConsumer>,
+    ingestor: Arc<Ingestor>,
+    mut messages: mpsc::Receiver<OwnedMessage>,
+    stop: watch::Receiver<bool>,
+) {
+    while let Some(message) = messages.recv().await {
+        if *stop.borrow() {
+            return; // not stored: redelivered after the restart
+        }
+        let delivery = delivery(&message);
+        let event = from_message(&delivery.headers, &delivery.payload);
+        let ingest = || ingestor.ingest(&delivery, event.clone());
+        let mut stopped = stop.clone();
+        let outcome = tokio::select! {
+            outcome = ingest.retry(backoff()).notify(|error, delay| {
+                tracing::warn!(%error, ?delay, origin = ?delivery.origin, "cannot apply a message yet, retrying")
+            }) => outcome,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        match outcome {
+            Ok(Ingested::DeadLettered { kind, .. }) => tracing::debug!(kind, "message dead-lettered"),
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        if let Err(error) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
+            // The partition moved to another consumer, which redelivers it.
+            tracing::debug!(%error, "offset not stored");
+        }
+    }
+}
+
+fn delivery(message: &OwnedMessage) -> Delivery {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect()
+        })
+        .unwrap_or_default();
+    Delivery {
+        origin: Origin::Kafka {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        headers,
+        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}
