@@ -25,6 +25,9 @@ use serde_json::{json, Value};
 pub enum Workload {
     Place,
     Lifecycle,
+    /// Produces `stock.received` CloudEvents to Kafka and measures how fast
+    /// they become durable commands (needs KafkaBrokerList).
+    Ingest,
 }
 
 pub struct LoadOptions {
@@ -35,6 +38,9 @@ pub struct LoadOptions {
     pub seed: u64,
     pub skus: usize,
     pub json: bool,
+    /// For the ingest workload.
+    pub kafka: Option<orderflow_kafka::KafkaConfig>,
+    pub messages: usize,
 }
 
 /// What the workers record, shared.
@@ -255,6 +261,9 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<()> {
     if options.workload == Workload::Lifecycle {
         stock_up(&client, &target, options.skus.max(1)).await?;
     }
+    if options.workload == Workload::Ingest {
+        return ingest(&client, &target, &options).await;
+    }
     let stats = Arc::new(Stats::new()?);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -281,7 +290,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<()> {
                         Workload::Place => {
                             worker.place().await;
                         }
-                        Workload::Lifecycle => worker.lifecycle().await,
+                        Workload::Lifecycle | Workload::Ingest => worker.lifecycle().await,
                     }
                 }
             })
@@ -308,6 +317,83 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<()> {
     }
     progress.finish_and_clear();
     report(&options, &stats, elapsed);
+    Ok(())
+}
+
+/// The ingest workload: `--messages` CloudEvents `stock.received` onto the
+/// Kafka `stock` topic as fast as the producer takes them, spread over
+/// `--skus` fresh SKUs; done when every SKU's snapshot shows all of them.
+async fn ingest(client: &reqwest::Client, target: &str, options: &LoadOptions) -> anyhow::Result<()> {
+    use orderflow_pipeline::ports::{Message, MessageProducer};
+    let Some(kafka) = &options.kafka else {
+        anyhow::bail!("the ingest workload produces to Kafka: set KafkaBrokerList (as for serve)");
+    };
+    let producer = orderflow_kafka::KafkaProducer::new(kafka)?;
+    let run = fastrand::u32(..);
+    let skus: Vec<String> = (0..options.skus.max(1)).map(|i| format!("ING-{run}-{i}")).collect();
+    let started = Instant::now();
+    let progress = if options.json { ProgressBar::hidden() } else { ProgressBar::new(options.messages as u64) };
+    for chunk_start in (0..options.messages).step_by(1000) {
+        let chunk: Vec<Message> = (chunk_start..(chunk_start + 1000).min(options.messages))
+            .map(|i| {
+                let sku = &skus[i % skus.len()];
+                let headers = [
+                    ("ce_specversion", "1.0".to_string()),
+                    ("ce_id", format!("ingest-{run}-{i}")),
+                    ("ce_source", "/orderflow/load".to_string()),
+                    ("ce_type", "stock.received".to_string()),
+                    ("content-type", "application/json".to_string()),
+                ];
+                Message {
+                    topic: "stock".into(),
+                    key: Some(sku.clone()),
+                    headers: headers.into_iter().map(|(k, v)| (k.to_string(), v.into_bytes())).collect(),
+                    value: json!({"sku": sku, "quantity": 1}).to_string().into_bytes(),
+                }
+            })
+            .collect();
+        producer.send(chunk).await.context("cannot produce to Kafka")?;
+        progress.set_position((chunk_start + 1000).min(options.messages) as u64);
+    }
+    let produced = started.elapsed();
+    progress.finish_and_clear();
+    // Every SKU's snapshot must show all of its messages applied.
+    for (i, sku) in skus.iter().enumerate() {
+        let expected = (options.messages / skus.len() + usize::from(i < options.messages % skus.len())) as u64;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let body: Value = match client.get(format!("{target}/api/inventory/{sku}")).send().await {
+                Ok(response) => response.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            if body["onHand"].as_u64() == Some(expected) || expected == 0 {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{sku} shows {} of {expected} after 10 minutes", body["onHand"]);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let applied = started.elapsed();
+    let summary = json!({
+        "workload": "ingest",
+        "messages": options.messages,
+        "skus": skus.len(),
+        "produceSeconds": produced.as_secs_f64(),
+        "appliedSeconds": applied.as_secs_f64(),
+        "messagesPerSecond": options.messages as f64 / applied.as_secs_f64(),
+    });
+    if options.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "ingest: {} messages over {} SKUs produced in {:.1} s, all applied and visible after {:.1} s: {:.0} messages/s",
+            options.messages,
+            skus.len(),
+            produced.as_secs_f64(),
+            applied.as_secs_f64(),
+            summary["messagesPerSecond"].as_f64().unwrap_or(0.0)
+        );
+    }
     Ok(())
 }
 

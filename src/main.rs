@@ -57,7 +57,8 @@ enum Commands {
         /// How long to run, such as 30s or 2m
         #[arg(long, short, default_value = "30s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
-        /// `place` places orders only; `lifecycle` takes orders through payment and delivery
+        /// `place` places orders only; `lifecycle` takes orders through payment and delivery;
+        /// `ingest` produces stock events to Kafka (KafkaBrokerList) and times their application
         #[arg(long, value_enum, default_value = "place")]
         workload: load::Workload,
         /// Seed of the random choices, to repeat a run
@@ -69,6 +70,9 @@ enum Commands {
         /// Print the result as one JSON object (no progress bar)
         #[arg(long)]
         json: bool,
+        /// Messages to produce, for the ingest workload
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
     },
     /// Work with topics: Kafka when KafkaBrokerList is set, else the
     /// embedded topic log.
@@ -119,13 +123,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Everything that matters is durable by now; do not wait on clients
+    // (Kafka's) whose destructors talk to a broker that may be gone.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -134,11 +142,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Serve { data_dir, listen, max_body_bytes } => {
             serve::serve(Config::resolve(Flags { data_dir, listen, max_body_bytes }, &settings)?).await
         }
-        Commands::Load { target, concurrency, duration, workload, seed, skus, json } => {
+        Commands::Load { target, concurrency, duration, workload, seed, skus, json, messages } => {
             if concurrency == 0 {
                 anyhow::bail!("--concurrency must be at least 1");
             }
-            load::run(load::LoadOptions { target, concurrency, duration, workload, seed, skus, json }).await
+            let kafka = Config::resolve(Flags::default(), &settings)?.kafka;
+            let options =
+                load::LoadOptions { target, concurrency, duration, workload, seed, skus, json, kafka, messages };
+            load::run(options).await
         }
         Commands::Topics { command: TopicCommands::Read { topic, data_dir, from_beginning, count, follow } } => {
             let config = Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?;

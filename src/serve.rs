@@ -72,13 +72,12 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
 
     tracing::info!("HTTP requests finished; stopping consumers");
     let _ = stop.send(true);
-    for task in tasks {
-        if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {
-            tracing::warn!("a consumer did not stop within 30 s; it resumes from its checkpoint");
-        }
+    let stopping = futures::future::join_all(tasks);
+    if tokio::time::timeout(Duration::from_secs(30), stopping).await.is_err() {
+        tracing::warn!("not every consumer stopped within 30 s; each resumes from its checkpoint");
     }
     if let Some(producer) = kafka_producer {
-        producer.flush(Duration::from_secs(10));
+        producer.flush(Duration::from_secs(10)).await;
     }
     tracing::info!("stopped");
     Ok(())

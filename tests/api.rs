@@ -175,9 +175,11 @@ async fn business_rules_are_answered_with_422_and_change_nothing() {
         .assert_problem(422, "rejected");
     server.post("/api/inventory/SKU-A/restock", json!({"quantity": 0})).await.assert_problem(422, "invalid-quantity");
 
-    // Only Placed and Confirmed were recorded.
+    // Only what was accepted was recorded (with no stock, fulfillment
+    // backorders the confirmed order).
+    server.order_status("o-4", "Backordered").await;
     let types: Vec<_> = server.history("o-4").await.iter().map(|e| e["type"].clone()).collect();
-    assert_eq!(types, [json!("Placed"), json!("Confirmed")]);
+    assert_eq!(types, [json!("Placed"), json!("Confirmed"), json!("Backordered")]);
 }
 
 #[tokio::test]

@@ -79,8 +79,16 @@ pub async fn run(consumer: StreamConsumer, ingestor: Arc<Ingestor>, mut stop: wa
     }
     drop(partitions);
     while workers.join_next().await.is_some() {}
-    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(%error, "nothing to commit at shutdown");
+    // Committing and leaving the group block on the broker: off the async
+    // threads, and bounded, since the broker may be gone.
+    let close = tokio::task::spawn_blocking(move || {
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "no offsets committed at shutdown");
+        }
+        drop(consumer);
+    });
+    if tokio::time::timeout(Duration::from_secs(10), close).await.is_err() {
+        tracing::warn!("the Kafka consumer did not close within 10 s; uncommitted messages will be redelivered");
     }
     tracing::info!("kafka ingestion stopped");
 }

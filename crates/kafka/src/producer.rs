@@ -30,10 +30,15 @@ impl KafkaProducer {
         Ok(KafkaProducer { producer, config: config.clone() })
     }
 
-    /// Waits for every message still queued (before shutting down).
-    pub fn flush(&self, timeout: Duration) {
-        if let Err(error) = self.producer.flush(timeout) {
-            tracing::warn!(%error, "not every Kafka message was delivered before shutdown");
+    /// Waits (at most `timeout`, off the async threads) for every message
+    /// still queued, before shutting down. Whatever is not delivered then is
+    /// published again from the checkpoint after the restart.
+    pub async fn flush(&self, timeout: Duration) {
+        let producer = self.producer.clone();
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout));
+        match tokio::time::timeout(timeout + Duration::from_secs(1), flushed).await {
+            Ok(Ok(Ok(()))) => {}
+            _ => tracing::warn!("not every Kafka message was delivered before shutdown"),
         }
     }
 }
