@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use orderflow_api::ApiConfig;
 use orderflow_kafka::KafkaConfig;
+use orderflow_store_cosmos::ConnectionString;
 
 use crate::settings::Settings;
 
@@ -38,6 +39,16 @@ pub struct Config {
     pub api: ApiConfig,
     /// Set when `KafkaBrokerList` is.
     pub kafka: Option<KafkaConfig>,
+    /// Set when `CosmosDBConnection` is.
+    pub cosmos: Option<CosmosConfig>,
+}
+
+pub struct CosmosConfig {
+    pub connection: ConnectionString,
+    /// Setting `CosmosDatabase`, default `orderflow`.
+    pub database: String,
+    /// Setting `CosmosRegion`, the preferred region, default `East US`.
+    pub region: String,
 }
 
 impl Config {
@@ -64,10 +75,21 @@ impl Config {
             None => {}
         }
         let kafka = settings.get("KafkaBrokerList").map(|brokers| kafka_config(brokers, settings, &mut problems));
+        let cosmos = settings.get("CosmosDBConnection").and_then(|text| match ConnectionString::parse(&text) {
+            Ok(connection) => Some(CosmosConfig {
+                connection,
+                database: settings.get("CosmosDatabase").unwrap_or_else(|| "orderflow".into()),
+                region: settings.get("CosmosRegion").unwrap_or_else(|| "East US".into()),
+            }),
+            Err(problem) => {
+                problems.push(format!("CosmosDBConnection: {problem}"));
+                None
+            }
+        });
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
         }
-        Ok(Config { data_dir, listen, api, kafka })
+        Ok(Config { data_dir, listen, api, kafka, cosmos })
     }
 }
 

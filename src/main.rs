@@ -74,11 +74,32 @@ enum Commands {
         #[arg(long, default_value_t = 20_000)]
         messages: usize,
     },
+    /// Create the Cosmos DB database and its containers (events, snapshots,
+    /// leases) with their partition keys and indexing policies; idempotent
+    /// [settings CosmosDBConnection, CosmosDatabase]
+    Init,
+    /// Tools for development.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommands,
+    },
     /// Work with topics: Kafka when KafkaBrokerList is set, else the
     /// embedded topic log.
     Topics {
         #[command(subcommand)]
         command: TopicCommands,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommands {
+    /// Serve an in-memory Cosmos DB (the SDK's emulator) over HTTP, so that
+    /// `serve` can use the real Cosmos wire protocol on one machine. Data
+    /// lives in memory only. Needs a build with `--features cosmos-emulator`.
+    CosmosEmulator {
+        /// Address to listen on; port 0 picks a free one
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
     },
 }
 
@@ -111,10 +132,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower=warn,hyper=warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            "info,tower=warn,hyper=warn,azure_core=warn,azure_data_cosmos=warn,azure_data_cosmos_driver=warn".into()
+        }))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -155,9 +175,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?;
             topics::read(&config, topics::ReadOptions { topic, from_beginning, count, follow }).await
         }
+        Commands::Init => {
+            let config = Config::resolve(Flags::default(), &settings)?;
+            let Some(cosmos) = &config.cosmos else {
+                anyhow::bail!("CosmosDBConnection is not set: the embedded store needs no init");
+            };
+            let client = orderflow_store_cosmos::client(&cosmos.connection, &cosmos.region).await?;
+            orderflow_store_cosmos::init(&client, &cosmos.database).await?;
+            println!("database {} ready at {}", cosmos.database, cosmos.connection.endpoint);
+            Ok(())
+        }
+        Commands::Dev { command: DevCommands::CosmosEmulator { listen } } => dev_cosmos_emulator(listen).await,
         Commands::Topics { command: TopicCommands::Create } => {
             let config = Config::resolve(Flags::default(), &settings)?;
             topics::create(&config).await
         }
     }
+}
+
+#[cfg(feature = "cosmos-emulator")]
+async fn dev_cosmos_emulator(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr().context("cannot read the listening address")?;
+    // The first line on stdout says how to reach it (tests read it).
+    println!("Cosmos DB emulator on http://{address}/ — CosmosDBConnection=AccountEndpoint=http://{address}/;AccountKey=ZW11bGF0b3I=;");
+    orderflow_store_cosmos::emulator::serve(listener).await?;
+    Ok(())
+}
+
+#[cfg(not(feature = "cosmos-emulator"))]
+async fn dev_cosmos_emulator(_listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    anyhow::bail!("this build has no Cosmos DB emulator: build with `cargo run --features cosmos-emulator -- dev cosmos-emulator`")
 }

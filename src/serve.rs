@@ -10,13 +10,14 @@ use anyhow::Context;
 use orderflow_api::{router, App};
 use orderflow_pipeline::consumers::{Consumer, FeedRunner, Fulfillment, Projector, Publisher};
 use orderflow_pipeline::ingest::Ingestor;
-use orderflow_pipeline::ports::MessageProducer;
+use orderflow_pipeline::ports::{MessageProducer, Stores};
 use orderflow_pipeline::processor::CommandProcessor;
+use orderflow_store_cosmos::CosmosStore;
 use orderflow_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, CosmosConfig};
 
 pub async fn serve(options: Config) -> anyhow::Result<()> {
     let data_dir = &options.data_dir;
@@ -28,6 +29,10 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
     let address = listener.local_addr().context("cannot read the listening address")?;
 
     let store = Arc::new(store);
+    let stores = match &options.cosmos {
+        Some(cosmos) => Stores::of(Arc::new(connect_cosmos(cosmos).await?)),
+        None => Stores::of(store.clone()),
+    };
     // Topics: Kafka when configured, else the embedded topic log.
     let (producer, kafka): (Arc<dyn MessageProducer>, _) = match &options.kafka {
         Some(kafka) => {
@@ -43,19 +48,22 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         }
         None => (store.clone(), None),
     };
-    let processor = Arc::new(CommandProcessor::new(store.clone()));
+    let processor = Arc::new(CommandProcessor::new(stores.events.clone()));
     let ingestor = Arc::new(Ingestor::new(processor.clone(), producer.clone()));
-    let app = App::new(processor.clone(), ingestor.clone(), store.clone(), &options.api.api_keys);
+    let app = App::new(processor.clone(), ingestor.clone(), stores.snapshots.clone(), &options.api.api_keys);
 
     let (stop, stopped) = watch::channel(false);
     let consumers: [Arc<dyn Consumer>; 3] = [
-        Arc::new(Projector::new(store.clone(), store.clone())),
+        Arc::new(Projector::new(stores.events.clone(), stores.snapshots.clone())),
         Arc::new(Publisher::new(producer)),
         Arc::new(Fulfillment::new(processor)),
     ];
     let mut tasks: Vec<_> = consumers
         .into_iter()
-        .map(|consumer| tokio::spawn(FeedRunner::new(store.clone(), store.clone(), consumer).run(stopped.clone())))
+        .map(|consumer| {
+            let runner = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), consumer);
+            tokio::spawn(runner.run(stopped.clone()))
+        })
         .collect();
     let kafka_producer = kafka.map(|(producer, consumer)| {
         tasks.push(tokio::spawn(orderflow_kafka::ingest::run(consumer, ingestor, stopped.clone())));
@@ -63,7 +71,11 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
     });
 
     // The first line on stdout says where to reach the server (tests read it).
-    println!("orderflow serving http://{address} (store {})", store.path().display());
+    let store_name = match &options.cosmos {
+        Some(cosmos) => format!("Cosmos DB {} database {}", cosmos.connection.endpoint, cosmos.database),
+        None => store.path().display().to_string(),
+    };
+    println!("orderflow serving http://{address} (store {store_name})");
     tracing::info!(%address, "ready");
     axum::serve(listener, router(app, &options.api))
         .with_graceful_shutdown(shutdown_signal())
@@ -81,6 +93,14 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The Cosmos DB store, with a hint when its containers are missing.
+pub async fn connect_cosmos(cosmos: &CosmosConfig) -> anyhow::Result<CosmosStore> {
+    let client = orderflow_store_cosmos::client(&cosmos.connection, &cosmos.region).await?;
+    CosmosStore::connect(&client, &cosmos.database).await.with_context(|| {
+        format!("cannot open database {} (CosmosDBConnection; run `orderflow init` first)", cosmos.database)
+    })
 }
 
 /// One `serve` per data directory: a second one would run every consumer

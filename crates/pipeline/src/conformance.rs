@@ -4,7 +4,6 @@
 //! stream ids, so checks may share a store.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -13,16 +12,11 @@ use uuid::Uuid;
 
 use crate::ports::*;
 
-/// The ports of one store under test.
-#[derive(Clone)]
-pub struct Stores {
-    pub events: Arc<dyn EventStore>,
-    pub feed: Arc<dyn ChangeFeed>,
-    pub checkpoints: Arc<dyn Checkpoints>,
-    pub snapshots: Arc<dyn SnapshotStore>,
-    /// Whatever must live as long as the store (a temporary directory, an
-    /// emulator).
-    pub keep_alive: Option<Arc<dyn std::any::Any + Send + Sync>>,
+/// A store under test, and whatever must live as long as it (a temporary
+/// directory, an emulator).
+pub struct UnderTest {
+    pub stores: Stores,
+    pub keep_alive: Box<dyn std::any::Any + Send + Sync>,
 }
 
 fn stream() -> String {
@@ -209,7 +203,7 @@ pub async fn snapshots_never_go_back(stores: &Stores) {
 }
 
 /// Generates one `#[tokio::test]` per conformance check; `$stores` is an
-/// async expression giving a fresh [`Stores`].
+/// async expression giving a fresh [`UnderTest`].
 #[macro_export]
 macro_rules! conformance_tests {
     ($stores:expr) => {
@@ -228,8 +222,8 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
-                let stores = $stores.await;
-                $crate::conformance::$check(&stores).await;
+                let under_test: $crate::conformance::UnderTest = $stores.await;
+                $crate::conformance::$check(&under_test.stores).await;
             }
         )+
     };

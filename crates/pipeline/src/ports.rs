@@ -155,6 +155,22 @@ pub trait SnapshotStore: Send + Sync {
     }
 }
 
+/// The store ports of one backing store (the embedded store or Cosmos DB).
+#[derive(Clone)]
+pub struct Stores {
+    pub events: std::sync::Arc<dyn EventStore>,
+    pub feed: std::sync::Arc<dyn ChangeFeed>,
+    pub checkpoints: std::sync::Arc<dyn Checkpoints>,
+    pub snapshots: std::sync::Arc<dyn SnapshotStore>,
+}
+
+impl Stores {
+    /// All four ports from one adapter that implements them all.
+    pub fn of<S: EventStore + ChangeFeed + Checkpoints + SnapshotStore + 'static>(store: std::sync::Arc<S>) -> Stores {
+        Stores { events: store.clone(), feed: store.clone(), checkpoints: store.clone(), snapshots: store }
+    }
+}
+
 /// A record on a topic, shaped as Kafka carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {

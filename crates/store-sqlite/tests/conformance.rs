@@ -2,20 +2,15 @@
 
 use std::sync::Arc;
 
-use orderflow_pipeline::conformance::Stores;
+use orderflow_pipeline::conformance::UnderTest;
+use orderflow_pipeline::ports::Stores;
 use orderflow_store_sqlite::SqliteStore;
 
 /// A fresh store in a temporary directory that lives as long as the test.
-async fn fresh() -> Stores {
+async fn fresh() -> UnderTest {
     let dir = tempfile::TempDir::new().expect("temp dir");
     let store = Arc::new(SqliteStore::open(dir.path()).expect("open the store"));
-    Stores {
-        events: store.clone(),
-        feed: store.clone(),
-        checkpoints: store.clone(),
-        snapshots: store,
-        keep_alive: Some(Arc::new(dir)),
-    }
+    UnderTest { stores: Stores::of(store), keep_alive: Box::new(dir) }
 }
 
 orderflow_pipeline::conformance_tests!(fresh());

@@ -1,0 +1,77 @@
+//! The production store: Azure Cosmos DB for NoSQL through the official
+//! `azure_data_cosmos` SDK, behind the same ports as the embedded store
+//! (DESIGN §3).
+//!
+//! | container | partition key | holds |
+//! |---|---|---|
+//! | `events` | `/streamId` | one document per event (`id` = its index) and one `tip` per stream |
+//! | `snapshots` | `/id` | the read model of each stream, with its version |
+//! | `leases` | `/id` | change-feed checkpoints per consumer and feed range |
+//!
+//! A command costs one transactional batch in the stream's partition: create
+//! the event documents and replace the tip with `If-Match` on its ETag (or
+//! create it, for a new stream). Loading state is one point read of the tip,
+//! answered 304 when the cached ETag still matches.
+
+mod connect;
+#[cfg(feature = "emulator")]
+pub mod emulator;
+mod events;
+mod feed;
+mod read_models;
+mod schema;
+
+use std::sync::Arc;
+
+use azure_data_cosmos::clients::ContainerClient;
+use azure_data_cosmos::{CosmosClient, CosmosError};
+use orderflow_pipeline::StoreError;
+
+pub use connect::{client, ConnectionString};
+pub use schema::init;
+
+/// The containers orderflow uses, in one database.
+pub const EVENTS: &str = "events";
+pub const SNAPSHOTS: &str = "snapshots";
+pub const LEASES: &str = "leases";
+
+#[derive(Clone)]
+pub struct CosmosStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    events: ContainerClient,
+    snapshots: ContainerClient,
+    leases: ContainerClient,
+    tips: events::TipCache,
+    ranges: feed::Ranges,
+}
+
+impl CosmosStore {
+    /// Connects to the containers of `database` (created by [`init`]).
+    pub async fn connect(client: &CosmosClient, database: &str) -> Result<CosmosStore, StoreError> {
+        let db = client.database_client(database);
+        let container = |name: &'static str| {
+            let opened = db.container_client(name, None);
+            async move { opened.await.map_err(|e| StoreError::Unavailable(format!("container {database}/{name}: {e}"))) }
+        };
+        Ok(CosmosStore {
+            inner: Arc::new(Inner {
+                events: container(EVENTS).await?,
+                snapshots: container(SNAPSHOTS).await?,
+                leases: container(LEASES).await?,
+                tips: events::TipCache::new(10_000),
+                ranges: feed::Ranges::default(),
+            }),
+        })
+    }
+}
+
+fn unavailable(error: CosmosError) -> StoreError {
+    StoreError::Unavailable(format!("cosmos: {error}"))
+}
+
+fn status(error: &CosmosError) -> u16 {
+    u16::from(error.status().status_code())
+}

@@ -1,0 +1,155 @@
+//! Snapshots (read models) on `snapshots`, checkpoints on `leases`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use azure_core::http::Etag;
+use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
+use azure_data_cosmos::{FeedScope, Query};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use orderflow_pipeline::ports::{Checkpoints, Snapshot, SnapshotStore};
+use orderflow_pipeline::StoreError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{status, unavailable, CosmosStore};
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotDoc {
+    id: String,
+    version: u64,
+    updated_at: DateTime<Utc>,
+    customer_id: Option<String>,
+    state: Value,
+}
+
+impl From<SnapshotDoc> for Snapshot {
+    fn from(doc: SnapshotDoc) -> Self {
+        Snapshot {
+            stream_id: doc.id,
+            version: doc.version,
+            updated_at: doc.updated_at,
+            customer_id: doc.customer_id,
+            state: doc.state,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckpointDoc {
+    id: String,
+    consumer: String,
+    range: String,
+    continuation: String,
+    updated_at: DateTime<Utc>,
+}
+
+impl CosmosStore {
+    async fn read_snapshot(&self, stream_id: &str) -> Result<Option<(SnapshotDoc, Option<Etag>)>, StoreError> {
+        match self.inner.snapshots.read_item(stream_id.to_string(), stream_id, None).await {
+            Ok(response) => {
+                let etag = response.headers().etag().cloned();
+                let doc = response.into_model().map_err(|e| StoreError::Corrupt(format!("snapshot: {e}")))?;
+                Ok(Some((doc, etag)))
+            }
+            Err(error) if status(&error) == 404 => Ok(None),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    /// Writes one snapshot unless a newer one is stored: a conditional
+    /// replace (or create), retried when another writer got there first.
+    async fn put_one(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let doc = SnapshotDoc {
+            id: snapshot.stream_id.clone(),
+            version: snapshot.version,
+            updated_at: snapshot.updated_at,
+            customer_id: snapshot.customer_id,
+            state: snapshot.state,
+        };
+        let container = &self.inner.snapshots;
+        loop {
+            let written = match self.read_snapshot(&doc.id).await? {
+                Some((current, _)) if current.version >= doc.version => return Ok(()),
+                Some((_, etag)) => {
+                    let options =
+                        etag.map(|etag| ItemWriteOptions::default().with_precondition(Precondition::IfMatch(etag)));
+                    container.replace_item(doc.id.clone(), doc.id.as_str(), &doc, options).await
+                }
+                None => container.create_item(doc.id.clone(), doc.id.as_str(), &doc, None).await,
+            };
+            match written {
+                Ok(_) => return Ok(()),
+                // Someone else wrote it meanwhile: look again.
+                Err(error) if matches!(status(&error), 409 | 412) => continue,
+                Err(error) => return Err(unavailable(error)),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for CosmosStore {
+    async fn get_many(&self, stream_ids: &[String]) -> Result<HashMap<String, Snapshot>, StoreError> {
+        let reads = stream_ids.iter().map(|id| self.read_snapshot(id));
+        let found = futures::future::try_join_all(reads).await?;
+        Ok(found.into_iter().flatten().map(|(doc, _)| (doc.id.clone(), Snapshot::from(doc))).collect())
+    }
+
+    async fn put(&self, snapshots: Vec<Snapshot>) -> Result<(), StoreError> {
+        futures::future::try_join_all(snapshots.into_iter().map(|s| self.put_one(s))).await?;
+        Ok(())
+    }
+
+    async fn by_customer(&self, customer_id: &str, limit: usize) -> Result<Vec<Snapshot>, StoreError> {
+        let query = Query::from("SELECT * FROM c WHERE c.customerId = @customer")
+            .with_parameter("@customer", customer_id)
+            .map_err(|e| StoreError::Corrupt(format!("query: {e}")))?;
+        let items = self
+            .inner
+            .snapshots
+            .query_items::<SnapshotDoc>(query, FeedScope::full_container(), None)
+            .await
+            .map_err(unavailable)?;
+        let mut docs: Vec<SnapshotDoc> = items.try_collect().await.map_err(unavailable)?;
+        docs.sort_by_key(|doc| std::cmp::Reverse(doc.updated_at));
+        docs.truncate(limit);
+        Ok(docs.into_iter().map(Snapshot::from).collect())
+    }
+}
+
+fn checkpoint_id(consumer: &str, range: &str) -> String {
+    format!("{consumer}|{range}")
+}
+
+#[async_trait]
+impl Checkpoints for CosmosStore {
+    async fn load(&self, consumer: &str, range: &str) -> Result<Option<String>, StoreError> {
+        let id = checkpoint_id(consumer, range);
+        match self.inner.leases.read_item(id.clone(), id.as_str(), None).await {
+            Ok(response) => {
+                let doc: CheckpointDoc =
+                    response.into_model().map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
+                Ok(Some(doc.continuation))
+            }
+            Err(error) if status(&error) == 404 => Ok(None),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn save(&self, consumer: &str, range: &str, continuation: &str) -> Result<(), StoreError> {
+        let id = checkpoint_id(consumer, range);
+        let doc = CheckpointDoc {
+            id: id.clone(),
+            consumer: consumer.into(),
+            range: range.into(),
+            continuation: continuation.into(),
+            updated_at: Utc::now(),
+        };
+        self.inner.leases.upsert_item(id.clone(), id.as_str(), &doc, None).await.map_err(unavailable)?;
+        Ok(())
+    }
+}

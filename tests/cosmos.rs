@@ -1,0 +1,97 @@
+//! `serve` on Cosmos DB: the SDK's in-memory emulator served over HTTP by
+//! `orderflow dev cosmos-emulator`, reached by the unmodified SDK in `serve`
+//! through `CosmosDBConnection` — the real wire protocol on one machine. With
+//! `CosmosDBConnection` set in the environment, the same tests run against
+//! that account instead.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::json;
+use support::{Server, BIN};
+use tempfile::TempDir;
+
+/// The account the tests use: the one configured, or a dev emulator.
+struct Account {
+    connection: String,
+    emulator: Option<Child>,
+}
+
+impl Account {
+    fn start() -> Account {
+        if let Ok(connection) = std::env::var("CosmosDBConnection") {
+            return Account { connection, emulator: None };
+        }
+        let mut emulator = Command::new(BIN)
+            .args(["dev", "cosmos-emulator", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the dev emulator");
+        let mut line = String::new();
+        let stdout = emulator.stdout.take().expect("stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("the emulator's first line");
+        let connection = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("CosmosDBConnection="))
+            .unwrap_or_else(|| panic!("no connection string in {line:?} (was the binary built with --all-features?)"))
+            .to_string();
+        Account { connection, emulator: Some(emulator) }
+    }
+
+    /// `serve` on this account, with a database of the test's own.
+    fn serve(&self, data_dir: &std::path::Path, database: &str) -> Server {
+        let settings = [("CosmosDBConnection", self.connection.as_str()), ("CosmosDatabase", database)];
+        let init = Command::new(BIN).arg("init").envs(settings).output().expect("orderflow init");
+        assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
+        Server::start_with(data_dir, &settings)
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        if let Some(emulator) = &mut self.emulator {
+            let _ = emulator.kill();
+            let _ = emulator.wait();
+        }
+    }
+}
+
+fn database() -> String {
+    format!("orderflow-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn an_order_goes_from_placed_to_delivered_on_cosmos_db() {
+    let account = Account::start();
+    let dir = TempDir::new().expect("temp dir");
+    let server = account.serve(&dir.path().join("data"), &database());
+    support::lifecycle::place_to_delivered(&server).await;
+    support::lifecycle::every_event_is_on_the_orders_topic(&server, "o-1").await;
+}
+
+#[tokio::test]
+async fn idempotency_and_restarts_hold_on_cosmos_db() {
+    let account = Account::start();
+    let dir = TempDir::new().expect("temp dir");
+    let data = dir.path().join("data");
+    let database = database();
+    let server = account.serve(&data, &database);
+    server.restock("SKU-A", 10).await;
+    let key = [("idempotency-key", "place-cosmos")];
+    let body = json!({"orderId": "c-1", "customerId": "c", "currency": "EUR", "lines": [{"sku": "SKU-A", "quantity": 1, "unitPriceMinor": 5}]});
+    let first = server.send(reqwest::Method::POST, "/api/orders", Some(body.clone()), &key).await;
+    let again = server.send(reqwest::Method::POST, "/api/orders", Some(body), &key).await;
+    assert_eq!((first.status.as_u16(), &first.body), (201, &again.body));
+    server.post_empty("/api/orders/c-1/confirm").await;
+    server.crash();
+
+    // The consumers resume from their checkpoints in the leases container.
+    let server = account.serve(&data, &database);
+    server.order_status("c-1", "Reserved").await;
+    assert_eq!(server.history("c-1").await.len(), 4, "Placed, Confirmed, LineReserved, Reserved");
+    server.eventually("/api/inventory/SKU-A", |s| s["reserved"] == 1 && s["version"] == 2).await;
+    server.post("/api/inventory/X/restock", json!({"quantity": 0})).await.assert_problem(422, "invalid-quantity");
+}

@@ -1,0 +1,88 @@
+//! Scenarios shared by the tests of every store.
+
+use serde_json::json;
+
+use super::{topic, until, Server};
+
+/// DESIGN §4's happy path over HTTP only: stock, order, confirmation,
+/// payment and shipment as CloudEvents, delivery.
+pub async fn place_to_delivered(server: &Server) {
+    assert_eq!(server.restock("SKU-A", 10).await.status, 200);
+    assert_eq!(server.restock("SKU-B", 1).await.status, 200);
+
+    let placed = server.place("o-1", &[("SKU-A", 2, 1250), ("SKU-B", 1, 500)]).await;
+    assert_eq!(placed.status, 201);
+    assert_eq!(placed.header("location"), Some("/api/orders/o-1"));
+    assert_eq!(placed.body, json!({"orderId": "o-1", "version": 1, "status": "Placed"}));
+
+    let confirmed = server.post_empty("/api/orders/o-1/confirm").await;
+    assert_eq!((confirmed.status.as_u16(), &confirmed.body["status"]), (200, &json!("Confirmed")));
+    let reserved = server.order_status("o-1", "Reserved").await;
+    assert_eq!(reserved["totalMinor"], 3000);
+    let sku_a = server.eventually("/api/inventory/SKU-A", |s| s["reserved"] == 2).await;
+    assert_eq!((sku_a["onHand"].as_u64(), sku_a["available"].as_u64()), (Some(10), Some(8)));
+
+    let paid = server
+        .event(
+            "pay-1",
+            "payment.authorized",
+            json!({"orderId": "o-1", "paymentId": "p-1", "amountMinor": 3000, "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(paid.status, 202, "{paid:?}");
+    assert_eq!(paid.body["receipt"]["status"], "ReadyToShip");
+    let dispatched = json!({"orderId": "o-1", "shipmentId": "s-1", "carrier": "DHL", "trackingNumber": "T-1"});
+    assert_eq!(server.event("ship-1", "shipment.dispatched", dispatched).await.status, 202);
+    assert_eq!(
+        server.event("del-1", "shipment.delivered", json!({"orderId": "o-1", "shipmentId": "s-1"})).await.status,
+        202
+    );
+
+    let delivered = server.order_status("o-1", "Delivered").await;
+    assert_eq!(delivered["shipment"]["trackingNumber"], "T-1");
+    // The shipped stock left the warehouse.
+    let sku_a = server.eventually("/api/inventory/SKU-A", |s| s["onHand"] == 8).await;
+    assert_eq!((sku_a["reserved"].as_u64(), sku_a["available"].as_u64()), (Some(0), Some(8)));
+
+    let history = server.history("o-1").await;
+    let types: Vec<&str> = history.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "Placed",
+            "Confirmed",
+            "LineReserved",
+            "LineReserved",
+            "Reserved",
+            "PaymentAuthorized",
+            "ReadyToShip",
+            "Shipped",
+            "Delivered"
+        ]
+    );
+    assert!(history.iter().enumerate().all(|(i, e)| e["index"] == i));
+}
+
+/// Every event of the order is on `orderflow.orders` (the embedded topic
+/// log), once, in order, with the CloudEvents attributes of DESIGN §6.
+pub async fn every_event_is_on_the_orders_topic(server: &Server, order_id: &str) {
+    let history = server.history(order_id).await;
+    let subject = format!("Order-{order_id}");
+    let on_topic = until(
+        || topic(&server.data_dir, "orderflow.orders").into_iter().filter(|e| e["subject"] == subject).collect(),
+        |records: &Vec<serde_json::Value>| records.len() >= history.len(),
+    )
+    .await;
+    assert_eq!(on_topic.len(), history.len());
+    for (event, record) in history.iter().zip(&on_topic) {
+        assert_eq!(record["id"], event["eventId"]);
+        assert_eq!(record["source"], "/orderflow/orders");
+        assert_eq!(record["specversion"], "1.0");
+        assert_eq!(record["streamindex"], event["index"].to_string());
+        let expected_type = format!("orderflow.order.{}", event["type"].as_str().unwrap_or_default().to_lowercase());
+        assert_eq!(record["type"], expected_type);
+        assert_eq!(record["data"], event["data"]);
+    }
+    let inventory = topic(&server.data_dir, "orderflow.inventory");
+    assert!(inventory.iter().any(|e| e["type"] == "orderflow.inventory.stockreserved" && e["subject"] == "Sku-SKU-A"));
+}
