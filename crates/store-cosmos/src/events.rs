@@ -72,7 +72,12 @@ impl CosmosStore {
             .as_ref()
             .and_then(|c| c.etag.clone())
             .map(|etag| ItemReadOptions::default().with_precondition(Precondition::IfNoneMatch(etag)));
-        match self.inner.events.read_item(stream_id.to_string(), TIP_ID, options).await {
+        let read = self.inner.events.read_item(stream_id.to_string(), TIP_ID, options).await;
+        match &read {
+            Ok(response) => self.inner.units.record_response("read-tip", response.headers()),
+            Err(_) => self.inner.units.record("read-tip", 1.0),
+        }
+        match read {
             Ok(response) if u16::from(response.status().status_code()) == 304 => Ok(cached),
             Ok(response) => {
                 let etag = response.headers().etag().cloned();
@@ -151,6 +156,8 @@ impl EventStore for CosmosStore {
         };
         let response = self.inner.events.execute_transactional_batch(batch, None).await.map_err(unavailable)?;
         let results = response.into_model().map_err(|e| StoreError::Unavailable(format!("batch answer: {e}")))?;
+        let units = results.results().iter().filter_map(|r| r.request_charge()).sum();
+        self.inner.units.record("append-batch", units);
         let statuses: Vec<u16> = results.results().iter().map(|r| r.status_code()).collect();
         if statuses.iter().all(|s| (200..300).contains(s)) {
             let etag = results.results().last().and_then(|r| r.etag()).map(Etag::from);

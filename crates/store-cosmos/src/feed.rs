@@ -78,6 +78,7 @@ impl ChangeFeed for CosmosStore {
         let mut events = Vec::new();
         if let Some(page) = pages.next().await {
             let page = page.map_err(unavailable)?;
+            self.inner.units.record_response("change-feed-page", page.headers());
             for item in page.items() {
                 let Some(doc) = item.current() else { continue };
                 if doc.get("kind").and_then(Value::as_str) == Some(TIP_KIND) {

@@ -19,6 +19,7 @@ pub mod emulator;
 mod events;
 mod feed;
 mod read_models;
+mod request_units;
 mod schema;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use azure_data_cosmos::{CosmosClient, CosmosError};
 use orderflow_pipeline::StoreError;
 
 pub use connect::{client, ConnectionString};
+pub use request_units::Charge;
 pub use schema::init;
 
 /// The containers orderflow uses, in one database.
@@ -46,6 +48,7 @@ struct Inner {
     leases: ContainerClient,
     tips: events::TipCache,
     ranges: feed::Ranges,
+    units: request_units::RequestUnits,
 }
 
 impl CosmosStore {
@@ -63,8 +66,14 @@ impl CosmosStore {
                 leases: container(LEASES).await?,
                 tips: events::TipCache::new(10_000),
                 ranges: feed::Ranges::default(),
+                units: request_units::RequestUnits::default(),
             }),
         })
+    }
+
+    /// RU charged so far, per kind of operation.
+    pub fn request_units(&self) -> std::collections::BTreeMap<&'static str, Charge> {
+        self.inner.units.totals()
     }
 }
 

@@ -51,6 +51,7 @@ impl CosmosStore {
     async fn read_snapshot(&self, stream_id: &str) -> Result<Option<(SnapshotDoc, Option<Etag>)>, StoreError> {
         match self.inner.snapshots.read_item(stream_id.to_string(), stream_id, None).await {
             Ok(response) => {
+                self.inner.units.record_response("read-snapshot", response.headers());
                 let etag = response.headers().etag().cloned();
                 let doc = response.into_model().map_err(|e| StoreError::Corrupt(format!("snapshot: {e}")))?;
                 Ok(Some((doc, etag)))
@@ -82,7 +83,10 @@ impl CosmosStore {
                 None => container.create_item(doc.id.clone(), doc.id.as_str(), &doc, None).await,
             };
             match written {
-                Ok(_) => return Ok(()),
+                Ok(response) => {
+                    self.inner.units.record_response("write-snapshot", response.headers());
+                    return Ok(());
+                }
                 // Someone else wrote it meanwhile: look again.
                 Err(error) if matches!(status(&error), 409 | 412) => continue,
                 Err(error) => return Err(unavailable(error)),
@@ -131,6 +135,7 @@ impl Checkpoints for CosmosStore {
         let id = checkpoint_id(consumer, range);
         match self.inner.leases.read_item(id.clone(), id.as_str(), None).await {
             Ok(response) => {
+                self.inner.units.record_response("read-checkpoint", response.headers());
                 let doc: CheckpointDoc =
                     response.into_model().map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
                 Ok(Some(doc.continuation))
@@ -149,7 +154,8 @@ impl Checkpoints for CosmosStore {
             continuation: continuation.into(),
             updated_at: Utc::now(),
         };
-        self.inner.leases.upsert_item(id.clone(), id.as_str(), &doc, None).await.map_err(unavailable)?;
+        let response = self.inner.leases.upsert_item(id.clone(), id.as_str(), &doc, None).await.map_err(unavailable)?;
+        self.inner.units.record_response("write-checkpoint", response.headers());
         Ok(())
     }
 }
