@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
-use support::{Server, BIN};
+use support::{word_of_first_line, Server, BIN};
 use tempfile::TempDir;
 
 /// The account the tests use: the one configured, or a dev emulator.
@@ -30,14 +29,9 @@ impl Account {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the dev emulator");
-        let mut line = String::new();
-        let stdout = emulator.stdout.take().expect("stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("the emulator's first line");
-        let connection = line
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("CosmosDBConnection="))
-            .unwrap_or_else(|| panic!("no connection string in {line:?} (was the binary built with --all-features?)"))
-            .to_string();
+        // Built without --all-features, the binary has no emulator and says so.
+        let connection =
+            word_of_first_line(&mut emulator, |word| word.strip_prefix("CosmosDBConnection=").map(String::from));
         Account { connection, emulator: Some(emulator) }
     }
 

@@ -41,14 +41,7 @@ impl Server {
             command.env(name, value);
         }
         let mut child = command.spawn().expect("start orderflow serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut first_line = String::new();
-        BufReader::new(stdout).read_line(&mut first_line).expect("read the ready line");
-        let base = first_line
-            .split_whitespace()
-            .find(|word| word.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {first_line:?}"))
-            .to_string();
+        let base = word_of_first_line(&mut child, |word| word.starts_with("http://").then(|| word.to_string()));
         Server { child, base, data_dir: data_dir.to_path_buf(), client: reqwest::Client::new() }
     }
 
@@ -186,6 +179,15 @@ impl Answer {
         assert_eq!(self.body["code"], code, "{self:?}");
         assert_eq!(self.body["status"], status, "{self:?}");
     }
+}
+
+/// The first word of the child's first stdout line that `pick` accepts
+/// (where a started process says how to reach it).
+pub fn word_of_first_line(child: &mut Child, pick: impl Fn(&str) -> Option<String>) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read the first line");
+    line.split_whitespace().find_map(pick).unwrap_or_else(|| panic!("not found in the first line {line:?}"))
 }
 
 /// Calls `probe` until `done` holds for what it returns (within 20 s).
