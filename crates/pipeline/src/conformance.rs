@@ -120,7 +120,8 @@ async fn drain(
         let mut at = positions.get(&range).cloned().flatten();
         loop {
             let page = stores.feed.read(&range, at.as_deref(), 50).await.expect("read feed");
-            let done = page.events.is_empty();
+            assert!(page.events.is_empty() || page.moved, "a page with events moves the continuation");
+            let done = page.events.is_empty() && !page.moved;
             events.extend(page.events);
             at = page.continuation.or(at);
             if done {

@@ -104,6 +104,10 @@ pub struct FeedPage {
     pub events: Vec<EventRecord>,
     /// Where the next read starts; `None` when nothing was ever read.
     pub continuation: Option<String>,
+    /// True when the read went past documents, even if none of them was an
+    /// event (a Cosmos DB page can hold only tips): the continuation must be
+    /// saved, or the consumer would read the same page forever.
+    pub moved: bool,
 }
 
 /// How far a consumer has read one range.

@@ -76,8 +76,10 @@ impl ChangeFeed for CosmosStore {
         // One request answers one page; an empty page means nothing new in
         // this range right now.
         let mut events = Vec::new();
+        let mut moved = false;
         if let Some(page) = pages.next().await {
             let page = page.map_err(unavailable)?;
+            moved = !page.items().is_empty();
             self.inner.units.record_response("change-feed-page", page.headers());
             for item in page.items() {
                 let Some(doc) = item.current() else { continue };
@@ -90,7 +92,7 @@ impl ChangeFeed for CosmosStore {
             }
         }
         let token = pages.to_continuation_token().map_err(unavailable)?;
-        Ok(FeedPage { events, continuation: Some(token.as_str().to_string()) })
+        Ok(FeedPage { events, continuation: Some(token.as_str().to_string()), moved })
     }
 
     async fn wait_for_changes(&self, _positions: &[FeedPosition], timeout: Duration) {

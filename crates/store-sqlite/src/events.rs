@@ -185,7 +185,7 @@ impl ChangeFeed for SqliteStore {
         let last = rows.last().map(|(seq, _)| *seq);
         let events = rows.into_iter().map(|(_, record)| record).collect::<Result<Vec<_>, _>>()?;
         let continuation = last.map(|seq| seq.to_string()).or_else(|| continuation.map(str::to_string));
-        Ok(FeedPage { events, continuation })
+        Ok(FeedPage { moved: !events.is_empty(), events, continuation })
     }
 
     async fn wait_for_changes(&self, positions: &[FeedPosition], timeout: Duration) {

@@ -77,6 +77,8 @@ impl FeedRunner {
             let page = self.feed.read(&range, from.as_deref(), self.batch_size).await?;
             if !page.events.is_empty() {
                 self.consumer.handle(&page.events).await?;
+            }
+            if page.moved {
                 if let Some(continuation) = &page.continuation {
                     self.checkpoints.save(name, &range, continuation).await?;
                 }
