@@ -6,6 +6,7 @@ use std::sync::Arc;
 use azure_core::credentials::Secret;
 use azure_data_cosmos::options::Region;
 use azure_data_cosmos::{AccountReference, CosmosClient, CosmosRuntimeBuilder, RoutingStrategy};
+use azure_data_cosmos_driver::fault_injection::FaultInjectionRule;
 use azure_data_cosmos_driver::in_memory_emulator::{InMemoryEmulatorHttpClient, VirtualAccountConfig, VirtualRegion};
 use orderflow_pipeline::StoreError;
 
@@ -14,11 +15,19 @@ pub const ENDPOINT: &str = "https://eastus.emulator.local";
 
 /// A client of a fresh, empty in-memory account. Each call is independent.
 pub async fn client() -> Result<CosmosClient, StoreError> {
+    client_with_faults(Vec::new()).await
+}
+
+/// Like [`client`], with the SDK's fault injection: each rule answers
+/// matching requests as it says (429, 503, delays...) until its hit limit.
+pub async fn client_with_faults(rules: Vec<Arc<FaultInjectionRule>>) -> Result<CosmosClient, StoreError> {
     let fail = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("emulator: {e}"));
     let url = ENDPOINT.parse().map_err(|e| fail(&e))?;
     let config = VirtualAccountConfig::new(vec![VirtualRegion::new("East US", url)]).map_err(|e| fail(&e))?;
     let emulator = Arc::new(InMemoryEmulatorHttpClient::new(config));
-    let runtime = CosmosRuntimeBuilder::from(emulator.runtime_builder()).build().await.map_err(|e| fail(&e))?;
+    let builder =
+        if rules.is_empty() { emulator.runtime_builder() } else { emulator.runtime_builder_with_fault_rules(rules) };
+    let runtime = CosmosRuntimeBuilder::from(builder).build().await.map_err(|e| fail(&e))?;
     let account = AccountReference::with_authentication_key(
         ENDPOINT.parse().map_err(|e| fail(&e))?,
         // Any base64 key: the emulator checks none.
