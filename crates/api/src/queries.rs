@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use orderflow_domain::inventory::SkuState;
 use orderflow_domain::order::{OrderLine, OrderState, Payment, Shipment};
 use orderflow_pipeline::ports::Snapshot;
-use orderflow_pipeline::streams::{order_stream, sku_stream};
+use orderflow_pipeline::streams::{order_stream, sku_stream, Category};
 use orderflow_pipeline::StoreError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -52,10 +52,6 @@ pub struct OrderSummary {
 fn snapshot_state<T: DeserializeOwned>(snapshot: &Snapshot) -> Result<T, Problem> {
     serde_json::from_value(snapshot.state.clone())
         .map_err(|e| Problem::from(StoreError::Corrupt(format!("snapshot of {}: {e}", snapshot.stream_id))))
-}
-
-fn natural_id(snapshot: &Snapshot) -> String {
-    snapshot.stream_id.split_once('-').map(|(_, id)| id.to_string()).unwrap_or_default()
 }
 
 /// A JSON answer with the version as ETag, or 304 when the client has it.
@@ -147,7 +143,7 @@ pub async fn customer_orders(
         .map(|snapshot| {
             let state = snapshot_state::<OrderState>(snapshot)?;
             Ok(OrderSummary {
-                order_id: natural_id(snapshot),
+                order_id: Category::of(&snapshot.stream_id).map(|(_, id)| id.to_string()).unwrap_or_default(),
                 status: state.status.as_str(),
                 total_minor: state.total_minor(),
                 currency: state.currency,

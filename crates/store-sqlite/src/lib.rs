@@ -92,9 +92,4 @@ impl SqliteStore {
     {
         self.inner.writer.write(work).await
     }
-
-    /// The sequence number of the newest event.
-    pub fn head(&self) -> u64 {
-        *self.inner.head.borrow()
-    }
 }

@@ -88,12 +88,6 @@ impl FeedRunner {
         }
         Ok(if progressed { Step::Progressed } else { Idle(positions) })
     }
-
-    /// Handles batches until the feed has nothing more for this consumer.
-    pub async fn catch_up(&self) -> Result<(), StoreError> {
-        while self.step().await? == Step::Progressed {}
-        Ok(())
-    }
 }
 
 #[derive(Debug, PartialEq)]
