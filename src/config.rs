@@ -35,6 +35,10 @@ pub struct Flags {
 
 pub struct Config {
     pub data_dir: PathBuf,
+    /// Setting `OrderflowInstanceName`: who this process is in the change-feed
+    /// leases it shares with others; by default the host name and the data
+    /// directory, which one process at a time holds.
+    pub instance: String,
     pub listen: SocketAddr,
     pub api: ApiConfig,
     /// Set when `KafkaBrokerList` is.
@@ -49,6 +53,9 @@ pub struct CosmosConfig {
     pub database: String,
     /// Setting `CosmosRegion`, the preferred region, default `East US`.
     pub region: String,
+    /// Setting `CosmosLeaseSeconds`, default 60: how long a process holds a
+    /// change-feed range without renewing before another one takes it over.
+    pub lease_ttl: std::time::Duration,
 }
 
 impl Config {
@@ -75,11 +82,20 @@ impl Config {
             None => {}
         }
         let kafka = settings.get("KafkaBrokerList").map(|brokers| kafka_config(brokers, settings, &mut problems));
+        let lease_seconds = match settings.get("CosmosLeaseSeconds").map(|v| v.parse::<u64>()) {
+            Some(Ok(seconds)) if seconds > 0 => seconds,
+            Some(_) => {
+                problems.push("CosmosLeaseSeconds: must be a positive number of seconds".into());
+                60
+            }
+            None => 60,
+        };
         let cosmos = settings.get("CosmosDBConnection").and_then(|text| match ConnectionString::parse(&text) {
             Ok(connection) => Some(CosmosConfig {
                 connection,
                 database: settings.get("CosmosDatabase").unwrap_or_else(|| "orderflow".into()),
                 region: settings.get("CosmosRegion").unwrap_or_else(|| "East US".into()),
+                lease_ttl: std::time::Duration::from_secs(lease_seconds),
             }),
             Err(problem) => {
                 problems.push(format!("CosmosDBConnection: {problem}"));
@@ -89,8 +105,18 @@ impl Config {
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
         }
-        Ok(Config { data_dir, listen, api, kafka, cosmos })
+        let instance = settings.get("OrderflowInstanceName").unwrap_or_else(|| default_instance(&data_dir));
+        Ok(Config { data_dir, instance, listen, api, kafka, cosmos })
     }
+}
+
+fn default_instance(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    format!("{host}:{}", dir.display())
 }
 
 fn kafka_config(brokers: String, settings: &Settings, problems: &mut Vec<String>) -> KafkaConfig {

@@ -1,7 +1,9 @@
 //! The `orderflow` command line.
 
 mod config;
+mod functions;
 mod load;
+mod pipeline;
 mod serve;
 mod settings;
 mod topics;
@@ -78,6 +80,18 @@ enum Commands {
     /// leases) with their partition keys and indexing policies; idempotent
     /// [settings CosmosDBConnection, CosmosDatabase]
     Init,
+    /// The Azure Functions custom handler: serves the host's invocation
+    /// protocol on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT (the host starts
+    /// it, as host.json says; app settings come from the environment).
+    Functions,
+    /// An AWS Lambda function (custom runtime): the HTTP API behind API
+    /// Gateway or a function URL, or ingestion from a Kafka event source.
+    /// Named `bootstrap`, the binary runs this with the function's handler
+    /// setting (`_HANDLER`: http or kafka).
+    Lambda {
+        #[arg(value_enum)]
+        handler: LambdaHandler,
+    },
     /// Tools for development.
     Dev {
         #[command(subcommand)]
@@ -89,6 +103,12 @@ enum Commands {
         #[command(subcommand)]
         command: TopicCommands,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LambdaHandler {
+    Http,
+    Kafka,
 }
 
 #[derive(Subcommand)]
@@ -129,7 +149,7 @@ enum TopicCommands {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(arguments());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -154,6 +174,18 @@ fn main() -> ExitCode {
     // (Kafka's) whose destructors talk to a broker that may be gone.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// The command line; as a Lambda custom runtime's `bootstrap`, the Lambda
+/// handler named by the function's `_HANDLER` setting.
+fn arguments() -> Vec<std::ffi::OsString> {
+    let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let program = arguments.first().map(PathBuf::from);
+    if program.is_some_and(|p| p.file_name().is_some_and(|name| name == "bootstrap")) && arguments.len() == 1 {
+        let handler = std::env::var("_HANDLER").unwrap_or_else(|_| "http".into());
+        arguments.extend(["lambda".into(), handler.into()]);
+    }
+    arguments
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -185,12 +217,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database {} ready at {}", cosmos.database, cosmos.connection.endpoint);
             Ok(())
         }
+        Commands::Functions => functions::run(Config::resolve(Flags::default(), &settings)?).await,
+        Commands::Lambda { handler } => lambda(handler, Config::resolve(Flags::default(), &settings)?).await,
         Commands::Dev { command: DevCommands::CosmosEmulator { listen } } => dev_cosmos_emulator(listen).await,
         Commands::Topics { command: TopicCommands::Create } => {
             let config = Config::resolve(Flags::default(), &settings)?;
             topics::create(&config).await
         }
     }
+}
+
+async fn lambda(handler: LambdaHandler, config: Config) -> anyhow::Result<()> {
+    let pipeline = pipeline::Pipeline::open(&config).await?;
+    let ran = match handler {
+        LambdaHandler::Http => {
+            orderflow_lambda::run_http(orderflow_api::router(pipeline.app(&config), &config.api)).await
+        }
+        LambdaHandler::Kafka => orderflow_lambda::run_kafka(pipeline.ingestor.clone()).await,
+    };
+    pipeline.flush().await;
+    ran.map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}"))
 }
 
 #[cfg(feature = "cosmos-emulator")]

@@ -7,34 +7,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use orderflow_api::{router, App};
+use orderflow_api::router;
 use orderflow_pipeline::consumers::{Consumer, FeedRunner, Fulfillment, Projector, Publisher};
-use orderflow_pipeline::ingest::Ingestor;
-use orderflow_pipeline::ports::{MessageProducer, Stores};
-use orderflow_pipeline::processor::CommandProcessor;
-use orderflow_store_cosmos::CosmosStore;
-use orderflow_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Config, CosmosConfig};
+use crate::config::Config;
+use crate::pipeline::Pipeline;
 
 pub async fn serve(options: Config) -> anyhow::Result<()> {
-    let data_dir = &options.data_dir;
-    let store = SqliteStore::open(data_dir).with_context(|| format!("cannot use data dir {}", data_dir.display()))?;
-    let _lock = lock_data_dir(data_dir)?;
+    // Also with Cosmos DB and Kafka: the data directory names this process
+    // in the change-feed leases, so two must not share it.
+    let _lock = lock_data_dir(&options.data_dir)?;
+    let pipeline = Pipeline::open(&options).await?;
     let listener = TcpListener::bind(options.listen).await.with_context(|| {
         format!("cannot listen on {} (is another server using it? pick another with --listen)", options.listen)
     })?;
     let address = listener.local_addr().context("cannot read the listening address")?;
 
-    let store = Arc::new(store);
-    let stores = match &options.cosmos {
-        Some(cosmos) => Stores::of(Arc::new(connect_cosmos(cosmos).await?)),
-        None => Stores::of(store.clone()),
-    };
-    // Topics: Kafka when configured, else the embedded topic log.
-    let (producer, kafka): (Arc<dyn MessageProducer>, _) = match &options.kafka {
+    let kafka_consumer = match &options.kafka {
         Some(kafka) => {
             let created = orderflow_kafka::create_topics(kafka, &orderflow_kafka::TOPICS)
                 .await
@@ -42,42 +33,37 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
             if !created.is_empty() {
                 tracing::info!(?created, "created Kafka topics");
             }
-            let producer = Arc::new(orderflow_kafka::KafkaProducer::new(kafka)?);
-            let consumer = orderflow_kafka::ingest::consumer(kafka)?;
-            (producer.clone() as Arc<dyn MessageProducer>, Some((producer, consumer)))
+            Some(orderflow_kafka::ingest::consumer(kafka)?)
         }
-        None => (store.clone(), None),
+        None => None,
     };
-    let processor = Arc::new(CommandProcessor::new(stores.events.clone()));
-    let ingestor = Arc::new(Ingestor::new(processor.clone(), producer.clone()));
-    let app = App::new(processor.clone(), ingestor.clone(), stores.snapshots.clone(), &options.api.api_keys);
-
+    let stores = &pipeline.stores;
     let (stop, stopped) = watch::channel(false);
     let consumers: [Arc<dyn Consumer>; 3] = [
         Arc::new(Projector::new(stores.events.clone(), stores.snapshots.clone())),
-        Arc::new(Publisher::new(producer)),
-        Arc::new(Fulfillment::new(processor)),
+        Arc::new(Publisher::new(pipeline.producer.clone())),
+        Arc::new(Fulfillment::new(pipeline.processor.clone())),
     ];
     let mut tasks: Vec<_> = consumers
         .into_iter()
         .map(|consumer| {
-            let runner = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), consumer);
+            let owner = format!("{}@{}", consumer.name(), options.instance);
+            let mut runner = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), consumer);
+            runner.owner = owner;
+            if let Some(cosmos) = &options.cosmos {
+                runner.lease_ttl = cosmos.lease_ttl;
+            }
             tokio::spawn(runner.run(stopped.clone()))
         })
         .collect();
-    let kafka_producer = kafka.map(|(producer, consumer)| {
-        tasks.push(tokio::spawn(orderflow_kafka::ingest::run(consumer, ingestor, stopped.clone())));
-        producer
-    });
+    if let Some(consumer) = kafka_consumer {
+        tasks.push(tokio::spawn(orderflow_kafka::ingest::run(consumer, pipeline.ingestor.clone(), stopped.clone())));
+    }
 
     // The first line on stdout says where to reach the server (tests read it).
-    let store_name = match &options.cosmos {
-        Some(cosmos) => format!("Cosmos DB {} database {}", cosmos.connection.endpoint, cosmos.database),
-        None => store.path().display().to_string(),
-    };
-    println!("orderflow serving http://{address} (store {store_name})");
+    println!("orderflow serving http://{address} (store {})", pipeline.store_name);
     tracing::info!(%address, "ready");
-    axum::serve(listener, router(app, &options.api))
+    axum::serve(listener, router(pipeline.app(&options), &options.api))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;
@@ -88,24 +74,15 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
     if tokio::time::timeout(Duration::from_secs(30), stopping).await.is_err() {
         tracing::warn!("not every consumer stopped within 30 s; each resumes from its checkpoint");
     }
-    if let Some(producer) = kafka_producer {
-        producer.flush(Duration::from_secs(10)).await;
-    }
+    pipeline.flush().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The Cosmos DB store, with a hint when its containers are missing.
-pub async fn connect_cosmos(cosmos: &CosmosConfig) -> anyhow::Result<CosmosStore> {
-    let client = orderflow_store_cosmos::client(&cosmos.connection, &cosmos.region).await?;
-    CosmosStore::connect(&client, &cosmos.database).await.with_context(|| {
-        format!("cannot open database {} (CosmosDBConnection; run `orderflow init` first)", cosmos.database)
-    })
 }
 
 /// One `serve` per data directory: a second one would run every consumer
 /// twice. The lock goes with the process, also when it crashes.
 fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let path = data_dir.join("serve.lock");
     let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     match file.try_lock() {
@@ -118,7 +95,7 @@ fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 }
 
 /// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -45,9 +45,12 @@ impl Settings {
         Ok(Settings { values })
     }
 
-    /// A setting from the environment, else from `local.settings.json`.
-    /// (Flags are applied by the caller, before this.)
+    /// A setting from the environment, else from `local.settings.json`; an
+    /// empty value is no value. (Flags are applied by the caller, before this.)
     pub fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.is_empty()).or_else(|| self.values.get(name).cloned())
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.values.get(name).filter(|v| !v.is_empty()).cloned())
     }
 }

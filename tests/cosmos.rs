@@ -37,10 +37,14 @@ impl Account {
 
     /// `serve` on this account, with a database of the test's own.
     fn serve(&self, data_dir: &std::path::Path, database: &str) -> Server {
+        self.serve_with(data_dir, database, &[])
+    }
+
+    fn serve_with(&self, data_dir: &std::path::Path, database: &str, more: &[(&str, &str)]) -> Server {
         let settings = [("CosmosDBConnection", self.connection.as_str()), ("CosmosDatabase", database)];
         let init = Command::new(BIN).arg("init").envs(settings).output().expect("orderflow init");
         assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
-        Server::start_with(data_dir, &settings)
+        Server::start_with(data_dir, &[&settings[..], more].concat())
     }
 }
 
@@ -88,4 +92,40 @@ async fn idempotency_and_restarts_hold_on_cosmos_db() {
     assert_eq!(server.history("c-1").await.len(), 4, "Placed, Confirmed, LineReserved, Reserved");
     server.eventually("/api/inventory/SKU-A", |s| s["reserved"] == 1 && s["version"] == 2).await;
     server.post("/api/inventory/X/restock", json!({"quantity": 0})).await.assert_problem(422, "invalid-quantity");
+}
+
+#[tokio::test]
+async fn two_servers_share_one_account_and_the_survivor_takes_over() {
+    let account = Account::start();
+    let dir = TempDir::new().expect("temp dir");
+    let database = database();
+    let short_leases = [("CosmosLeaseSeconds", "2")];
+    let first = account.serve_with(&dir.path().join("first"), &database, &short_leases);
+    let second = account.serve_with(&dir.path().join("second"), &database, &short_leases);
+    first.restock("SKU-S", 100).await;
+
+    // Orders through either server are projected and fulfilled, whichever
+    // of them holds the feed range of each stream.
+    let orders: Vec<String> = (0..24).map(|i| format!("shared-{i}")).collect();
+    for (i, order) in orders[..8].iter().enumerate() {
+        let server = if i % 2 == 0 { &first } else { &second };
+        server.place(order, &[("SKU-S", 1, 5)]).await;
+        server.post_empty(&format!("/api/orders/{order}/confirm")).await;
+    }
+    for order in &orders[..8] {
+        second.order_status(order, "Reserved").await;
+    }
+
+    // The first dies; once its leases expire the second holds every range.
+    first.crash();
+    for order in &orders[8..] {
+        second.place(order, &[("SKU-S", 1, 5)]).await;
+        second.post_empty(&format!("/api/orders/{order}/confirm")).await;
+    }
+    for order in &orders {
+        let snapshot = second.order_status(order, "Reserved").await;
+        // Placed, Confirmed, LineReserved, Reserved: each event projected once.
+        assert_eq!(snapshot["version"], 4, "{order}: {snapshot}");
+    }
+    second.eventually("/api/inventory/SKU-S", |s| s["reserved"] == 24 && s["version"] == 25).await;
 }

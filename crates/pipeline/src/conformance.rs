@@ -173,9 +173,9 @@ pub async fn waiting_for_changes_returns_when_there_are_some(stores: &Stores) {
 pub async fn checkpoints_are_kept_per_consumer_and_range(stores: &Stores) {
     let consumer = format!("consumer-{}", Uuid::new_v4());
     assert_eq!(stores.checkpoints.load(&consumer, "r1").await.expect("load"), None);
-    stores.checkpoints.save(&consumer, "r1", "10").await.expect("save");
-    stores.checkpoints.save(&consumer, "r2", "20").await.expect("save");
-    stores.checkpoints.save(&consumer, "r1", "11").await.expect("save");
+    stores.checkpoints.save(&consumer, "r1", "me", "10").await.expect("save");
+    stores.checkpoints.save(&consumer, "r2", "me", "20").await.expect("save");
+    stores.checkpoints.save(&consumer, "r1", "me", "11").await.expect("save");
     assert_eq!(stores.checkpoints.load(&consumer, "r1").await.expect("load").as_deref(), Some("11"));
     assert_eq!(stores.checkpoints.load(&consumer, "r2").await.expect("load").as_deref(), Some("20"));
     assert_eq!(stores.checkpoints.load("someone-else", "r1").await.expect("load"), None);

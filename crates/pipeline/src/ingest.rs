@@ -192,6 +192,24 @@ pub struct Delivery {
     pub payload: Vec<u8>,
 }
 
+/// A message as a host received it: the delivery, and its CloudEvent or why
+/// it has none.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub delivery: Delivery,
+    pub event: Result<Event, String>,
+}
+
+impl Delivery {
+    /// Messages with the same key are applied in order; other keys side by side.
+    fn ordering_key(&self) -> (String, i32) {
+        match &self.origin {
+            Origin::Kafka { topic, partition, .. } => (topic.clone(), *partition),
+            Origin::Http { request_id } => (request_id.clone(), -1),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "camelCase")]
 pub enum Ingested {
@@ -225,6 +243,23 @@ impl Ingestor {
                 Ok(Ingested::DeadLettered { kind: error.kind(), reason: error.to_string() })
             }
         }
+    }
+
+    /// Applies a batch as a serverless trigger delivers it: each partition's
+    /// messages in order, partitions side by side. `Err` means "deliver the
+    /// batch again": what was applied is then recognised as a duplicate.
+    pub async fn ingest_batch(&self, batch: &[Received]) -> Result<Vec<Ingested>, StoreError> {
+        let partitions = crate::consumers::group_in_order(batch.iter().enumerate(), |(_, r)| r.delivery.ordering_key());
+        let applied = partitions.into_iter().map(|(_, messages)| async move {
+            let mut outcomes = Vec::with_capacity(messages.len());
+            for (position, received) in messages {
+                outcomes.push((position, self.ingest(&received.delivery, received.event.clone()).await?));
+            }
+            Ok::<_, StoreError>(outcomes)
+        });
+        let mut outcomes: Vec<_> = futures::future::try_join_all(applied).await?.into_iter().flatten().collect();
+        outcomes.sort_by_key(|(position, _)| *position);
+        Ok(outcomes.into_iter().map(|(_, ingested)| ingested).collect())
     }
 
     async fn apply(&self, event: Result<Event, String>) -> Result<Ingested, IngestFailure> {

@@ -20,6 +20,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("unreadable data in store: {0}")]
     Corrupt(String),
+    /// Another process took over the lease of a change-feed range: this one
+    /// leaves the range to it (see [`Checkpoints::acquire`]).
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
 }
 
 /// One event as the event store keeps it (and as `GET /api/orders/{id}/events`
@@ -128,11 +132,27 @@ pub trait ChangeFeed: Send + Sync {
     async fn wait_for_changes(&self, positions: &[FeedPosition], timeout: Duration);
 }
 
-/// Durable positions in the change feed, per consumer and range.
+/// Durable positions in the change feed, per consumer and range, held under
+/// leases so that several processes can share the ranges of one feed.
 #[async_trait]
 pub trait Checkpoints: Send + Sync {
     async fn load(&self, consumer: &str, range: &str) -> Result<Option<String>, StoreError>;
-    async fn save(&self, consumer: &str, range: &str, continuation: &str) -> Result<(), StoreError>;
+    /// Saves how far `owner` got; [`StoreError::LeaseLost`] when another
+    /// owner holds the range now (its position is kept).
+    async fn save(&self, consumer: &str, range: &str, owner: &str, continuation: &str) -> Result<(), StoreError>;
+    /// The ranges `owner` processes until it asks again (well within `ttl`):
+    /// renews the leases it holds, takes expired and unowned ones, and takes
+    /// one from a busier owner when the live owners' shares are uneven. A
+    /// store that only one process can open gives every range.
+    async fn acquire(
+        &self,
+        _consumer: &str,
+        _owner: &str,
+        ranges: &[String],
+        _ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(ranges.to_vec())
+    }
 }
 
 /// The read model of one stream, and the version of the stream it reflects.

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `events` | `/streamId` | one document per event (`id` = its index) and one `tip` per stream |
 //! | `snapshots` | `/id` | the read model of each stream, with its version |
-//! | `leases` | `/id` | change-feed checkpoints per consumer and feed range |
+//! | `leases` | `/id` | per consumer and feed range: the checkpoint, its owner and lease expiry |
 //!
 //! A command costs one transactional batch in the stream's partition: create
 //! the event documents and replace the tip with `If-Match` on its ETag (or
@@ -18,6 +18,7 @@ mod connect;
 pub mod emulator;
 mod events;
 mod feed;
+mod leases;
 mod read_models;
 mod request_units;
 mod schema;
@@ -48,6 +49,7 @@ struct Inner {
     leases: ContainerClient,
     tips: events::TipCache,
     ranges: feed::Ranges,
+    held_leases: leases::HeldLeases,
     units: request_units::RequestUnits,
 }
 
@@ -66,6 +68,7 @@ impl CosmosStore {
                 leases: container(LEASES).await?,
                 tips: events::TipCache::new(10_000),
                 ranges: feed::Ranges::default(),
+                held_leases: leases::HeldLeases::default(),
                 units: request_units::RequestUnits::default(),
             }),
         })

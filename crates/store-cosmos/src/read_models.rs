@@ -1,4 +1,4 @@
-//! Snapshots (read models) on `snapshots`, checkpoints on `leases`.
+//! Snapshots (read models) on `snapshots`.
 
 use std::collections::HashMap;
 
@@ -8,7 +8,7 @@ use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
 use azure_data_cosmos::{FeedScope, Query};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use orderflow_pipeline::ports::{Checkpoints, Snapshot, SnapshotStore};
+use orderflow_pipeline::ports::{Snapshot, SnapshotStore};
 use orderflow_pipeline::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -35,16 +35,6 @@ impl From<SnapshotDoc> for Snapshot {
             state: doc.state,
         }
     }
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CheckpointDoc {
-    id: String,
-    consumer: String,
-    range: String,
-    continuation: String,
-    updated_at: DateTime<Utc>,
 }
 
 impl CosmosStore {
@@ -122,40 +112,5 @@ impl SnapshotStore for CosmosStore {
         docs.sort_by_key(|doc| std::cmp::Reverse(doc.updated_at));
         docs.truncate(limit);
         Ok(docs.into_iter().map(Snapshot::from).collect())
-    }
-}
-
-fn checkpoint_id(consumer: &str, range: &str) -> String {
-    format!("{consumer}|{range}")
-}
-
-#[async_trait]
-impl Checkpoints for CosmosStore {
-    async fn load(&self, consumer: &str, range: &str) -> Result<Option<String>, StoreError> {
-        let id = checkpoint_id(consumer, range);
-        match self.inner.leases.read_item(id.clone(), id.as_str(), None).await {
-            Ok(response) => {
-                self.inner.units.record_response("read-checkpoint", response.headers());
-                let doc: CheckpointDoc =
-                    response.into_model().map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
-                Ok(Some(doc.continuation))
-            }
-            Err(error) if status(&error) == 404 => Ok(None),
-            Err(error) => Err(unavailable(error)),
-        }
-    }
-
-    async fn save(&self, consumer: &str, range: &str, continuation: &str) -> Result<(), StoreError> {
-        let id = checkpoint_id(consumer, range);
-        let doc = CheckpointDoc {
-            id: id.clone(),
-            consumer: consumer.into(),
-            range: range.into(),
-            continuation: continuation.into(),
-            updated_at: Utc::now(),
-        };
-        let response = self.inner.leases.upsert_item(id.clone(), id.as_str(), &doc, None).await.map_err(unavailable)?;
-        self.inner.units.record_response("write-checkpoint", response.headers());
-        Ok(())
     }
 }

@@ -114,7 +114,8 @@ impl Checkpoints for SqliteStore {
         .await
     }
 
-    async fn save(&self, consumer: &str, range: &str, continuation: &str) -> Result<(), StoreError> {
+    /// One process holds the data directory, so it owns every range.
+    async fn save(&self, consumer: &str, range: &str, _owner: &str, continuation: &str) -> Result<(), StoreError> {
         let (consumer, range, continuation) = (consumer.to_string(), range.to_string(), continuation.to_string());
         self.write(move |conn| {
             conn.prepare_cached(

@@ -12,8 +12,8 @@ pub use fulfillment::Fulfillment;
 pub use projector::{project, Projector};
 pub use publisher::Publisher;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
@@ -37,17 +37,42 @@ pub struct FeedRunner {
     /// How long to wait for news when the feed has none (a change notification
     /// usually comes sooner).
     pub idle_wait: Duration,
+    /// How long a lease on a range lasts unless renewed: another process
+    /// sharing the feed takes the range over when this one stops renewing.
+    pub lease_ttl: Duration,
+    /// This runner in the leases: one name per consumer and process. Stable
+    /// across restarts (see `serve`), a restarted process picks up its own
+    /// leases at once instead of waiting for them to expire.
+    pub owner: String,
+    leases: Mutex<Leases>,
+}
+
+/// The ranges this runner holds, and when it last renewed them.
+#[derive(Default)]
+struct Leases {
+    ranges: Vec<String>,
+    renewed: Option<Instant>,
 }
 
 impl FeedRunner {
     pub fn new(feed: Arc<dyn ChangeFeed>, checkpoints: Arc<dyn Checkpoints>, consumer: Arc<dyn Consumer>) -> Self {
-        FeedRunner { feed, checkpoints, consumer, batch_size: 500, idle_wait: Duration::from_secs(1) }
+        let owner = format!("{}-{}", consumer.name(), uuid::Uuid::new_v4());
+        FeedRunner {
+            feed,
+            checkpoints,
+            consumer,
+            batch_size: 500,
+            idle_wait: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(30),
+            owner,
+            leases: Mutex::default(),
+        }
     }
 
     /// Runs until `stop` turns true; a batch in hand is finished first.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let name = self.consumer.name();
-        tracing::info!(consumer = name, "change-feed consumer started");
+        tracing::info!(consumer = name, owner = self.owner, "change-feed consumer started");
         while !*stop.borrow() {
             let progressed = (|| self.step()).retry(backoff()).notify(
                 |error, delay| tracing::warn!(consumer = name, %error, ?delay, "change-feed batch failed, retrying"),
@@ -66,13 +91,13 @@ impl FeedRunner {
         tracing::info!(consumer = name, "change-feed consumer stopped");
     }
 
-    /// Reads and handles one batch from every range. `Idle` with the
-    /// positions reached when no range had anything new.
+    /// Reads and handles one batch from every range this runner holds.
+    /// `Idle` with the positions reached when no range had anything new.
     pub async fn step(&self) -> Result<Step, StoreError> {
         let name = self.consumer.name();
         let mut positions = Vec::new();
         let mut progressed = false;
-        for range in self.feed.ranges().await? {
+        for range in self.held_ranges().await? {
             let from = self.checkpoints.load(name, &range).await?;
             let page = self.feed.read(&range, from.as_deref(), self.batch_size).await?;
             if !page.events.is_empty() {
@@ -80,13 +105,43 @@ impl FeedRunner {
             }
             if page.moved {
                 if let Some(continuation) = &page.continuation {
-                    self.checkpoints.save(name, &range, continuation).await?;
+                    match self.checkpoints.save(name, &range, &self.owner, continuation).await {
+                        Ok(()) => {}
+                        // Handled here and there: at least once, and the consumers are idempotent.
+                        Err(StoreError::LeaseLost(reason)) => {
+                            tracing::info!(consumer = name, range, reason, "range taken over by another process");
+                            self.leases().ranges.retain(|held| *held != range);
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
                 progressed = true;
             }
             positions.push(FeedPosition { range, continuation: page.continuation.or(from) });
         }
         Ok(if progressed { Step::Progressed } else { Idle(positions) })
+    }
+
+    /// The ranges held, renewing the leases a few times per TTL.
+    async fn held_ranges(&self) -> Result<Vec<String>, StoreError> {
+        let due = self.leases().renewed.is_none_or(|at| at.elapsed() >= self.lease_ttl / 4);
+        if due {
+            let name = self.consumer.name();
+            let all = self.feed.ranges().await?;
+            let held = self.checkpoints.acquire(name, &self.owner, &all, self.lease_ttl).await?;
+            let mut leases = self.leases();
+            if leases.ranges != held {
+                tracing::info!(consumer = name, ranges = ?held, of = all.len(), "change-feed ranges held");
+            }
+            *leases = Leases { ranges: held, renewed: Some(Instant::now()) };
+        }
+        Ok(self.leases().ranges.clone())
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, Leases> {
+        // The lock guards plain data that no panic leaves half-written.
+        self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -99,7 +154,7 @@ use Step::Idle;
 
 /// Groups items by key, keeping the order of first appearance of each key
 /// and the order of items within a group.
-fn group_in_order<T, K: Eq + std::hash::Hash + Clone>(
+pub(crate) fn group_in_order<T, K: Eq + std::hash::Hash + Clone>(
     items: impl IntoIterator<Item = T>,
     key: impl Fn(&T) -> K,
 ) -> Vec<(K, Vec<T>)> {

@@ -1,0 +1,60 @@
+//! The Cosmos DB trigger's value: the JSON text of the array of changed
+//! documents of `events` (event documents and tips, with the service's `_rid`,
+//! `_etag`, `_ts`, `_lsn`).
+
+use orderflow_pipeline::ports::EventRecord;
+use serde_json::Value;
+
+use crate::invocation::decode_json;
+
+/// The events of a change-feed batch, in the order of the batch (per stream,
+/// the order they were committed); tip documents are skipped. A document
+/// that is neither is an error: the batch is retried, never half-handled.
+pub fn decode_events(value: &Value) -> Result<Vec<EventRecord>, String> {
+    let Some(Value::Array(documents)) = decode_json(value, Value::is_array) else {
+        return Err("the trigger value is not an array of documents".into());
+    };
+    let mut events = Vec::with_capacity(documents.len());
+    for (position, document) in documents.into_iter().enumerate() {
+        let document = decode_json(&document, Value::is_object)
+            .ok_or_else(|| format!("document {position} is not a JSON object"))?;
+        if document.get("kind").and_then(Value::as_str) == Some("tip") {
+            continue;
+        }
+        let event = serde_json::from_value::<EventRecord>(document)
+            .map_err(|e| format!("document {position} is not an event: {e}"))?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(stream: &str, index: u64) -> Value {
+        json!({
+            "id": index.to_string(), "streamId": stream, "index": index,
+            "eventId": "6f1e9f3e-0000-4000-8000-000000000000", "type": "Placed", "data": {},
+            "time": "2026-11-25T10:00:00Z", "correlationId": "c", "causationId": "c", "messageId": "m",
+            "_rid": "x", "_etag": "\"0\"", "_ts": 1, "_lsn": 7
+        })
+    }
+
+    #[test]
+    fn skips_tips_and_keeps_the_order() {
+        let tip = json!({"id": "tip", "streamId": "Order-a", "kind": "tip", "version": 2, "state": {}});
+        let batch = Value::String(json!([event("Order-a", 0), tip, event("Order-a", 1)]).to_string());
+        let events = decode_events(&batch).expect("decodes");
+        assert_eq!(events.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_batch_of_events() {
+        assert!(decode_events(&json!("nope")).is_err());
+        assert!(decode_events(&json!([{"id": "x"}])).is_err());
+        assert_eq!(decode_events(&json!("[]")).map(|e| e.len()), Ok(0));
+    }
+}

@@ -1,0 +1,145 @@
+//! orderflow on AWS Lambda (DESIGN §7), over the same pipeline steps as the
+//! other hosts: the HTTP API behind API Gateway / function URLs through
+//! `lambda_http`, and ingestion from an MSK or self-managed Kafka event
+//! source through `lambda_runtime`.
+//!
+//! A Kafka event source retries a whole batch when the function fails, so a
+//! record that cannot be applied is dead-lettered (the batch succeeds and
+//! reports it), and only a store that cannot be reached fails the batch —
+//! whose redelivery is then recognised record by record as duplicates.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::kafka::KafkaRecord;
+use base64::Engine as _;
+use lambda_runtime::{service_fn, LambdaEvent};
+use orderflow_pipeline::cloudevents::from_message;
+use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin, Received};
+use orderflow_pipeline::StoreError;
+use serde_json::{json, Value};
+
+pub type Error = lambda_runtime::Error;
+
+/// Serves the HTTP API (an axum router) to the Lambda runtime until it stops.
+pub async fn run_http(api: axum::Router) -> Result<(), Error> {
+    lambda_http::run(api).await
+}
+
+/// Applies Kafka event-source batches until the runtime stops.
+pub async fn run_kafka(ingestor: Arc<Ingestor>) -> Result<(), Error> {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let ingestor = ingestor.clone();
+        async move { handle_kafka(&ingestor, &event.payload).await.map_err(Error::from) }
+    }))
+    .await
+}
+
+/// One batch: every record applied (each partition in order) or
+/// dead-lettered; the answer counts them and names the dead-lettered ones.
+pub async fn handle_kafka(ingestor: &Ingestor, event: &Value) -> Result<Value, StoreError> {
+    let batch = decode_event(event);
+    let outcomes = ingestor.ingest_batch(&batch).await?;
+    let mut applied = 0;
+    let mut duplicates = 0;
+    let mut dead_lettered = Vec::new();
+    for (received, outcome) in batch.iter().zip(&outcomes) {
+        match outcome {
+            Ingested::Applied { .. } => applied += 1,
+            Ingested::Duplicate { .. } => duplicates += 1,
+            Ingested::DeadLettered { kind, reason } => dead_lettered.push(json!({
+                "itemIdentifier": item_identifier(&received.delivery.origin),
+                "kind": kind,
+                "reason": reason,
+            })),
+        }
+    }
+    Ok(json!({"applied": applied, "duplicates": duplicates, "deadLettered": dead_lettered}))
+}
+
+fn item_identifier(origin: &Origin) -> String {
+    match origin {
+        Origin::Kafka { topic, partition, offset } => format!("{topic}-{partition}@{offset}"),
+        Origin::Http { request_id } => request_id.clone(),
+    }
+}
+
+/// The records of an MSK / self-managed Kafka event (`records` keyed by
+/// `topic-partition`; key and value in base64; header values as byte
+/// arrays), in partition order. A record that cannot be read is kept as its
+/// JSON text, to be dead-lettered.
+pub fn decode_event(event: &Value) -> Vec<Received> {
+    let Some(partitions) = event.get("records").and_then(Value::as_object) else {
+        return vec![unreadable(event, "no `records` in the Kafka event".into())];
+    };
+    let mut batch = Vec::new();
+    for records in partitions.values() {
+        match records.as_array() {
+            Some(records) => batch.extend(records.iter().map(decode_record)),
+            None => batch.push(unreadable(records, "`records` holds a non-array".into())),
+        }
+    }
+    batch
+}
+
+fn decode_record(record: &Value) -> Received {
+    let parsed = match serde_json::from_value::<KafkaRecord>(record.clone()) {
+        Ok(parsed) => parsed,
+        Err(error) => return unreadable(record, format!("not a Kafka record: {error}")),
+    };
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let payload = match parsed.value.as_deref().map(|value| base64.decode(value)).transpose() {
+        Ok(payload) => payload.unwrap_or_default(),
+        Err(error) => return unreadable(record, format!("the value is not base64: {error}")),
+    };
+    let key = parsed.key.as_deref().and_then(|key| base64.decode(key).ok());
+    let headers: Vec<(String, Vec<u8>)> = parsed
+        .headers
+        .iter()
+        .flat_map(|header| header.iter())
+        // Java's signed bytes, as the event source writes them.
+        .map(|(name, bytes)| (name.clone(), bytes.iter().map(|b| *b as u8).collect()))
+        .collect();
+    let origin = Origin::Kafka {
+        topic: parsed.topic.unwrap_or_default(),
+        partition: i32::try_from(parsed.partition).unwrap_or(-1),
+        offset: parsed.offset,
+    };
+    let event = from_message(&headers, &payload);
+    let key = key.map(|key| String::from_utf8_lossy(&key).into_owned());
+    Received { delivery: Delivery { origin, key, headers, payload }, event }
+}
+
+fn unreadable(value: &Value, reason: String) -> Received {
+    let origin = Origin::Kafka { topic: "unknown".into(), partition: -1, offset: -1 };
+    let payload = value.to_string().into_bytes();
+    Received { delivery: Delivery { origin, key: None, headers: Vec::new(), payload }, event: Err(reason) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_the_event_source_fixture() {
+        let fixture = include_str!("../tests/fixtures/lambda-kafka-event.json");
+        let event: Value = serde_json::from_str(fixture).expect("the fixture is JSON");
+        let batch = decode_event(&event);
+        assert_eq!(batch.len(), 1);
+        let delivery = &batch[0].delivery;
+        assert_eq!(delivery.origin, Origin::Kafka { topic: "AWSKafkaTopic".into(), partition: 0, offset: 0 });
+        assert_eq!(delivery.key.as_deref(), Some("8d5596b4-1813-4238-b24b-6dad8e3d1c0c"));
+        assert_eq!(delivery.payload, b"8d5596b4-1813-4238-b24b-6dad8e3d1c0c");
+        assert_eq!(delivery.headers, [("headerKey".to_string(), b"headerValue".to_vec())]);
+        // Not a CloudEvent: it is dead-lettered, not dropped.
+        assert!(batch[0].event.is_err());
+    }
+
+    #[test]
+    fn keeps_what_it_cannot_read() {
+        let event = json!({"records": {"t-0": [{"topic": "t", "partition": 0}], "t-1": "x"}});
+        let batch = decode_event(&event);
+        assert_eq!(batch.len(), 2);
+        assert!(batch.iter().all(|received| received.event.is_err()));
+        assert_eq!(decode_event(&json!([])).len(), 1);
+    }
+}

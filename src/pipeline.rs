@@ -1,0 +1,80 @@
+//! The pipeline as the configuration asks for it: the store (embedded or
+//! Cosmos DB), the topics (Kafka or the embedded topic log) and the steps over
+//! them. Every host starts here: `serve`, the Functions handler and Lambda.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use orderflow_api::App;
+use orderflow_kafka::KafkaProducer;
+use orderflow_pipeline::ingest::Ingestor;
+use orderflow_pipeline::ports::{MessageProducer, Stores};
+use orderflow_pipeline::processor::CommandProcessor;
+use orderflow_store_cosmos::CosmosStore;
+use orderflow_store_sqlite::SqliteStore;
+
+use crate::config::{Config, CosmosConfig};
+
+pub struct Pipeline {
+    pub stores: Stores,
+    /// Where downstream messages and dead letters go.
+    pub producer: Arc<dyn MessageProducer>,
+    pub processor: Arc<CommandProcessor>,
+    pub ingestor: Arc<Ingestor>,
+    /// The Kafka producer, when topics are on Kafka (to flush at the end).
+    pub kafka: Option<Arc<KafkaProducer>>,
+    /// What the store is, for people.
+    pub store_name: String,
+}
+
+impl Pipeline {
+    pub async fn open(config: &Config) -> anyhow::Result<Pipeline> {
+        // With Cosmos DB and Kafka both configured, nothing is kept locally
+        // (a serverless host's file system may well be read-only).
+        let embedded = if config.cosmos.is_none() || config.kafka.is_none() {
+            let dir = &config.data_dir;
+            Some(Arc::new(SqliteStore::open(dir).with_context(|| format!("cannot use data dir {}", dir.display()))?))
+        } else {
+            None
+        };
+        let (stores, store_name) = match (&config.cosmos, &embedded) {
+            (Some(cosmos), _) => (
+                Stores::of(Arc::new(connect_cosmos(cosmos).await?)),
+                format!("Cosmos DB {} database {}", cosmos.connection.endpoint, cosmos.database),
+            ),
+            (None, Some(store)) => (Stores::of(store.clone()), store.path().display().to_string()),
+            (None, None) => anyhow::bail!("no store: set CosmosDBConnection or OrderflowDataDir"),
+        };
+        let (producer, kafka): (Arc<dyn MessageProducer>, _) = match (&config.kafka, &embedded) {
+            (Some(kafka), _) => {
+                let producer = Arc::new(KafkaProducer::new(kafka)?);
+                (producer.clone(), Some(producer))
+            }
+            (None, Some(store)) => (store.clone(), None),
+            (None, None) => anyhow::bail!("no topics: set KafkaBrokerList or OrderflowDataDir"),
+        };
+        let processor = Arc::new(CommandProcessor::new(stores.events.clone()));
+        let ingestor = Arc::new(Ingestor::new(processor.clone(), producer.clone()));
+        Ok(Pipeline { stores, producer, processor, ingestor, kafka, store_name })
+    }
+
+    /// The HTTP API's state.
+    pub fn app(&self, config: &Config) -> App {
+        App::new(self.processor.clone(), self.ingestor.clone(), self.stores.snapshots.clone(), &config.api.api_keys)
+    }
+
+    /// Waits (bounded) until the messages produced so far are on Kafka.
+    pub async fn flush(&self) {
+        if let Some(kafka) = &self.kafka {
+            kafka.flush(std::time::Duration::from_secs(10)).await;
+        }
+    }
+}
+
+/// The Cosmos DB store, with a hint when its containers are missing.
+pub async fn connect_cosmos(cosmos: &CosmosConfig) -> anyhow::Result<CosmosStore> {
+    let client = orderflow_store_cosmos::client(&cosmos.connection, &cosmos.region).await?;
+    CosmosStore::connect(&client, &cosmos.database).await.with_context(|| {
+        format!("cannot open database {} (CosmosDBConnection; run `orderflow init` first)", cosmos.database)
+    })
+}
