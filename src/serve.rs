@@ -82,7 +82,7 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
 /// One `serve` per data directory: a second one would run every consumer
 /// twice. The lock goes with the process, also when it crashes.
 fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot use data dir {}", data_dir.display()))?;
     let path = data_dir.join("serve.lock");
     let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     match file.try_lock() {

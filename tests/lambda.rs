@@ -1,0 +1,195 @@
+//! The Lambda handlers, run as Lambda runs a custom runtime: the binary named
+//! `bootstrap`, the handler in `_HANDLER`, events fetched from the Runtime
+//! API (played here by a small server) — fed the real event shapes of
+//! `tests/fixtures` (API Gateway v2 HTTP, MSK / self-managed Kafka).
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine as _;
+use serde_json::{json, Value};
+use support::BIN;
+use tempfile::TempDir;
+use tokio::sync::{mpsc, Mutex};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/lambda/tests/fixtures");
+
+/// The Lambda Runtime API: hands out queued events, collects the answers.
+struct RuntimeApi {
+    events: Mutex<mpsc::Receiver<(String, Value)>>,
+    answers: mpsc::Sender<(String, Result<Value, Value>)>,
+}
+
+struct Lambda {
+    queue: mpsc::Sender<(String, Value)>,
+    answers: mpsc::Receiver<(String, Result<Value, Value>)>,
+    runtime: Child,
+    dir: TempDir,
+}
+
+impl Lambda {
+    async fn start(handler: &str) -> Lambda {
+        let (queue, events) = mpsc::channel(16);
+        let (answered, answers) = mpsc::channel(16);
+        let api = Arc::new(RuntimeApi { events: Mutex::new(events), answers: answered });
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .with_state(api);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let dir = TempDir::new().expect("temp dir");
+        let bootstrap = dir.path().join("bootstrap");
+        std::os::unix::fs::symlink(BIN, &bootstrap).expect("link bootstrap");
+        let runtime = Command::new(&bootstrap)
+            .current_dir(dir.path())
+            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+            .env("_HANDLER", handler)
+            .env("AWS_LAMBDA_FUNCTION_NAME", format!("orderflow-{handler}"))
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/orderflow")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+            .env("OrderflowDataDir", dir.path().join("data"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start bootstrap");
+        Lambda { queue, answers, runtime, dir }
+    }
+
+    /// One invocation: the answer, or the error the function reported.
+    async fn invoke(&mut self, event: Value) -> Result<Value, Value> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.queue.send((id.clone(), event)).await.expect("queue the event");
+        let (answered, answer) = tokio::time::timeout(Duration::from_secs(30), self.answers.recv())
+            .await
+            .expect("an answer within 30 s")
+            .expect("the runtime API is up");
+        assert_eq!(answered, id);
+        answer
+    }
+}
+
+impl Drop for Lambda {
+    fn drop(&mut self) {
+        let _ = self.runtime.kill();
+        let _ = self.runtime.wait();
+    }
+}
+
+async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
+    let (id, event) = api.events.lock().await.recv().await.unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    let deadline = (chrono_now_ms() + 60_000).to_string();
+    for (name, value) in [
+        ("lambda-runtime-aws-request-id", id.as_str()),
+        ("lambda-runtime-deadline-ms", deadline.as_str()),
+        ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:orderflow"),
+        ("lambda-runtime-trace-id", "Root=1-5e9f0c65-1de4d666d4dd26aced652b6c"),
+    ] {
+        headers.insert(name, value.parse().expect("a header value"));
+    }
+    (headers, event.to_string())
+}
+
+fn chrono_now_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
+}
+
+async fn response(State(api): State<Arc<RuntimeApi>>, Path(id): Path<String>, body: String) -> &'static str {
+    let _ = api.answers.send((id, Ok(serde_json::from_str(&body).unwrap_or(Value::String(body))))).await;
+    "{}"
+}
+
+async fn error(State(api): State<Arc<RuntimeApi>>, Path(id): Path<String>, body: String) -> &'static str {
+    let _ = api.answers.send((id, Err(serde_json::from_str(&body).unwrap_or(Value::String(body))))).await;
+    "{}"
+}
+
+fn fixture(name: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{FIXTURES}/{name}")).expect("fixture");
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
+/// The API Gateway v2 fixture, asking for `method path` with `body`.
+fn http_request(method: &str, path: &str, body: Option<Value>) -> Value {
+    let mut request = fixture("lambda-apigw-v2-request.json");
+    request["rawPath"] = json!(path);
+    request["requestContext"]["http"]["method"] = json!(method);
+    request["requestContext"]["http"]["path"] = json!(path);
+    if let Some(body) = body {
+        request["body"] = json!(body.to_string());
+        request["headers"]["content-type"] = json!("application/json");
+        request["headers"]["content-length"] = json!(body.to_string().len().to_string());
+    }
+    request
+}
+
+#[tokio::test]
+async fn the_http_api_answers_api_gateway_events() {
+    let mut lambda = Lambda::start("http").await;
+    let unknown = lambda.invoke(fixture("lambda-apigw-v2-request.json")).await.expect("answered");
+    assert_eq!(unknown["statusCode"], 404, "GET / is no route: {unknown}");
+
+    let restock = lambda.invoke(http_request("POST", "/api/inventory/SKU-L/restock", Some(json!({"quantity": 3}))));
+    let restocked = restock.await.expect("answered");
+    assert_eq!(restocked["statusCode"], 200, "{restocked}");
+    let order = json!({"orderId": "o-l1", "customerId": "c", "currency": "EUR", "lines": [{"sku": "SKU-L", "quantity": 1, "unitPriceMinor": 100}]});
+    let placed = lambda.invoke(http_request("POST", "/api/orders", Some(order))).await.expect("answered");
+    assert_eq!(placed["statusCode"], 201, "{placed}");
+    let body: Value = serde_json::from_str(placed["body"].as_str().unwrap_or_default()).expect("JSON body");
+    assert_eq!(body["status"], "Placed");
+
+    let bad = lambda.invoke(http_request("POST", "/api/orders", Some(json!({"lines": 7})))).await.expect("answered");
+    assert_eq!(bad["statusCode"], 400, "{bad}");
+    assert_eq!(bad["headers"]["content-type"], "application/problem+json");
+    let events = lambda.invoke(http_request("GET", "/api/orders/o-l1/events", None)).await.expect("answered");
+    assert_eq!(events["statusCode"], 200);
+}
+
+#[tokio::test]
+async fn kafka_records_are_applied_once_and_bad_ones_dead_lettered() {
+    let mut lambda = Lambda::start("kafka").await;
+    // The event source's own sample: not a CloudEvent, so dead-lettered and
+    // reported, and the batch succeeds (a failure would redeliver it forever).
+    let answer = lambda.invoke(fixture("lambda-kafka-event.json")).await.expect("the batch succeeds");
+    assert_eq!(answer["applied"], 0);
+    assert_eq!(answer["deadLettered"][0]["itemIdentifier"], "AWSKafkaTopic-0@0", "{answer}");
+    assert_eq!(answer["deadLettered"][0]["kind"], "undecodable");
+
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let bytes = |text: &str| -> Vec<i8> { text.bytes().map(|b| b as i8).collect() };
+    let record = |offset: i64, id: &str, quantity: u32| {
+        json!({
+            "topic": "stock", "partition": 0, "offset": offset, "timestamp": 1595035749700_i64,
+            "timestampType": "CREATE_TIME",
+            "key": base64.encode("SKU-M"),
+            "value": base64.encode(json!({"sku": "SKU-M", "quantity": quantity}).to_string()),
+            "headers": [
+                {"ce_specversion": bytes("1.0")}, {"ce_id": bytes(id)}, {"ce_source": bytes("/warehouse")}, {"x-note": bytes("größe")},
+                {"ce_type": bytes("stock.received")}, {"content-type": bytes("application/json")},
+            ],
+        })
+    };
+    let mut event = fixture("lambda-kafka-event.json");
+    event["records"] = json!({"stock-0": [record(7, "m-1", 2), record(8, "m-2", 3)]});
+    let first = lambda.invoke(event.clone()).await.expect("applied");
+    assert_eq!((&first["applied"], &first["duplicates"]), (&json!(2), &json!(0)), "{first}");
+    let again = lambda.invoke(event).await.expect("redelivered");
+    assert_eq!((&again["applied"], &again["duplicates"]), (&json!(0), &json!(2)), "{again}");
+
+    let dead_letters = support::topic(&lambda.dir.path().join("data"), "orderflow.deadletter");
+    assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
+}
