@@ -2,15 +2,34 @@
 //! SDK's in-memory emulator (its RU model: relative costs, not Azure's bill),
 //! as one stream grows from 1 to 10,000 events.
 //!
+//! Then the RU of whole orders: placed with two lines, confirmed, reserved by
+//! fulfillment, paid, shipped and delivered, with every change-feed consumer
+//! (snapshots, downstream topics, fulfillment) handling every event.
+//!
 //! `cargo run --release -p orderflow-store-cosmos --features emulator --example request_units`
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use orderflow_domain::inventory::InventoryCommand;
+use orderflow_domain::order::{OrderCommand, OrderLine};
 use orderflow_domain::Command;
-use orderflow_pipeline::ports::EventStore;
+use orderflow_pipeline::consumers::{Consumer, FeedRunner, Fulfillment, Projector, Publisher, Step};
+use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, Stores};
 use orderflow_pipeline::processor::{CommandProcessor, Envelope};
-use orderflow_store_cosmos::{emulator, init, CosmosStore};
+use orderflow_pipeline::StoreError;
+use orderflow_store_cosmos::{emulator, init, Charge, CosmosStore};
+
+/// Downstream messages go nowhere: only the store's RU are measured.
+struct Discard;
+
+#[async_trait]
+impl MessageProducer for Discard {
+    async fn send(&self, _messages: Vec<Message>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
 
 fn units(store: &CosmosStore, operation: &str) -> f64 {
     store.request_units().get(operation).map_or(0.0, |charge| charge.units)
@@ -45,15 +64,93 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("| {length} | {batch_units:.2} | {cached:.2} | {cold:.2} |");
     }
     println!();
-    println!("| operation | requests | RU | RU per request |");
+    print_units("one stream growing to 10,000 events", &store.request_units(), length, "command");
+    orders(&client).await
+}
+
+/// RU by operation, and per `unit` (each of `per` of them).
+fn print_units(title: &str, totals: &BTreeMap<&'static str, Charge>, per: u64, unit: &str) {
+    println!("{title}:");
+    println!();
+    println!("| operation | requests | RU per request | RU per {unit} |");
     println!("|---|---|---|---|");
-    for (operation, charge) in store.request_units() {
-        println!(
-            "| {operation} | {} | {:.1} | {:.2} |",
-            charge.requests,
-            charge.units,
-            charge.units / charge.requests.max(1) as f64
-        );
+    let mut total = 0.0;
+    for (operation, charge) in totals {
+        total += charge.units;
+        let per_request = charge.units / charge.requests.max(1) as f64;
+        println!("| {operation} | {} | {per_request:.2} | {:.2} |", charge.requests, charge.units / per as f64);
     }
+    println!("| **total** | | | **{:.1}** |", total / per as f64);
+    println!();
+}
+
+/// Whole orders through every step, on a fresh database.
+async fn orders(client: &azure_data_cosmos::CosmosClient) -> Result<(), Box<dyn std::error::Error>> {
+    const ORDERS: u64 = 200;
+    init(client, "orders").await?;
+    let store = Arc::new(CosmosStore::connect(client, "orders").await?);
+    let stores = Stores::of(store.clone());
+    let processor = Arc::new(CommandProcessor::new(stores.events.clone()));
+    let consumers: [Arc<dyn Consumer>; 3] = [
+        Arc::new(Projector::new(stores.events.clone(), stores.snapshots.clone())),
+        Arc::new(Publisher::new(Arc::new(Discard))),
+        Arc::new(Fulfillment::new(processor.clone())),
+    ];
+    let runners: Vec<FeedRunner> =
+        consumers.into_iter().map(|c| FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), c)).collect();
+    let drain = || async {
+        // Until no consumer finds anything new (fulfillment's reactions add events).
+        loop {
+            let mut idle = true;
+            for runner in &runners {
+                while runner.step().await? == Step::Progressed {
+                    idle = false;
+                }
+            }
+            if idle {
+                return Ok::<_, StoreError>(());
+            }
+        }
+    };
+    for sku in ["MUG", "TEE"] {
+        let restock = Command::Inventory { sku: sku.into(), command: InventoryCommand::Restock { quantity: 1_000 } };
+        processor.execute(&restock, &Envelope::new()).await?;
+    }
+    drain().await?;
+    let before = store.request_units();
+    let order = |i: u64, command: OrderCommand| Command::Order { order_id: format!("o-{i}"), command };
+    let line = |sku: &str| OrderLine { sku: sku.into(), quantity: 1, unit_price_minor: 500 };
+    for i in 0..ORDERS {
+        let place = OrderCommand::Place {
+            customer_id: format!("c-{i}"),
+            currency: "EUR".into(),
+            lines: vec![line("MUG"), line("TEE")],
+        };
+        processor.execute(&order(i, place), &Envelope::new()).await?;
+        processor.execute(&order(i, OrderCommand::Confirm), &Envelope::new()).await?;
+    }
+    drain().await?;
+    for i in 0..ORDERS {
+        let pay = OrderCommand::AuthorizePayment {
+            payment_id: format!("p-{i}"),
+            amount_minor: 1_000,
+            currency: "EUR".into(),
+        };
+        processor.execute(&order(i, pay), &Envelope::new()).await?;
+        let ship = OrderCommand::Ship {
+            shipment_id: format!("s-{i}"),
+            carrier: "DHL".into(),
+            tracking_number: format!("T-{i}"),
+        };
+        processor.execute(&order(i, ship), &Envelope::new()).await?;
+        processor.execute(&order(i, OrderCommand::Deliver { shipment_id: format!("s-{i}") }), &Envelope::new()).await?;
+    }
+    drain().await?;
+    let mut spent = store.request_units();
+    for (operation, charge) in spent.iter_mut() {
+        let earlier = before.get(operation).copied().unwrap_or_default();
+        *charge = Charge { requests: charge.requests - earlier.requests, units: charge.units - earlier.units };
+    }
+    print_units(&format!("{ORDERS} orders, placed (2 lines) to delivered, every consumer"), &spent, ORDERS, "order");
     Ok(())
 }

@@ -7,7 +7,6 @@ use azure_core::http::Etag;
 use azure_data_cosmos::models::TransactionalBatch;
 use azure_data_cosmos::options::{BatchReplaceOptions, ItemReadOptions, Precondition};
 use azure_data_cosmos::{FeedScope, Query};
-use futures::TryStreamExt;
 use orderflow_pipeline::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, Loaded, Tip};
 use orderflow_pipeline::StoreError;
 use serde::{Deserialize, Serialize};
@@ -178,13 +177,8 @@ impl EventStore for CosmosStore {
             .with_parameter("@stream", stream_id)
             .and_then(|q| q.with_parameter("@from", from_index))
             .map_err(|e| StoreError::Corrupt(format!("query: {e}")))?;
-        let items = self
-            .inner
-            .events
-            .query_items::<Value>(query, FeedScope::partition(stream_id.to_string()), None)
-            .await
-            .map_err(unavailable)?;
-        let docs: Vec<Value> = items.try_collect().await.map_err(unavailable)?;
+        let scope = FeedScope::partition(stream_id.to_string());
+        let docs: Vec<Value> = self.query_all("query-stream", &self.inner.events, query, scope).await?;
         let mut events = docs
             .into_iter()
             .filter(|doc| doc.get("kind").is_none())

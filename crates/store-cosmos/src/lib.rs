@@ -74,6 +74,26 @@ impl CosmosStore {
         })
     }
 
+    /// Every item a query finds, page by page, each page's RU counted as
+    /// `operation`.
+    async fn query_all<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        operation: &'static str,
+        container: &ContainerClient,
+        query: azure_data_cosmos::Query,
+        scope: azure_data_cosmos::FeedScope,
+    ) -> Result<Vec<T>, StoreError> {
+        use futures::StreamExt;
+        let mut pages = container.query_items::<T>(query, scope, None).await.map_err(unavailable)?.into_pages();
+        let mut items = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(unavailable)?;
+            self.inner.units.record_response(operation, page.headers());
+            items.extend(page.into_items());
+        }
+        Ok(items)
+    }
+
     /// RU charged so far, per kind of operation.
     pub fn request_units(&self) -> std::collections::BTreeMap<&'static str, Charge> {
         self.inner.units.totals()

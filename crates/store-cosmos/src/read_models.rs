@@ -7,7 +7,6 @@ use azure_core::http::Etag;
 use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
 use azure_data_cosmos::{FeedScope, Query};
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use orderflow_pipeline::ports::{Snapshot, SnapshotStore};
 use orderflow_pipeline::StoreError;
 use serde::{Deserialize, Serialize};
@@ -102,13 +101,9 @@ impl SnapshotStore for CosmosStore {
         let query = Query::from("SELECT * FROM c WHERE c.customerId = @customer")
             .with_parameter("@customer", customer_id)
             .map_err(|e| StoreError::Corrupt(format!("query: {e}")))?;
-        let items = self
-            .inner
-            .snapshots
-            .query_items::<SnapshotDoc>(query, FeedScope::full_container(), None)
-            .await
-            .map_err(unavailable)?;
-        let mut docs: Vec<SnapshotDoc> = items.try_collect().await.map_err(unavailable)?;
+        let scope = FeedScope::full_container();
+        let mut docs: Vec<SnapshotDoc> =
+            self.query_all("query-customer-orders", &self.inner.snapshots, query, scope).await?;
         docs.sort_by_key(|doc| std::cmp::Reverse(doc.updated_at));
         docs.truncate(limit);
         Ok(docs.into_iter().map(Snapshot::from).collect())

@@ -1,0 +1,84 @@
+// orderflow on Azure: Cosmos DB (events, snapshots, leases), Event Hubs with
+// its Kafka endpoint (the topics), a Function App on the Flex Consumption
+// plan running the custom handler, Key Vault for the two secrets the Kafka
+// and Cosmos DB clients need, and Application Insights.
+//
+//   az deployment group create -g <group> -f infra/main.bicep -p size=small
+//
+// Secure by default: TLS 1.2 only, HTTPS only, no keys in outputs, the Function
+// App reaches Storage, Key Vault, Application Insights and the Cosmos DB
+// trigger by its managed identity. See docs/deploy.md.
+
+targetScope = 'resourceGroup'
+
+@description('Prefix of every resource name (letters and digits, 3-11 characters).')
+@minLength(3)
+@maxLength(11)
+param name string = 'orderflow'
+
+@description('Region of every resource.')
+param location string = resourceGroup().location
+
+@description('Traffic profile: small (up to ~10 orders/s), medium (~100/s), large (~1,000/s). See docs/cost.md.')
+@allowed(['small', 'medium', 'large'])
+param size string = 'small'
+
+@description('Cosmos DB capacity: serverless (pay per request; small, spiky traffic) or autoscale (provisioned RU/s that scale between 10% and 100% of the maximum).')
+@allowed(['serverless', 'autoscale'])
+param cosmosCapacity string = size == 'small' ? 'serverless' : 'autoscale'
+
+var profiles = {
+  small: { cosmosMaxThroughput: 1000, kafkaPartitions: 4, eventHubsCapacity: 1, maximumInstanceCount: 40, zoneRedundant: false }
+  medium: { cosmosMaxThroughput: 10000, kafkaPartitions: 16, eventHubsCapacity: 2, maximumInstanceCount: 100, zoneRedundant: true }
+  large: { cosmosMaxThroughput: 100000, kafkaPartitions: 32, eventHubsCapacity: 8, maximumInstanceCount: 500, zoneRedundant: true }
+}
+var profile = profiles[size]
+var suffix = uniqueString(resourceGroup().id, name)
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: { name: name, location: location }
+}
+
+module cosmos 'modules/cosmos.bicep' = {
+  name: 'cosmos'
+  params: {
+    accountName: '${name}-${suffix}'
+    location: location
+    capacity: cosmosCapacity
+    maxThroughput: profile.cosmosMaxThroughput
+    zoneRedundant: profile.zoneRedundant
+  }
+}
+
+module eventHubs 'modules/eventhubs.bicep' = {
+  name: 'eventhubs'
+  params: {
+    namespaceName: '${name}-${suffix}'
+    location: location
+    partitions: profile.kafkaPartitions
+    capacity: profile.eventHubsCapacity
+    zoneRedundant: profile.zoneRedundant
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  params: {
+    name: '${name}-${suffix}'
+    storageName: take(toLower('${name}${suffix}'), 24)
+    vaultName: take('${name}-${suffix}', 24)
+    location: location
+    maximumInstanceCount: profile.maximumInstanceCount
+    zoneRedundant: profile.zoneRedundant
+    appInsightsName: monitoring.outputs.appInsightsName
+    cosmosAccountName: cosmos.outputs.accountName
+    eventHubsNamespaceName: eventHubs.outputs.namespaceName
+    eventHubsAuthorizationRuleName: eventHubs.outputs.authorizationRuleName
+  }
+}
+
+output functionAppName string = functionApp.outputs.functionAppName
+output functionAppUrl string = functionApp.outputs.url
+output cosmosEndpoint string = cosmos.outputs.endpoint
+output kafkaBootstrapServers string = eventHubs.outputs.kafkaBootstrapServers

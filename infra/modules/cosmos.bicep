@@ -1,0 +1,72 @@
+// The Cosmos DB for NoSQL account, database and the three containers of
+// DESIGN §3, with allow-list indexing (only the paths queries use).
+
+param accountName string
+param location string
+@allowed(['serverless', 'autoscale'])
+param capacity string
+@description('Autoscale maximum RU/s of the database (shared by its containers); ignored when serverless.')
+param maxThroughput int
+param zoneRedundant bool
+param databaseName string = 'orderflow'
+
+var serverless = capacity == 'serverless'
+
+// Indexing is an allow-list: everything is excluded but the paths the
+// queries filter or sort on.
+var containers = [
+  { name: 'events', partitionKey: '/streamId', includedPaths: [{ path: '/index/?' }] }
+  { name: 'snapshots', partitionKey: '/id', includedPaths: [{ path: '/customerId/?' }, { path: '/updatedAt/?' }] }
+  { name: 'leases', partitionKey: '/id', includedPaths: [] }
+]
+
+resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
+  // checkov:skip=CKV_AZURE_99:The Flex Consumption app reaches Cosmos DB over its public endpoint (no VNet in this template); access needs a key or an Entra role.
+  // checkov:skip=CKV_AZURE_101:Same: public network access is how the Function App reaches the account without VNet integration.
+  // checkov:skip=CKV_AZURE_140:The handler's Rust SDK client authenticates with the account key (a Key Vault reference); the Cosmos DB trigger uses the managed identity.
+  name: accountName
+  location: location
+  kind: 'GlobalDocumentDB'
+  properties: {
+    databaseAccountOfferType: 'Standard'
+    consistencyPolicy: { defaultConsistencyLevel: 'Session' }
+    locations: [{ locationName: location, failoverPriority: 0, isZoneRedundant: zoneRedundant }]
+    capabilities: serverless ? [{ name: 'EnableServerless' }] : []
+    minimalTlsVersion: 'Tls12'
+    disableKeyBasedMetadataWriteAccess: true
+    enableAutomaticFailover: false
+    backupPolicy: { type: 'Continuous', continuousModeProperties: { tier: 'Continuous7Days' } }
+  }
+}
+
+resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
+  parent: account
+  name: databaseName
+  properties: {
+    resource: { id: databaseName }
+    options: serverless ? {} : { autoscaleSettings: { maxThroughput: maxThroughput } }
+  }
+}
+
+resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = [
+  for c in containers: {
+    parent: database
+    name: c.name
+    properties: {
+      resource: {
+        id: c.name
+        partitionKey: { paths: [c.partitionKey], kind: 'Hash', version: 2 }
+        indexingPolicy: {
+          indexingMode: 'consistent'
+          automatic: true
+          includedPaths: c.includedPaths
+          excludedPaths: [{ path: '/*' }]
+        }
+      }
+    }
+  }
+]
+
+output accountName string = account.name
+output endpoint string = account.properties.documentEndpoint
+output databaseName string = database.name
