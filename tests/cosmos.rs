@@ -129,3 +129,38 @@ async fn two_servers_share_one_account_and_the_survivor_takes_over() {
     }
     second.eventually("/api/inventory/SKU-S", |s| s["reserved"] == 24 && s["version"] == 25).await;
 }
+
+const KEY: &str = "c2VjcmV0LWtleS1uZXZlci1wcmludGVk";
+
+/// `orderflow init` against `endpoint`, which must fail: its stderr.
+fn failed_init(endpoint: &str) -> String {
+    let dir = TempDir::new().expect("temp dir");
+    let connection = format!("AccountEndpoint={endpoint};AccountKey={KEY};");
+    let output = Command::new(BIN).arg("init").env("CosmosDBConnection", connection).current_dir(dir.path()).output();
+    let output = output.expect("orderflow init");
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).trim().to_string()
+}
+
+/// A wrong endpoint or key: one line that names the setting, never the key.
+#[tokio::test]
+async fn a_wrong_endpoint_or_key_is_one_clear_line() {
+    // Nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port");
+    let unreachable = failed_init(&format!("http://{closed}/"));
+    // An account that refuses every key.
+    let refusing = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = refusing.local_addr().expect("address");
+    let app = axum::Router::new().fallback(|| async {
+        (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({"code": "Unauthorized", "message": "bad signature"})))
+    });
+    tokio::spawn(async move { axum::serve(refusing, app).await });
+    let refused = tokio::task::spawn_blocking(move || failed_init(&format!("http://{address}/"))).await.expect("init");
+
+    assert!(refused.contains("refused the account key"), "{refused}");
+    for message in [&unreachable, &refused] {
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(message.contains("CosmosDBConnection"), "{message}");
+        assert!(!message.contains(KEY), "{message}");
+    }
+}

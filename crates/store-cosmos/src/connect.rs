@@ -61,7 +61,14 @@ pub async fn client(connection: &ConnectionString, region: &str) -> Result<Cosmo
     CosmosClient::builder()
         .build(account, RoutingStrategy::ProximityTo(Region::from(region.to_string())))
         .await
-        .map_err(|e| StoreError::Unavailable(format!("cannot reach Cosmos DB at {}: {e}", connection.endpoint)))
+        .map_err(|error| {
+            let endpoint = &connection.endpoint;
+            // One line naming the setting; the key itself never appears.
+            StoreError::Unavailable(match u16::from(error.status().status_code()) {
+                401 | 403 => format!("CosmosDBConnection: {endpoint} refused the account key"),
+                _ => format!("CosmosDBConnection: cannot reach Cosmos DB at {endpoint}: {error}"),
+            })
+        })
 }
 
 #[cfg(test)]
