@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use orderflow_pipeline::cloudevents::{DEADLETTER_TOPIC, INVENTORY_TOPIC, ORDERS_TOPIC};
 use orderflow_pipeline::consumers::{Consumer, Fulfillment, Projector, Publisher};
-use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin, Received};
+use orderflow_pipeline::ingest::{Ingested, Ingestor, Received};
 use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, SnapshotStore, StoreError};
 use orderflow_pipeline::processor::CommandProcessor;
 use serde_json::{json, Value};
@@ -72,7 +72,7 @@ async fn ingest(State(steps): State<Arc<Steps>>, body: Bytes) -> Response {
             None => return failed("ingest-*", &format!("no `{KAFKA_TRIGGER}` binding in the invocation")),
         },
         // Not even an envelope: kept whole, as one dead letter.
-        Err(reason) => vec![unreadable_invocation(&body, reason)],
+        Err(reason) => vec![Received::unreadable(body.to_vec(), reason)],
     };
     match ingestor.ingest_batch(&batch).await {
         Ok(outcomes) => {
@@ -138,14 +138,6 @@ fn succeeded(outbox: &Outbox, logs: Vec<String>) -> Response {
 fn failed(function: &str, reason: &str) -> Response {
     tracing::warn!(function, reason, "invocation failed; the host retries it");
     (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": reason}))).into_response()
-}
-
-fn unreadable_invocation(body: &[u8], reason: String) -> Received {
-    let origin = Origin::Kafka { topic: "unknown".into(), partition: -1, offset: -1 };
-    Received {
-        delivery: Delivery { origin, key: None, headers: Vec::new(), payload: body.to_vec() },
-        event: Err(reason),
-    }
 }
 
 fn summarize(outcomes: &[Ingested]) -> String {

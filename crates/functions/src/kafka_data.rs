@@ -67,9 +67,7 @@ fn decode_record(element: &Value) -> Received {
                 Value::String(text) => text.clone(),
                 other => other.to_string(),
             };
-            let origin = Origin::Kafka { topic: "unknown".into(), partition: -1, offset: -1 };
-            let delivery = Delivery { origin, key: None, headers: Vec::new(), payload: text.into_bytes() };
-            Received { delivery, event: Err(reason) }
+            Received::unreadable(text.into_bytes(), reason)
         }
     }
 }

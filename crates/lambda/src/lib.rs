@@ -110,9 +110,7 @@ fn decode_record(record: &Value) -> Received {
 }
 
 fn unreadable(value: &Value, reason: String) -> Received {
-    let origin = Origin::Kafka { topic: "unknown".into(), partition: -1, offset: -1 };
-    let payload = value.to_string().into_bytes();
-    Received { delivery: Delivery { origin, key: None, headers: Vec::new(), payload }, event: Err(reason) }
+    Received::unreadable(value.to_string().into_bytes(), reason)
 }
 
 #[cfg(test)]

@@ -200,6 +200,15 @@ pub struct Received {
     pub event: Result<Event, String>,
 }
 
+impl Received {
+    /// Bytes a host got that are not even a message: kept whole, so that they
+    /// are dead-lettered rather than lost.
+    pub fn unreadable(payload: Vec<u8>, reason: String) -> Received {
+        let origin = Origin::Kafka { topic: "unknown".into(), partition: -1, offset: -1 };
+        Received { delivery: Delivery { origin, key: None, headers: Vec::new(), payload }, event: Err(reason) }
+    }
+}
+
 impl Delivery {
     /// Messages with the same key are applied in order; other keys side by side.
     fn ordering_key(&self) -> (String, i32) {
