@@ -263,12 +263,14 @@ async fn kafka_batches_are_applied_once_and_bad_records_dead_lettered() {
         let (status, answer) = host.invoke("ingest-stock", json!({"events": batch})).await;
         assert_eq!(status, 200, "{round}: {answer}");
         let dead_letters = answer["Outputs"]["deadletter"].as_array().cloned().unwrap_or_default();
-        let kinds: Vec<Value> = dead_letters
+        let mut kinds: Vec<String> = dead_letters
             .iter()
             .map(|d| serde_json::from_str::<Value>(d["Value"].as_str().unwrap_or_default()).unwrap_or_default())
-            .map(|letter| letter["kind"].clone())
+            .filter_map(|letter| letter["kind"].as_str().map(String::from))
             .collect();
-        assert_eq!(kinds, [json!("undecodable"), json!("unknown-type")], "{round}: {answer}");
+        // Partitions are applied side by side: their dead letters come in any order.
+        kinds.sort();
+        assert_eq!(kinds, ["undecodable", "unknown-type"], "{round}: {answer}");
         let expected = if round == "first delivery" { "2 applied, 0 duplicates" } else { "0 applied, 2 duplicates" };
         assert!(answer["Logs"][0].as_str().is_some_and(|log| log.contains(expected)), "{round}: {answer}");
     }
