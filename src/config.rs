@@ -145,3 +145,49 @@ fn kafka_config(brokers: String, settings: &Settings, problems: &mut Vec<String>
     }
     kafka
 }
+
+impl Config {
+    /// Every setting with its effective value and where the value comes
+    /// from, for `orderflow config show`. Secrets are masked here, where
+    /// each value is made: the account key, the Kafka password, API keys.
+    pub fn show(&self, flags: &[&str], settings: &Settings) -> Vec<(String, String, &'static str)> {
+        let mut rows = vec![
+            ("OrderflowDataDir", self.data_dir.display().to_string()),
+            ("OrderflowListen", self.listen.to_string()),
+            ("OrderflowInstanceName", self.instance.clone()),
+            ("OrderflowMaxBodyBytes", self.api.max_body_bytes.to_string()),
+            ("OrderflowApiKeys", format!("{} key(s)", self.api.api_keys.len())),
+        ];
+        match &self.cosmos {
+            Some(cosmos) => rows.extend([
+                ("CosmosDBConnection", format!("{:?}", cosmos.connection)),
+                ("CosmosDatabase", cosmos.database.clone()),
+                ("CosmosRegion", cosmos.region.clone()),
+                ("CosmosLeaseSeconds", cosmos.lease_ttl.as_secs().to_string()),
+            ]),
+            None => rows.push(("CosmosDBConnection", "not set: the embedded store".into())),
+        }
+        match &self.kafka {
+            Some(kafka) => {
+                rows.extend([
+                    ("KafkaBrokerList", kafka.brokers.clone()),
+                    ("KafkaProtocol", kafka.protocol.clone()),
+                    ("KafkaAuthenticationMode", kafka.authentication_mode.clone().unwrap_or_default()),
+                    ("KafkaUsername", kafka.username.clone().unwrap_or_default()),
+                    ("KafkaPassword", kafka.password.as_ref().map(|_| "*****".to_string()).unwrap_or_default()),
+                    ("KafkaConsumerGroup", kafka.consumer_group.clone()),
+                    ("KafkaPartitions", kafka.partitions.to_string()),
+                ]);
+                rows.extend(TOPIC_SETTINGS.iter().map(|(setting, logical)| (*setting, kafka.topic(logical))));
+            }
+            None => rows.push(("KafkaBrokerList", "not set: the embedded topic log".into())),
+        }
+        rows.into_iter()
+            .map(|(setting, value)| {
+                let from =
+                    if flags.contains(&setting) { "flag" } else { settings.source(setting).unwrap_or("default") };
+                (setting.to_string(), value, from)
+            })
+            .collect()
+    }
+}

@@ -92,6 +92,11 @@ enum Commands {
         #[arg(value_enum)]
         handler: LambdaHandler,
     },
+    /// The configuration in effect.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommands,
+    },
     /// Tools for development.
     Dev {
         #[command(subcommand)]
@@ -102,6 +107,21 @@ enum Commands {
     Topics {
         #[command(subcommand)]
         command: TopicCommands,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommands {
+    /// Print every setting's effective value and where it comes from (flag,
+    /// environment, local.settings.json, default); secrets are masked.
+    /// Takes serve's flags, to show what they would change.
+    Show {
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        #[arg(long, value_name = "BYTES")]
+        max_body_bytes: Option<usize>,
     },
 }
 
@@ -215,6 +235,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = orderflow_store_cosmos::client(&cosmos.connection, &cosmos.region).await?;
             orderflow_store_cosmos::init(&client, &cosmos.database).await?;
             println!("database {} ready at {}", cosmos.database, cosmos.connection.endpoint);
+            Ok(())
+        }
+        Commands::Config { command: ConfigCommands::Show { data_dir, listen, max_body_bytes } } => {
+            let mut given = Vec::new();
+            for (setting, set) in [
+                ("OrderflowDataDir", data_dir.is_some()),
+                ("OrderflowListen", listen.is_some()),
+                ("OrderflowMaxBodyBytes", max_body_bytes.is_some()),
+            ] {
+                if set {
+                    given.push(setting);
+                }
+            }
+            let config = Config::resolve(Flags { data_dir, listen, max_body_bytes }, &settings)?;
+            for (setting, value, from) in config.show(&given, &settings) {
+                println!("{setting:<24} {value:<56} {from}");
+            }
             Ok(())
         }
         Commands::Functions => functions::run(Config::resolve(Flags::default(), &settings)?).await,

@@ -45,6 +45,17 @@ impl Settings {
         Ok(Settings { values })
     }
 
+    /// Where a setting's value comes from, if it has one.
+    pub fn source(&self, name: &str) -> Option<&'static str> {
+        if std::env::var(name).is_ok_and(|v| !v.is_empty()) {
+            Some("environment")
+        } else if self.values.get(name).is_some_and(|v| !v.is_empty()) {
+            Some(LOCAL_SETTINGS_FILE)
+        } else {
+            None
+        }
+    }
+
     /// A setting from the environment, else from `local.settings.json`; an
     /// empty value is no value. (Flags are applied by the caller, before this.)
     pub fn get(&self, name: &str) -> Option<String> {

@@ -153,3 +153,33 @@ fn settings_come_from_local_settings_json() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("\"not-an-address\""));
 }
+
+#[test]
+fn config_show_tells_each_value_and_its_source_without_secrets() {
+    let dir = TempDir::new().expect("temp dir");
+    let values =
+        json!({"OrderflowListen": "127.0.0.1:9000", "KafkaBrokerList": "broker:9092", "KafkaPassword": "file-secret"});
+    std::fs::write(dir.path().join("local.settings.json"), json!({"Values": values}).to_string()).expect("write");
+    let output = std::process::Command::new(support::BIN)
+        .args(["config", "show", "--data-dir", "elsewhere"])
+        .env("CosmosDBConnection", "AccountEndpoint=https://acct.documents.azure.com/;AccountKey=ZW52LXNlY3JldA==;")
+        .env("OrderflowApiKeys", "api-secret")
+        .current_dir(dir.path())
+        .output()
+        .expect("run orderflow");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let row = |setting: &str| shown.lines().find(|l| l.starts_with(setting)).unwrap_or_default().to_string();
+    assert!(row("OrderflowDataDir").contains("elsewhere") && row("OrderflowDataDir").ends_with("flag"), "{shown}");
+    assert!(
+        row("OrderflowListen").contains("127.0.0.1:9000") && row("OrderflowListen").ends_with("local.settings.json")
+    );
+    assert!(
+        row("CosmosDBConnection").contains("acct.documents.azure.com")
+            && row("CosmosDBConnection").ends_with("environment")
+    );
+    assert!(row("CosmosDatabase").ends_with("default"));
+    for secret in ["ZW52LXNlY3JldA==", "file-secret", "api-secret"] {
+        assert!(!shown.contains(secret), "{secret} shown: {shown}");
+    }
+}
