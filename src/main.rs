@@ -3,6 +3,7 @@
 mod config;
 mod functions;
 mod load;
+mod ops;
 mod pipeline;
 mod serve;
 mod settings;

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use orderflow_api::router;
-use orderflow_pipeline::consumers::{Consumer, FeedRunner, Fulfillment, Projector, Publisher};
+use orderflow_pipeline::consumers::{Consumer, FeedHealth, FeedRunner, Fulfillment, Projector, Publisher};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::ops::Ops;
 use crate::pipeline::Pipeline;
 
 pub async fn serve(options: Config) -> anyhow::Result<()> {
@@ -37,6 +38,8 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let metrics = crate::ops::install_metrics()?;
+    let feeds = FeedHealth::default();
     let stores = &pipeline.stores;
     let (stop, stopped) = watch::channel(false);
     let consumers: [Arc<dyn Consumer>; 3] = [
@@ -50,6 +53,7 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
             let owner = format!("{}@{}", consumer.name(), options.instance);
             let mut runner = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), consumer);
             runner.owner = owner;
+            runner.health = feeds.clone();
             if let Some(cosmos) = &options.cosmos {
                 runner.lease_ttl = cosmos.lease_ttl;
             }
@@ -63,10 +67,9 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
     // The first line on stdout says where to reach the server (tests read it).
     println!("orderflow serving http://{address} (store {})", pipeline.store_name);
     tracing::info!(%address, "ready");
-    axum::serve(listener, router(pipeline.app(&options), &options.api))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    let ops = Ops { metrics, events: stores.events.clone(), feeds };
+    let routes = router(pipeline.app(&options), &options.api).merge(crate::ops::router(ops));
+    axum::serve(listener, routes).with_graceful_shutdown(shutdown_signal()).await.context("the HTTP server failed")?;
 
     tracing::info!("HTTP requests finished; stopping consumers");
     let _ = stop.send(true);

@@ -270,3 +270,33 @@ async fn api_keys_when_configured_are_required() {
     server.send(Method::GET, "/api/orders/x", None, &bearer).await.assert_problem(404, "not-found");
     assert_eq!(server.get("/health").await.status, 200, "health needs no key");
 }
+
+#[tokio::test]
+async fn metrics_and_health_tell_operators_what_happened() {
+    let (_dir, server) = server();
+    server.restock("SKU-M", 3).await;
+    server.place("o-m", &[("SKU-M", 1, 100)]).await;
+    server.post_empty("/api/orders/o-m/confirm").await;
+    server.post("/api/inventory/SKU-M/restock", json!({"quantity": 0})).await.assert_problem(422, "invalid-quantity");
+    server.order_status("o-m", "Reserved").await;
+
+    assert_eq!(server.get("/health/live").await.status, 200);
+    let ready = server.get("/health/ready").await;
+    assert_eq!((ready.status.as_u16(), &ready.body["status"]), (200, &json!("ready")), "{ready:?}");
+
+    let metrics = server.client.get(server.url("/metrics")).send().await.expect("metrics");
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("text");
+    for expected in [
+        r#"orderflow_commands_total{command="Place",outcome="appended"} 1"#,
+        r#"orderflow_commands_total{command="Restock",outcome="rejected"} 1"#,
+        r#"orderflow_commands_total{command="Reserve",outcome="appended"} 1"#,
+        r#"orderflow_http_requests_total{method="POST",route="/api/orders",status="201"} 1"#,
+        r#"orderflow_http_requests_total{method="POST",route="/api/inventory/{sku}/restock",status="422"} 1"#,
+        r#"orderflow_feed_events_total{consumer="project-snapshots"}"#,
+        r#"orderflow_feed_lag_seconds{consumer="fulfillment"}"#,
+        "orderflow_append_seconds_bucket",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+}

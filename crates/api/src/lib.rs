@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -96,10 +96,28 @@ pub fn router(app: App, config: &ApiConfig) -> Router {
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(overloaded))
                 .load_shed()
-                .concurrency_limit(config.max_in_flight)
+                // One limit for the whole router: `Router::layer` gives each
+                // route its own copy of a layer's service.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(config.max_in_flight))
                 .timeout(Duration::from_secs(30)),
         )
+        .layer(middleware::from_fn(measure))
         .with_state(app)
+}
+
+/// Counts every answer by route and status (load-shed 503s included) and
+/// times it.
+async fn measure(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("orderflow_http_request_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("orderflow_http_requests_total", "method" => method, "route" => route, "status" => status)
+        .increment(1);
+    response
 }
 
 async fn overloaded(error: BoxError) -> Problem {

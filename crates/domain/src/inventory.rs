@@ -64,6 +64,19 @@ pub enum InventoryCommand {
     },
 }
 
+impl InventoryCommand {
+    /// The command's name, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            InventoryCommand::Restock { .. } => "Restock",
+            InventoryCommand::Adjust { .. } => "Adjust",
+            InventoryCommand::Reserve { .. } => "Reserve",
+            InventoryCommand::Release { .. } => "Release",
+            InventoryCommand::Ship { .. } => "Ship",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all_fields = "camelCase")]
 pub enum InventoryEvent {

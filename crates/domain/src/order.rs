@@ -182,6 +182,25 @@ pub enum OrderCommand {
     },
 }
 
+impl OrderCommand {
+    /// The command's name, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OrderCommand::Place { .. } => "Place",
+            OrderCommand::AddLine { .. } => "AddLine",
+            OrderCommand::RemoveLine { .. } => "RemoveLine",
+            OrderCommand::Confirm => "Confirm",
+            OrderCommand::Cancel { .. } => "Cancel",
+            OrderCommand::RecordReservation { .. } => "RecordReservation",
+            OrderCommand::RecordReservationFailure { .. } => "RecordReservationFailure",
+            OrderCommand::AuthorizePayment { .. } => "AuthorizePayment",
+            OrderCommand::FailPayment { .. } => "FailPayment",
+            OrderCommand::Ship { .. } => "Ship",
+            OrderCommand::Deliver { .. } => "Deliver",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all_fields = "camelCase")]
 pub enum OrderEvent {

@@ -244,14 +244,21 @@ impl Ingestor {
     /// Applies one message, or dead-letters it. `Err` only when the store or
     /// the dead-letter topic is unavailable: the caller must retry then.
     pub async fn ingest(&self, delivery: &Delivery, event: Result<Event, String>) -> Result<Ingested, StoreError> {
-        match self.apply(event).await {
-            Ok(ingested) => Ok(ingested),
-            Err(IngestFailure::Store(error)) => Err(error),
+        let ingested = match self.apply(event).await {
+            Ok(ingested) => ingested,
+            Err(IngestFailure::Store(error)) => return Err(error),
             Err(IngestFailure::Refused(error)) => {
                 self.dead_letter(delivery, &error).await?;
-                Ok(Ingested::DeadLettered { kind: error.kind(), reason: error.to_string() })
+                Ingested::DeadLettered { kind: error.kind(), reason: error.to_string() }
             }
-        }
+        };
+        let outcome = match &ingested {
+            Ingested::Applied { .. } => "applied",
+            Ingested::Duplicate { .. } => "duplicate",
+            Ingested::DeadLettered { .. } => "dead-lettered",
+        };
+        metrics::counter!("orderflow_ingested_total", "outcome" => outcome).increment(1);
+        Ok(ingested)
     }
 
     /// Applies a batch as a serverless trigger delivers it: each partition's
@@ -299,6 +306,7 @@ impl Ingestor {
     pub async fn dead_letter(&self, delivery: &Delivery, error: &IngestError) -> Result<(), StoreError> {
         let message = dead_letter_message(delivery, error).map_err(StoreError::Corrupt)?;
         tracing::warn!(kind = error.kind(), reason = %error, origin = ?delivery.origin, "message dead-lettered");
+        metrics::counter!("orderflow_dead_letters_total", "kind" => error.kind()).increment(1);
         self.producer.send(vec![message]).await
     }
 }

@@ -144,10 +144,26 @@ impl CommandProcessor {
     }
 
     pub async fn execute(&self, command: &Command, envelope: &Envelope) -> Result<Receipt, CommandError> {
-        match command {
-            Command::Order { order_id, command } => self.run::<Order>(&order_stream(order_id), command, envelope).await,
-            Command::Inventory { sku, command } => self.run::<Inventory>(&sku_stream(sku), command, envelope).await,
-        }
+        let (name, result) = match command {
+            Command::Order { order_id, command } => {
+                (command.name(), self.run::<Order>(&order_stream(order_id), command, envelope).await)
+            }
+            Command::Inventory { sku, command } => {
+                (command.name(), self.run::<Inventory>(&sku_stream(sku), command, envelope).await)
+            }
+        };
+        let outcome = match &result {
+            Ok(receipt) if receipt.duplicate => "duplicate",
+            Ok(receipt) if receipt.appended == 0 => "unchanged",
+            Ok(_) => "appended",
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::PreconditionFailed { .. }) => "precondition-failed",
+            Err(CommandError::KeyReused) => "key-reused",
+            Err(CommandError::Contention(_)) => "contention",
+            Err(CommandError::Store(_)) => "store-error",
+        };
+        metrics::counter!("orderflow_commands_total", "command" => name, "outcome" => outcome).increment(1);
+        result
     }
 
     async fn load(&self, stream_id: &str, key: Option<&IdempotencyKey>) -> Result<Reload, CommandError> {
@@ -223,7 +239,10 @@ impl CommandProcessor {
                     receipt: serde_json::to_value(&receipt).unwrap_or_default(),
                 }),
             };
-            match self.store.append(append).await {
+            let started = std::time::Instant::now();
+            let appended = self.store.append(append).await;
+            metrics::histogram!("orderflow_append_seconds").record(started.elapsed().as_secs_f64());
+            match appended {
                 Ok(AppendOutcome::Appended { version }) => {
                     self.tips.insert(stream_id, Arc::new(Tip { version, state: new_state }));
                     return Ok(receipt);
@@ -237,6 +256,7 @@ impl CommandProcessor {
                             return Err(CommandError::Contention(conflicts));
                         }
                         tracing::debug!(stream_id, conflicts, "concurrent write, deciding again");
+                        metrics::counter!("orderflow_command_conflicts_total").increment(1);
                         let jitter = fastrand::u64(0..=2_000 * u64::from(conflicts));
                         tokio::time::sleep(Duration::from_micros(jitter)).await;
                     }

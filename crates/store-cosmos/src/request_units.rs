@@ -21,6 +21,9 @@ pub struct RequestUnits {
 impl RequestUnits {
     pub fn record(&self, operation: &'static str, units: f64) {
         tracing::debug!(operation, units, "cosmos request");
+        metrics::counter!("orderflow_cosmos_requests_total", "operation" => operation).increment(1);
+        // RU are fractional: a gauge that only grows, read as a counter.
+        metrics::gauge!("orderflow_cosmos_request_units", "operation" => operation).increment(units);
         let mut totals = self.by_operation.lock().unwrap_or_else(|p| p.into_inner());
         let charge = totals.entry(operation).or_default();
         charge.requests += 1;

@@ -5,10 +5,12 @@
 //! least once and every consumer is idempotent.
 
 mod fulfillment;
+mod health;
 mod projector;
 mod publisher;
 
 pub use fulfillment::Fulfillment;
+pub use health::FeedHealth;
 pub use projector::{project, Projector};
 pub use publisher::Publisher;
 
@@ -40,6 +42,8 @@ pub struct FeedRunner {
     /// How long a lease on a range lasts unless renewed: another process
     /// sharing the feed takes the range over when this one stops renewing.
     pub lease_ttl: Duration,
+    /// Where the runner reports how it is doing (readiness, status).
+    pub health: FeedHealth,
     /// This runner in the leases: one name per consumer and process. Stable
     /// across restarts (see `serve`), a restarted process picks up its own
     /// leases at once instead of waiting for them to expire.
@@ -64,6 +68,7 @@ impl FeedRunner {
             batch_size: 500,
             idle_wait: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(30),
+            health: FeedHealth::default(),
             owner,
             leases: Mutex::default(),
         }
@@ -74,14 +79,21 @@ impl FeedRunner {
         let name = self.consumer.name();
         tracing::info!(consumer = name, owner = self.owner, "change-feed consumer started");
         while !*stop.borrow() {
-            let progressed = (|| self.step()).retry(backoff()).notify(
-                |error, delay| tracing::warn!(consumer = name, %error, ?delay, "change-feed batch failed, retrying"),
-            );
+            let progressed = (|| self.step()).retry(backoff()).notify(|error, delay| {
+                tracing::warn!(consumer = name, %error, ?delay, "change-feed batch failed, retrying");
+                metrics::counter!("orderflow_feed_batch_failures_total", "consumer" => name).increment(1);
+                self.health.failed(name, error);
+            });
             let progressed = tokio::select! {
                 result = progressed => result,
                 _ = stop.changed() => break,
             };
+            if progressed.is_ok() {
+                self.health.succeeded(name);
+            }
             if let Ok(Idle(positions)) = progressed {
+                metrics::gauge!("orderflow_feed_lag_seconds", "consumer" => name).set(0.0);
+                self.health.lagging(name, Duration::ZERO);
                 tokio::select! {
                     _ = self.feed.wait_for_changes(&positions, self.idle_wait) => {}
                     _ = stop.changed() => {}
@@ -100,8 +112,14 @@ impl FeedRunner {
         for range in self.held_ranges().await? {
             let from = self.checkpoints.load(name, &range).await?;
             let page = self.feed.read(&range, from.as_deref(), self.batch_size).await?;
-            if !page.events.is_empty() {
+            if let Some(newest) = page.events.last() {
                 self.consumer.handle(&page.events).await?;
+                metrics::counter!("orderflow_feed_events_total", "consumer" => name)
+                    .increment(page.events.len() as u64);
+                // How old the newest handled event is: how far behind the consumer runs.
+                let lag = (chrono::Utc::now() - newest.time).to_std().unwrap_or_default();
+                metrics::gauge!("orderflow_feed_lag_seconds", "consumer" => name).set(lag.as_secs_f64());
+                self.health.lagging(name, lag);
             }
             if page.moved {
                 if let Some(continuation) = &page.continuation {

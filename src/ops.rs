@@ -1,0 +1,72 @@
+//! What operators reach on `serve` besides the API: Prometheus metrics at
+//! `/metrics`, liveness at `/health/live` and readiness at `/health/ready`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use orderflow_pipeline::consumers::FeedHealth;
+use orderflow_pipeline::ports::EventStore;
+use serde_json::json;
+
+/// A consumer failing, or behind, for longer than this makes `serve` unready.
+const STUCK_AFTER: Duration = Duration::from_secs(30);
+/// How long the store may take to answer the readiness probe.
+const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Ops {
+    pub metrics: PrometheusHandle,
+    pub events: Arc<dyn EventStore>,
+    pub feeds: FeedHealth,
+}
+
+/// Records every `metrics::` call of the process from now on; histograms
+/// (`*_seconds`) get Prometheus buckets from 1 ms to 5 s.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)?
+        .install_recorder()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+pub fn router(ops: Ops) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(|| async { Json(json!({"status": "alive"})) }))
+        .route("/health/ready", get(ready))
+        .with_state(Arc::new(ops))
+}
+
+async fn metrics(State(ops): State<Arc<Ops>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], ops.metrics.render()).into_response()
+}
+
+/// Ready when the store answers and no consumer is stuck or far behind;
+/// otherwise 503 with the reasons.
+async fn ready(State(ops): State<Arc<Ops>>) -> Response {
+    let mut reasons = Vec::new();
+    match tokio::time::timeout(STORE_PROBE_TIMEOUT, ops.events.load("Readiness-probe", None)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => reasons.push(format!("the store is unreachable: {error}")),
+        Err(_) => reasons.push(format!("the store did not answer within {} s", STORE_PROBE_TIMEOUT.as_secs())),
+    }
+    reasons.extend(ops.feeds.problems(STUCK_AFTER));
+    if reasons.is_empty() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not-ready", "reasons": reasons}))).into_response()
+    }
+}
