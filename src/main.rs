@@ -5,6 +5,7 @@ mod functions;
 mod load;
 mod ops;
 mod pipeline;
+mod replay;
 mod serve;
 mod settings;
 mod topics;
@@ -93,6 +94,11 @@ enum Commands {
         #[arg(value_enum)]
         handler: LambdaHandler,
     },
+    /// Rebuild what is derived from the event store.
+    Replay {
+        #[command(subcommand)]
+        command: ReplayCommands,
+    },
     /// The configuration in effect.
     Config {
         #[command(subcommand)]
@@ -108,6 +114,21 @@ enum Commands {
     Topics {
         #[command(subcommand)]
         command: TopicCommands,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReplayCommands {
+    /// Project every stream's snapshot again from its events (after deleting
+    /// snapshots, or to repair them). Safe while `serve` runs; an interrupted
+    /// replay resumes where it stopped.
+    Snapshots {
+        /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// No progress display
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -254,6 +275,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{setting:<24} {value:<56} {from}");
             }
             Ok(())
+        }
+        Commands::Replay { command: ReplayCommands::Snapshots { data_dir, quiet } } => {
+            replay::snapshots(Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, quiet).await
         }
         Commands::Functions => functions::run(Config::resolve(Flags::default(), &settings)?).await,
         Commands::Lambda { handler } => lambda(handler, Config::resolve(Flags::default(), &settings)?).await,

@@ -183,3 +183,30 @@ fn config_show_tells_each_value_and_its_source_without_secrets() {
         assert!(!shown.contains(secret), "{secret} shown: {shown}");
     }
 }
+
+#[tokio::test]
+async fn replay_rebuilds_deleted_snapshots_while_serve_runs() {
+    let dir = TempDir::new().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = support::Server::start(&data);
+    server.restock("SKU-R", 5).await;
+    server.place("o-r", &[("SKU-R", 2, 100)]).await;
+    server.post_empty("/api/orders/o-r/confirm").await;
+    let before = server.order_status("o-r", "Reserved").await;
+    server.eventually("/api/inventory/SKU-R", |s| s["reserved"] == 2).await;
+
+    // An operator deletes the read models (here: straight in the database).
+    let db = rusqlite::Connection::open(data.join("orderflow.db")).expect("open the store");
+    db.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
+    assert_eq!(db.execute("DELETE FROM snapshots", []).expect("delete"), 2);
+    assert_eq!(server.get("/api/orders/o-r").await.status, 404);
+
+    let out = cli(&["replay", "snapshots", "--quiet", "--data-dir", &data.to_string_lossy()], dir.path());
+    assert!(out.contains("replayed"), "{out}");
+    assert_eq!(server.get("/api/orders/o-r").await.body, before, "rebuilt as it was");
+    let sku = server.get("/api/inventory/SKU-R").await.body;
+    assert_eq!((&sku["onHand"], &sku["reserved"]), (&json!(5), &json!(2)));
+    // A second replay starts from the beginning again and changes nothing.
+    cli(&["replay", "snapshots", "--quiet", "--data-dir", &data.to_string_lossy()], dir.path());
+    assert_eq!(server.get("/api/orders/o-r").await.body, before);
+}

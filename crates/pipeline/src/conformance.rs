@@ -179,6 +179,10 @@ pub async fn checkpoints_are_kept_per_consumer_and_range(stores: &Stores) {
     assert_eq!(stores.checkpoints.load(&consumer, "r1").await.expect("load").as_deref(), Some("11"));
     assert_eq!(stores.checkpoints.load(&consumer, "r2").await.expect("load").as_deref(), Some("20"));
     assert_eq!(stores.checkpoints.load("someone-else", "r1").await.expect("load"), None);
+    stores.checkpoints.forget(&consumer, "r1").await.expect("forget");
+    stores.checkpoints.forget(&consumer, "never-saved").await.expect("forget what is not there");
+    assert_eq!(stores.checkpoints.load(&consumer, "r1").await.expect("load"), None);
+    assert_eq!(stores.checkpoints.load(&consumer, "r2").await.expect("load").as_deref(), Some("20"));
 }
 
 pub async fn snapshots_never_go_back(stores: &Stores) {

@@ -140,6 +140,9 @@ pub trait Checkpoints: Send + Sync {
     /// Saves how far `owner` got; [`StoreError::LeaseLost`] when another
     /// owner holds the range now (its position is kept).
     async fn save(&self, consumer: &str, range: &str, owner: &str, continuation: &str) -> Result<(), StoreError>;
+    /// Drops the consumer's position in `range`: it starts from the beginning
+    /// next time (a finished replay does this).
+    async fn forget(&self, consumer: &str, range: &str) -> Result<(), StoreError>;
     /// The ranges `owner` processes until it asks again (well within `ttl`):
     /// renews the leases it holds, takes expired and unowned ones, and takes
     /// one from a busier owner when the live owners' shares are uneven. A

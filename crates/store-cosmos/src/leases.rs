@@ -153,6 +153,19 @@ impl Checkpoints for CosmosStore {
         }
     }
 
+    async fn forget(&self, consumer: &str, range: &str) -> Result<(), StoreError> {
+        let id = lease_id(consumer, range);
+        self.inner.held_leases.lock().remove(&id);
+        match self.inner.leases.delete_item(id.clone(), id.as_str(), None).await {
+            Ok(response) => {
+                self.inner.units.record_response("write-lease", response.headers());
+                Ok(())
+            }
+            Err(error) if status(&error) == 404 => Ok(()),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
     async fn acquire(
         &self,
         consumer: &str,

@@ -129,4 +129,15 @@ impl Checkpoints for SqliteStore {
         })
         .await
     }
+
+    async fn forget(&self, consumer: &str, range: &str) -> Result<(), StoreError> {
+        let (consumer, range) = (consumer.to_string(), range.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM checkpoints WHERE consumer = ?1 AND range = ?2")
+                .and_then(|mut s| s.execute(params![consumer, range]))
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
 }
