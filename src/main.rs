@@ -29,6 +29,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "orderflow", version, about, long_about)]
 struct Cli {
+    /// Log as JSON lines (one object per event, with its spans), for log
+    /// collectors [setting OrderflowLogFormat=json]
+    #[arg(long, global = true)]
+    log_json: bool,
     #[command(subcommand)]
     command: Commands,
 }
@@ -192,12 +196,16 @@ enum TopicCommands {
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(arguments());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            "info,tower=warn,hyper=warn,azure_core=warn,azure_data_cosmos=warn,azure_data_cosmos_driver=warn".into()
-        }))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        "info,tower=warn,hyper=warn,azure_core=warn,azure_data_cosmos=warn,azure_data_cosmos_driver=warn".into()
+    });
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    // Read before the settings are: the environment only.
+    if cli.log_json || std::env::var("OrderflowLogFormat").is_ok_and(|format| format.eq_ignore_ascii_case("json")) {
+        logs.json().with_current_span(true).with_span_list(true).init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

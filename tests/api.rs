@@ -300,3 +300,33 @@ async fn metrics_and_health_tell_operators_what_happened() {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn one_trace_follows_an_order_from_the_request_to_the_downstream_messages() {
+    let (_dir, server) = server();
+    server.restock("SKU-T", 5).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = format!("00-{trace}-00f067aa0ba902b7-01");
+    let traced = [("traceparent", parent.as_str())];
+    let order = json!({"orderId": "o-t", "customerId": "c", "currency": "EUR", "lines": [{"sku": "SKU-T", "quantity": 1, "unitPriceMinor": 10}]});
+    assert_eq!(server.send(Method::POST, "/api/orders", Some(order), &traced).await.status, 201);
+    assert_eq!(server.send(Method::POST, "/api/orders/o-t/confirm", None, &traced).await.status, 200);
+    server.order_status("o-t", "Reserved").await;
+
+    // Fulfillment's reactions (LineReserved, Reserved) carry the trace on.
+    let downstream = |topic_name: &str, subject: &str| {
+        topic(&server.data_dir, topic_name).into_iter().filter(|e| e["subject"] == subject).collect::<Vec<_>>()
+    };
+    let orders = support::until(|| downstream("orderflow.orders", "Order-o-t"), |records| records.len() == 4).await;
+    let reserved = downstream("orderflow.inventory", "Sku-SKU-T");
+    for record in orders.iter().chain(reserved.iter().filter(|e| e["type"] == "orderflow.inventory.stockreserved")) {
+        assert_eq!(record["correlationid"], trace, "{record}");
+        let traceparent = record["traceparent"].as_str().unwrap_or_default();
+        assert!(traceparent.starts_with(&format!("00-{trace}-")), "{record}");
+    }
+    // Without a traceparent a request starts a trace of its own.
+    server.place("o-u", &[("SKU-T", 1, 10)]).await;
+    let untraced = support::until(|| downstream("orderflow.orders", "Order-o-u"), |records| !records.is_empty()).await;
+    let correlation = untraced[0]["correlationid"].as_str().unwrap_or_default().to_string();
+    assert!(correlation.len() == 32 && correlation != trace, "{correlation}");
+}

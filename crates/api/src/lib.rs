@@ -21,6 +21,7 @@ use axum::{BoxError, Router};
 use orderflow_pipeline::ingest::Ingestor;
 use orderflow_pipeline::ports::{EventStore, SnapshotStore};
 use orderflow_pipeline::processor::CommandProcessor;
+use orderflow_pipeline::trace;
 use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
 
@@ -110,8 +111,10 @@ pub fn router(app: App, config: &ApiConfig) -> Router {
 async fn measure(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
     let method = request.method().to_string();
+    let trace = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace::trace_id);
+    let span = tracing::info_span!("http", method, route, trace = trace.unwrap_or_default());
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let response = tracing::Instrument::instrument(next.run(request), span).await;
     let status = response.status().as_u16().to_string();
     metrics::histogram!("orderflow_http_request_seconds", "route" => route.clone())
         .record(started.elapsed().as_secs_f64());

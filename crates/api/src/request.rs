@@ -6,6 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use orderflow_pipeline::processor::{fingerprint, Envelope};
 use orderflow_pipeline::streams::is_valid_id;
+use orderflow_pipeline::trace;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -13,6 +14,7 @@ use crate::problem::Problem;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const CORRELATION_ID: &str = "x-correlation-id";
+pub const TRACEPARENT: &str = "traceparent";
 
 /// The raw body, or the problem of reading it (413 when over the limit).
 pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
@@ -78,10 +80,16 @@ pub fn envelope(headers: &HeaderMap, method: &Method, path: &str, body: &Bytes) 
         None => Envelope { message_id: request_id.clone(), ..Envelope::new() },
     };
     envelope.causation_id = request_id.clone();
-    envelope.correlation_id = match headers.get(CORRELATION_ID).and_then(|v| v.to_str().ok()) {
-        Some(id) if is_token(id, 128) => id.to_string(),
-        Some(_) => return Err(Problem::bad_request("X-Correlation-Id must be 1 to 128 visible ASCII characters")),
-        None => request_id,
+    // The request's trace (W3C traceparent) is the command's correlation; a
+    // caller's own X-Correlation-Id otherwise; else the request starts a trace.
+    let trace = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(trace::trace_id);
+    envelope.correlation_id = match (trace, headers.get(CORRELATION_ID).and_then(|v| v.to_str().ok())) {
+        (Some(trace_id), _) => trace_id,
+        (None, Some(id)) if is_token(id, 128) => id.to_string(),
+        (None, Some(_)) => {
+            return Err(Problem::bad_request("X-Correlation-Id must be 1 to 128 visible ASCII characters"))
+        }
+        (None, None) => trace::new_trace_id(),
     };
     envelope.expected_version = if_match_version(headers)?;
     Ok(envelope)

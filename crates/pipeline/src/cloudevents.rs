@@ -25,7 +25,7 @@ pub fn downstream_event(record: &EventRecord) -> Result<(String, Event), String>
         Some((Category::Sku, _)) => (INVENTORY_TOPIC, "/orderflow/inventory", "inventory"),
         None => return Err(format!("no topic for stream {}", record.stream_id)),
     };
-    let event = EventBuilderV10::new()
+    let mut builder = EventBuilderV10::new()
         .id(record.event_id.to_string())
         .source(source)
         .ty(format!("orderflow.{category}.{}", record.event_type.to_lowercase()))
@@ -33,10 +33,12 @@ pub fn downstream_event(record: &EventRecord) -> Result<(String, Event), String>
         .time(record.time)
         .extension("streamindex", record.index as i64)
         .extension("correlationid", record.correlation_id.clone())
-        .extension("causationid", record.causation_id.clone())
-        .data("application/json", record.data.clone())
-        .build()
-        .map_err(|e| e.to_string())?;
+        .extension("causationid", record.causation_id.clone());
+    // The order's trace goes on with the downstream consumers.
+    if let Some(traceparent) = crate::trace::traceparent(&record.correlation_id, &record.event_id) {
+        builder = builder.extension("traceparent", traceparent);
+    }
+    let event = builder.data("application/json", record.data.clone()).build().map_err(|e| e.to_string())?;
     Ok((topic.to_string(), event))
 }
 

@@ -287,9 +287,11 @@ impl Ingestor {
             message_id.clone(),
             fingerprint(&[event.ty().as_bytes(), data.to_string().as_bytes()]),
         );
-        if let Some(correlation_id) = extension_text(&event, "correlationid") {
-            envelope.correlation_id = correlation_id;
-        }
+        // The sender's correlation, else its trace (CloudEvents' distributed
+        // tracing extension), else the message starts a trace of its own.
+        let traced = extension_text(&event, "traceparent").and_then(|parent| crate::trace::trace_id(&parent));
+        envelope.correlation_id =
+            extension_text(&event, "correlationid").or(traced).unwrap_or_else(crate::trace::new_trace_id);
         match self.processor.execute(&command, &envelope).await {
             Ok(receipt) if receipt.duplicate => Ok(Ingested::Duplicate { receipt }),
             Ok(receipt) => Ok(Ingested::Applied { receipt }),

@@ -15,5 +15,6 @@ pub mod ingest;
 pub mod ports;
 pub mod processor;
 pub mod streams;
+pub mod trace;
 
 pub use ports::StoreError;

@@ -37,14 +37,15 @@ pub struct IdempotencyKey {
 }
 
 impl Envelope {
-    /// A command with no idempotency key and a fresh message id.
+    /// A command with no idempotency key and a fresh message id, starting a
+    /// trace of its own.
     pub fn new() -> Self {
         let id = Uuid::new_v4().to_string();
         Envelope {
             message_id: id.clone(),
             idempotency: None,
             expected_version: None,
-            correlation_id: id.clone(),
+            correlation_id: crate::trace::new_trace_id(),
             causation_id: id,
         }
     }
@@ -54,7 +55,7 @@ impl Envelope {
         let message_id = message_id.into();
         Envelope {
             idempotency: Some(IdempotencyKey { key: message_id.clone(), fingerprint }),
-            correlation_id: message_id.clone(),
+            correlation_id: crate::trace::new_trace_id(),
             causation_id: message_id.clone(),
             message_id,
             expected_version: None,
@@ -144,12 +145,20 @@ impl CommandProcessor {
     }
 
     pub async fn execute(&self, command: &Command, envelope: &Envelope) -> Result<Receipt, CommandError> {
+        use tracing::Instrument;
+        let span = |name: &str, stream: &str| {
+            tracing::info_span!("command", command = name, stream, correlation = envelope.correlation_id)
+        };
         let (name, result) = match command {
             Command::Order { order_id, command } => {
-                (command.name(), self.run::<Order>(&order_stream(order_id), command, envelope).await)
+                let stream = order_stream(order_id);
+                let run = self.run::<Order>(&stream, command, envelope);
+                (command.name(), run.instrument(span(command.name(), &stream)).await)
             }
             Command::Inventory { sku, command } => {
-                (command.name(), self.run::<Inventory>(&sku_stream(sku), command, envelope).await)
+                let stream = sku_stream(sku);
+                let run = self.run::<Inventory>(&stream, command, envelope);
+                (command.name(), run.instrument(span(command.name(), &stream)).await)
             }
         };
         let outcome = match &result {
@@ -240,7 +249,12 @@ impl CommandProcessor {
                 }),
             };
             let started = std::time::Instant::now();
-            let appended = self.store.append(append).await;
+            let events_appended = append.events.len();
+            let appended = tracing::Instrument::instrument(
+                self.store.append(append),
+                tracing::debug_span!("append", stream_id, events = events_appended),
+            )
+            .await;
             metrics::histogram!("orderflow_append_seconds").record(started.elapsed().as_secs_f64());
             match appended {
                 Ok(AppendOutcome::Appended { version }) => {

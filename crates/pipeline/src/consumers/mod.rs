@@ -113,7 +113,8 @@ impl FeedRunner {
             let from = self.checkpoints.load(name, &range).await?;
             let page = self.feed.read(&range, from.as_deref(), self.batch_size).await?;
             if let Some(newest) = page.events.last() {
-                self.consumer.handle(&page.events).await?;
+                let span = tracing::info_span!("feed batch", consumer = name, range, events = page.events.len());
+                tracing::Instrument::instrument(self.consumer.handle(&page.events), span).await?;
                 metrics::counter!("orderflow_feed_events_total", "consumer" => name)
                     .increment(page.events.len() as u64);
                 // How old the newest handled event is: how far behind the consumer runs.

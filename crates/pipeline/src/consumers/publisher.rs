@@ -36,6 +36,7 @@ impl Consumer for Publisher {
                 Ok(to_message(&topic, key, &event))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.producer.send(messages).await
+        let span = tracing::info_span!("publish", messages = messages.len());
+        tracing::Instrument::instrument(self.producer.send(messages), span).await
     }
 }
