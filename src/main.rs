@@ -8,6 +8,7 @@ mod pipeline;
 mod replay;
 mod serve;
 mod settings;
+mod status;
 mod topics;
 
 use std::path::PathBuf;

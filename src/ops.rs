@@ -1,5 +1,6 @@
 //! What operators reach on `serve` besides the API: Prometheus metrics at
-//! `/metrics`, liveness at `/health/live` and readiness at `/health/ready`.
+//! `/metrics`, liveness at `/health/live`, readiness at `/health/ready`, and
+//! the status page for people at `/`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use orderflow_pipeline::consumers::FeedHealth;
-use orderflow_pipeline::ports::EventStore;
+use orderflow_pipeline::ingest::Ingestor;
+use orderflow_pipeline::ports::{EventStore, SnapshotStore};
 use serde_json::json;
 
 /// A consumer failing, or behind, for longer than this makes `serve` unready.
@@ -22,7 +24,10 @@ const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Ops {
     pub metrics: PrometheusHandle,
     pub events: Arc<dyn EventStore>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub ingestor: Arc<Ingestor>,
     pub feeds: FeedHealth,
+    pub store_name: String,
 }
 
 /// Records every `metrics::` call of the process from now on; histograms
@@ -47,6 +52,8 @@ pub fn router(ops: Ops) -> Router {
         .route("/metrics", get(metrics))
         .route("/health/live", get(|| async { Json(json!({"status": "alive"})) }))
         .route("/health/ready", get(ready))
+        .route("/", get(crate::status::page))
+        .route("/status.json", get(crate::status::status))
         .with_state(Arc::new(ops))
 }
 

@@ -67,7 +67,14 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
     // The first line on stdout says where to reach the server (tests read it).
     println!("orderflow serving http://{address} (store {})", pipeline.store_name);
     tracing::info!(%address, "ready");
-    let ops = Ops { metrics, events: stores.events.clone(), feeds };
+    let ops = Ops {
+        metrics,
+        events: stores.events.clone(),
+        snapshots: stores.snapshots.clone(),
+        ingestor: pipeline.ingestor.clone(),
+        feeds,
+        store_name: pipeline.store_name.clone(),
+    };
     let routes = router(pipeline.app(&options), &options.api).merge(crate::ops::router(ops));
     axum::serve(listener, routes).with_graceful_shutdown(shutdown_signal()).await.context("the HTTP server failed")?;
 

@@ -203,6 +203,9 @@ pub async fn snapshots_never_go_back(stores: &Stores) {
     assert_eq!(stores.snapshots.get(&id).await.expect("get").map(|s| s.version), Some(5));
     let listed = stores.snapshots.by_customer(&customer, 10).await.expect("list");
     assert_eq!(listed.iter().map(|s| s.version).collect::<Vec<_>>(), [5]);
+    let recent = stores.snapshots.recent_orders(1_000).await.expect("recent orders");
+    assert!(recent.iter().any(|s| s.stream_id == id && s.version == 5));
+    assert!(recent.windows(2).all(|pair| pair[0].updated_at >= pair[1].updated_at), "newest first");
     let many = stores.snapshots.get_many(&[id.clone(), stream()]).await.expect("get many");
     assert_eq!(many.len(), 1);
 }

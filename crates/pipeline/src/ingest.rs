@@ -234,11 +234,13 @@ pub enum Ingested {
 pub struct Ingestor {
     processor: Arc<CommandProcessor>,
     producer: Arc<dyn MessageProducer>,
+    /// Messages dead-lettered by this process (the status page shows it).
+    dead_lettered: std::sync::atomic::AtomicU64,
 }
 
 impl Ingestor {
     pub fn new(processor: Arc<CommandProcessor>, producer: Arc<dyn MessageProducer>) -> Self {
-        Ingestor { processor, producer }
+        Ingestor { processor, producer, dead_lettered: Default::default() }
     }
 
     /// Applies one message, or dead-letters it. `Err` only when the store or
@@ -304,12 +306,19 @@ impl Ingestor {
         }
     }
 
+    /// Messages this process has dead-lettered since it started.
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Writes the message as it arrived to `orderflow.deadletter`.
     pub async fn dead_letter(&self, delivery: &Delivery, error: &IngestError) -> Result<(), StoreError> {
         let message = dead_letter_message(delivery, error).map_err(StoreError::Corrupt)?;
         tracing::warn!(kind = error.kind(), reason = %error, origin = ?delivery.origin, "message dead-lettered");
         metrics::counter!("orderflow_dead_letters_total", "kind" => error.kind()).increment(1);
-        self.producer.send(vec![message]).await
+        self.producer.send(vec![message]).await?;
+        self.dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 

@@ -176,6 +176,8 @@ pub trait SnapshotStore: Send + Sync {
     async fn put(&self, snapshots: Vec<Snapshot>) -> Result<(), StoreError>;
     /// The snapshots of one customer's orders, newest first.
     async fn by_customer(&self, customer_id: &str, limit: usize) -> Result<Vec<Snapshot>, StoreError>;
+    /// The orders updated last, newest first (for the status page).
+    async fn recent_orders(&self, limit: usize) -> Result<Vec<Snapshot>, StoreError>;
 
     async fn get(&self, stream_id: &str) -> Result<Option<Snapshot>, StoreError> {
         Ok(self.get_many(&[stream_id.to_string()]).await?.remove(stream_id))

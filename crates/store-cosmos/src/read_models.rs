@@ -97,6 +97,21 @@ impl SnapshotStore for CosmosStore {
         Ok(())
     }
 
+    /// Orders updated in the last hour, sorted here: a cross-partition
+    /// ORDER BY would need the query plan the SDK does not run.
+    async fn recent_orders(&self, limit: usize) -> Result<Vec<Snapshot>, StoreError> {
+        let since = Utc::now() - chrono::Duration::hours(1);
+        let query = Query::from("SELECT * FROM c WHERE c.updatedAt >= @since AND IS_STRING(c.customerId)")
+            .with_parameter("@since", since)
+            .map_err(|e| StoreError::Corrupt(format!("query: {e}")))?;
+        let scope = FeedScope::full_container();
+        let mut docs: Vec<SnapshotDoc> =
+            self.query_all("query-recent-orders", &self.inner.snapshots, query, scope).await?;
+        docs.sort_by_key(|doc| std::cmp::Reverse(doc.updated_at));
+        docs.truncate(limit);
+        Ok(docs.into_iter().map(Snapshot::from).collect())
+    }
+
     async fn by_customer(&self, customer_id: &str, limit: usize) -> Result<Vec<Snapshot>, StoreError> {
         let query = Query::from("SELECT * FROM c WHERE c.customerId = @customer")
             .with_parameter("@customer", customer_id)

@@ -86,6 +86,20 @@ impl SnapshotStore for SqliteStore {
         .await
     }
 
+    async fn recent_orders(&self, limit: usize) -> Result<Vec<Snapshot>, StoreError> {
+        let rows = self
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT stream_id, version, updated_at, customer_id, state FROM snapshots
+                     WHERE customer_id IS NOT NULL ORDER BY updated_at DESC LIMIT ?1",
+                )?;
+                let rows = statement.query_map(params![limit as i64], snapshot_row)?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        rows.into_iter().map(to_snapshot).collect()
+    }
+
     async fn by_customer(&self, customer_id: &str, limit: usize) -> Result<Vec<Snapshot>, StoreError> {
         let customer_id = customer_id.to_string();
         let rows = self

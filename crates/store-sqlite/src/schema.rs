@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     state       TEXT    NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS snapshots_by_customer ON snapshots (customer_id, updated_at) WHERE customer_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS snapshots_of_orders ON snapshots (updated_at) WHERE customer_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS checkpoints (
     consumer     TEXT NOT NULL,
     range        TEXT NOT NULL,

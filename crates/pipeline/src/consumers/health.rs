@@ -17,6 +17,8 @@ pub struct ConsumerHealth {
     pub last_error: Option<String>,
     /// Age of the newest event it handled last (zero when it caught up).
     pub lag: Duration,
+    /// Events handled since the process started.
+    pub handled: u64,
 }
 
 impl FeedHealth {
@@ -39,8 +41,12 @@ impl FeedHealth {
         });
     }
 
-    pub fn lagging(&self, consumer: &'static str, lag: Duration) {
-        self.update(consumer, |health| health.lag = lag);
+    /// It handled `events` (none when idle), the newest `lag` old.
+    pub fn progressed(&self, consumer: &'static str, events: usize, lag: Duration) {
+        self.update(consumer, |health| {
+            health.lag = lag;
+            health.handled += events as u64;
+        });
     }
 
     pub fn snapshot(&self) -> BTreeMap<&'static str, ConsumerHealth> {
@@ -71,14 +77,15 @@ mod tests {
     fn a_consumer_failing_or_behind_too_long_is_a_problem_until_it_recovers() {
         let health = FeedHealth::default();
         health.failed("publish-events", &StoreError::Unavailable("kafka: broker down".into()));
-        health.lagging("project-snapshots", Duration::from_secs(90));
-        health.lagging("fulfillment", Duration::from_secs(1));
+        health.progressed("project-snapshots", 10, Duration::from_secs(90));
+        health.progressed("fulfillment", 5, Duration::from_secs(1));
         assert_eq!(health.problems(Duration::from_secs(60)), ["project-snapshots is 90 s behind"]);
         let problems = health.problems(Duration::ZERO);
         assert!(problems.iter().any(|p| p.starts_with("publish-events has failed") && p.ends_with("broker down")));
         health.succeeded("publish-events");
-        health.lagging("project-snapshots", Duration::ZERO);
-        health.lagging("fulfillment", Duration::ZERO);
+        health.progressed("project-snapshots", 0, Duration::ZERO);
+        health.progressed("fulfillment", 2, Duration::ZERO);
         assert!(health.problems(Duration::ZERO).is_empty());
+        assert_eq!(health.snapshot()["fulfillment"].handled, 7);
     }
 }

@@ -93,7 +93,7 @@ impl FeedRunner {
             }
             if let Ok(Idle(positions)) = progressed {
                 metrics::gauge!("orderflow_feed_lag_seconds", "consumer" => name).set(0.0);
-                self.health.lagging(name, Duration::ZERO);
+                self.health.progressed(name, 0, Duration::ZERO);
                 tokio::select! {
                     _ = self.feed.wait_for_changes(&positions, self.idle_wait) => {}
                     _ = stop.changed() => {}
@@ -120,7 +120,7 @@ impl FeedRunner {
                 // How old the newest handled event is: how far behind the consumer runs.
                 let lag = (chrono::Utc::now() - newest.time).to_std().unwrap_or_default();
                 metrics::gauge!("orderflow_feed_lag_seconds", "consumer" => name).set(lag.as_secs_f64());
-                self.health.lagging(name, lag);
+                self.health.progressed(name, page.events.len(), lag);
             }
             if page.moved {
                 if let Some(continuation) = &page.continuation {

@@ -1,0 +1,54 @@
+//! The status page `serve` shows at `/`: each pipeline step with its
+//! throughput and lag, recent orders and their statuses, the dead-letter
+//! count — a static page that polls `/status.json` every second.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::ops::Ops;
+
+pub async fn page() -> Html<&'static str> {
+    Html(include_str!("status.html"))
+}
+
+pub async fn status(State(ops): State<Arc<Ops>>) -> Response {
+    let consumers: Vec<Value> = ops
+        .feeds
+        .snapshot()
+        .into_iter()
+        .map(|(name, health)| {
+            json!({
+                "name": name,
+                "handled": health.handled,
+                "lagSeconds": health.lag.as_secs_f64(),
+                "failingForSeconds": health.failing_since.map(|since| since.elapsed().as_secs()),
+                "lastError": health.last_error,
+            })
+        })
+        .collect();
+    let orders = match ops.snapshots.recent_orders(20).await {
+        Ok(snapshots) => snapshots
+            .into_iter()
+            .map(|s| {
+                json!({
+                    "orderId": s.stream_id.strip_prefix("Order-").unwrap_or(&s.stream_id),
+                    "status": s.state["status"],
+                    "version": s.version,
+                    "updatedAt": s.updated_at,
+                })
+            })
+            .collect(),
+        Err(error) => vec![json!({"error": error.to_string()})],
+    };
+    Json(json!({
+        "store": ops.store_name,
+        "consumers": consumers,
+        "deadLettered": ops.ingestor.dead_lettered(),
+        "recentOrders": orders,
+    }))
+    .into_response()
+}
