@@ -135,6 +135,26 @@ enum ReplayCommands {
         #[arg(long)]
         quiet: bool,
     },
+    /// Publish again, to the downstream topics, the events committed since
+    /// --from (after a topic was lost or a consumer must catch up).
+    /// Consumers recognise a republished event by its CloudEvent id.
+    Topics {
+        /// RFC 3339 time, such as 2026-11-25T08:00:00Z
+        #[arg(long, value_parser = parse_time)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// No progress display
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{e} (expected RFC 3339, such as 2026-11-25T08:00:00Z)"))
 }
 
 #[derive(Subcommand)]
@@ -287,6 +307,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Commands::Replay { command: ReplayCommands::Snapshots { data_dir, quiet } } => {
             replay::snapshots(Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, quiet).await
+        }
+        Commands::Replay { command: ReplayCommands::Topics { from, data_dir, quiet } } => {
+            replay::topics(Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, from, quiet).await
         }
         Commands::Functions => functions::run(Config::resolve(Flags::default(), &settings)?).await,
         Commands::Lambda { handler } => lambda(handler, Config::resolve(Flags::default(), &settings)?).await,

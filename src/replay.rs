@@ -1,72 +1,105 @@
-//! `orderflow replay snapshots`: rebuilds the read models from the event
-//! store — every stream's snapshot projected again from its events, by the
-//! same projector `serve` runs, under a checkpoint of its own. Safe while
-//! `serve` runs (a snapshot is only ever replaced by a newer version, so a
-//! deleted or missing one comes back and a current one is left alone), and
-//! resumable: an interrupted replay goes on from its checkpoint; a finished
-//! one forgets it, so the next replay starts from the beginning again.
+//! `orderflow replay`: runs a change-feed step again over the event store,
+//! under a checkpoint of its own, with a progress line.
+//!
+//! - `replay snapshots`: every stream's snapshot projected again from its
+//!   events by the same projector `serve` runs. Safe while `serve` runs (a
+//!   snapshot is only ever replaced by a newer version, so a deleted or
+//!   missing one comes back and a current one is left alone).
+//! - `replay topics --from TIME`: the events committed since TIME published
+//!   again to the downstream topics. Consumers deduplicate by CloudEvent id
+//!   (the event id), so a republished event is recognised.
+//!
+//! Both are resumable: an interrupted replay goes on from its checkpoint; a
+//! finished one forgets it, so the next replay starts over.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use orderflow_pipeline::consumers::{Consumer, FeedRunner, Projector, Step};
+use orderflow_pipeline::consumers::{Consumer, FeedRunner, Projector, Publisher, Step};
 use orderflow_pipeline::ports::EventRecord;
 use orderflow_pipeline::StoreError;
 
 use crate::config::Config;
 use crate::pipeline::Pipeline;
 
-/// The replay's checkpoints, apart from `serve`'s projector.
-const REPLAY: &str = "replay-snapshots";
-
-/// The projector under the replay's name, counting what it handles.
+/// A step run again under the replay's own name (its checkpoints), on the
+/// events since `from`, counting what it handles.
 struct Replay {
-    projector: Projector,
+    name: &'static str,
+    step: Box<dyn Consumer>,
+    from: Option<DateTime<Utc>>,
     progress: ProgressBar,
 }
 
 #[async_trait]
 impl Consumer for Replay {
     fn name(&self) -> &'static str {
-        REPLAY
+        self.name
     }
 
     async fn handle(&self, events: &[EventRecord]) -> Result<(), StoreError> {
-        self.projector.handle(events).await?;
-        self.progress.inc(events.len() as u64);
+        let since: Vec<EventRecord> = match self.from {
+            Some(from) => events.iter().filter(|e| e.time >= from).cloned().collect(),
+            None => events.to_vec(),
+        };
+        if !since.is_empty() {
+            self.step.handle(&since).await?;
+        }
+        self.progress.inc(since.len() as u64);
         Ok(())
     }
 }
 
 pub async fn snapshots(config: Config, quiet: bool) -> anyhow::Result<()> {
     let pipeline = Pipeline::open(&config).await?;
+    let projector = Projector::new(pipeline.stores.events.clone(), pipeline.stores.snapshots.clone());
+    let replayed = replay(&pipeline, "replay-snapshots", Box::new(projector), None, quiet).await?;
+    println!("replayed {replayed} events into snapshots (store {})", pipeline.store_name);
+    Ok(())
+}
+
+pub async fn topics(config: Config, from: DateTime<Utc>, quiet: bool) -> anyhow::Result<()> {
+    let pipeline = Pipeline::open(&config).await?;
+    let publisher = Publisher::new(pipeline.producer.clone());
+    let replayed = replay(&pipeline, "replay-topics", Box::new(publisher), Some(from), quiet).await?;
+    pipeline.flush().await;
+    println!("republished {replayed} events committed since {from} (store {})", pipeline.store_name);
+    Ok(())
+}
+
+/// Runs `step` over the whole change feed as `name`; the events it handled.
+async fn replay(
+    pipeline: &Pipeline,
+    name: &'static str,
+    step: Box<dyn Consumer>,
+    from: Option<DateTime<Utc>>,
+    quiet: bool,
+) -> anyhow::Result<u64> {
     let stores = &pipeline.stores;
     let progress = if quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
-    progress.set_style(ProgressStyle::with_template("{spinner} replaying snapshots: {pos} events ({per_sec}) {msg}")?);
+    progress
+        .set_style(ProgressStyle::with_template(&format!("{{spinner}} {name}: {{pos}} events ({{per_sec}}) {{msg}}"))?);
     progress.enable_steady_tick(Duration::from_millis(200));
     let ranges = stores.feed.ranges().await?;
     let mut resumed = false;
     for range in &ranges {
-        resumed |= stores.checkpoints.load(REPLAY, range).await?.is_some();
+        resumed |= stores.checkpoints.load(name, range).await?.is_some();
     }
     if resumed {
-        progress.println("resuming an interrupted replay from its checkpoint");
+        progress.println(format!("{name}: resuming an interrupted replay from its checkpoint"));
     }
-    let replay = Arc::new(Replay {
-        projector: Projector::new(stores.events.clone(), stores.snapshots.clone()),
-        progress: progress.clone(),
-    });
+    let replay = Arc::new(Replay { name, step, from, progress: progress.clone() });
     let mut runner = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), replay);
     runner.batch_size = 1_000;
     // Until a pass over every range finds nothing new: the head as it was
-    // when the replay caught up (serve's projector handles what comes after).
+    // when the replay caught up (serve's own steps handle what comes after).
     while runner.step().await? == Step::Progressed {}
     for range in &ranges {
-        stores.checkpoints.forget(REPLAY, range).await?;
+        stores.checkpoints.forget(name, range).await?;
     }
     progress.finish_with_message("done");
-    println!("replayed {} events into snapshots (store {})", progress.position(), pipeline.store_name);
-    Ok(())
+    Ok(progress.position())
 }

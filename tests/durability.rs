@@ -209,4 +209,16 @@ async fn replay_rebuilds_deleted_snapshots_while_serve_runs() {
     // A second replay starts from the beginning again and changes nothing.
     cli(&["replay", "snapshots", "--quiet", "--data-dir", &data.to_string_lossy()], dir.path());
     assert_eq!(server.get("/api/orders/o-r").await.body, before);
+
+    // Republishing: the events since a time go to their topics once more.
+    let of_order = |records: Vec<Value>| records.into_iter().filter(|r| r["subject"] == "Order-o-r").count();
+    until(|| of_order(topic(&data, "orderflow.orders")), |n| *n == 4).await;
+    let data_dir = data.to_string_lossy().to_string();
+    let later = "2999-01-01T00:00:00Z";
+    let none = cli(&["replay", "topics", "--from", later, "--quiet", "--data-dir", &data_dir], dir.path());
+    assert!(none.contains("republished 0 events"), "{none}");
+    let all =
+        cli(&["replay", "topics", "--from", "2000-01-01T00:00:00Z", "--quiet", "--data-dir", &data_dir], dir.path());
+    assert!(all.starts_with("republished 6 events"), "Restocked, 4 order events, StockReserved: {all}");
+    assert_eq!(of_order(topic(&data, "orderflow.orders")), 8, "each order event once more");
 }
