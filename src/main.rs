@@ -9,6 +9,7 @@ mod replay;
 mod serve;
 mod settings;
 mod status;
+mod telemetry;
 mod topics;
 
 use std::path::PathBuf;
@@ -217,16 +218,11 @@ enum TopicCommands {
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(arguments());
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        "info,tower=warn,hyper=warn,azure_core=warn,azure_data_cosmos=warn,azure_data_cosmos_driver=warn".into()
-    });
-    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
-    // Read before the settings are: the environment only.
-    if cli.log_json || std::env::var("OrderflowLogFormat").is_ok_and(|format| format.eq_ignore_ascii_case("json")) {
-        logs.json().with_current_span(true).with_span_list(true).init();
-    } else {
-        logs.init();
-    }
+    let json_logs =
+        cli.log_json || std::env::var("OrderflowLogFormat").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+    // Outside the async runtime: the OTLP exporter's HTTP client blocks, on
+    // a thread of its own.
+    let telemetry = telemetry::Telemetry::init(json_logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -244,6 +240,7 @@ fn main() -> ExitCode {
     // Everything that matters is durable by now; do not wait on clients
     // (Kafka's) whose destructors talk to a broker that may be gone.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    telemetry.shutdown();
     code
 }
 

@@ -75,7 +75,9 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         feeds,
         store_name: pipeline.store_name.clone(),
     };
-    let routes = router(pipeline.app(&options), &options.api).merge(crate::ops::router(ops));
+    let routes = router(pipeline.app(&options), &options.api)
+        .merge(crate::ops::router(ops))
+        .layer(axum::middleware::from_fn(crate::telemetry::request_span));
     axum::serve(listener, routes).with_graceful_shutdown(shutdown_signal()).await.context("the HTTP server failed")?;
 
     tracing::info!("HTTP requests finished; stopping consumers");

@@ -330,3 +330,42 @@ async fn one_trace_follows_an_order_from_the_request_to_the_downstream_messages(
     let correlation = untraced[0]["correlationid"].as_str().unwrap_or_default().to_string();
     assert!(correlation.len() == 32 && correlation != trace, "{correlation}");
 }
+
+/// An OTLP/HTTP collector: what `serve` exports, body by body.
+async fn collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let bodies = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| async move {
+            bodies.lock().expect("lock").push(body.to_vec());
+            ""
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), received)
+}
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_in_the_callers_trace() {
+    let (endpoint, received) = collector().await;
+    let dir = TempDir::new().expect("temp dir");
+    let settings = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let server = Server::start_with(&dir.path().join("data"), &settings);
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let parent = format!("00-{trace}-b7ad6b7169203331-01");
+    let restock = json!({"quantity": 3});
+    let answer =
+        server.send(Method::POST, "/api/inventory/SKU-O/restock", Some(restock), &[("traceparent", &parent)]).await;
+    assert_eq!(answer.status, 200);
+    // The trace id travels as its 16 bytes in the protobuf export.
+    let trace_bytes: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).unwrap_or(0)).collect();
+    let exported = || received.lock().expect("lock").iter().any(|body| body.windows(16).any(|w| w == trace_bytes));
+    support::until(exported, |found| *found).await;
+    let spans = received.lock().expect("lock").concat();
+    for name in [&b"request"[..], b"command", b"append"] {
+        assert!(spans.windows(name.len()).any(|w| w == name), "no {} span", String::from_utf8_lossy(name));
+    }
+}
