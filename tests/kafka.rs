@@ -267,6 +267,14 @@ async fn messages_delivered_twice_have_one_effect() {
         let stock = server.eventually(&format!("/api/inventory/{sku}"), |s| s["onHand"].as_u64() >= Some(5)).await;
         assert_eq!((stock["onHand"].as_u64(), stock["version"].as_u64()), (Some(5), Some(5)), "{sku}");
     }
+    // librdkafka's statistics (every 5 s) give the consumer lag per partition.
+    let metrics = || async {
+        let response = server.client.get(server.url("/metrics")).send().await.expect("metrics");
+        response.text().await.unwrap_or_default()
+    };
+    let text = support::until_async(metrics, |text| text.contains("orderflow_kafka_consumer_lag{")).await;
+    assert!(text.contains(&format!("topic=\"{}\"", topics.physical("stock"))), "{text}");
+    assert!(text.contains(r#"orderflow_ingested_total{outcome="duplicate"} 20"#), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,9 +12,10 @@ use backon::Retryable;
 use orderflow_pipeline::cloudevents::from_message;
 use orderflow_pipeline::consumers::backoff;
 use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message as _;
+use rdkafka::{ClientContext, Statistics};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -27,9 +28,32 @@ const QUEUE_PER_PARTITION: usize = 256;
 /// The logical ingestion topics.
 pub const INGESTION_TOPICS: [&str; 3] = ["payments", "warehouse", "stock"];
 
-pub fn consumer(config: &KafkaConfig) -> Result<StreamConsumer, ConfigError> {
-    let consumer: StreamConsumer = config
+/// The ingestion consumer's context: reports librdkafka's statistics as the
+/// `orderflow_kafka_consumer_lag` gauge (messages behind, per partition).
+pub struct LagReporter;
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in statistics.topics {
+            for (partition, stats) in stats.partitions {
+                // librdkafka lists partition -1 (unassigned) and -1 lags (unknown yet).
+                if partition >= 0 && stats.consumer_lag >= 0 {
+                    let labels = [("topic", topic.clone()), ("partition", partition.to_string())];
+                    metrics::gauge!("orderflow_kafka_consumer_lag", &labels).set(stats.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
+
+pub type IngestConsumer = StreamConsumer<LagReporter>;
+
+pub fn consumer(config: &KafkaConfig) -> Result<IngestConsumer, ConfigError> {
+    let consumer: IngestConsumer = config
         .client_config()?
+        .set("statistics.interval.ms", "5000")
         .set("group.id", &config.consumer_group)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "500")
@@ -37,7 +61,7 @@ pub fn consumer(config: &KafkaConfig) -> Result<StreamConsumer, ConfigError> {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("queued.max.messages.kbytes", "16384")
-        .create()
+        .create_with_context(LagReporter)
         .map_err(|e| ConfigError { setting: "KafkaBrokerList", problem: e.to_string() })?;
     let topics: Vec<String> = INGESTION_TOPICS.iter().map(|t| config.topic(t)).collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -46,7 +70,7 @@ pub fn consumer(config: &KafkaConfig) -> Result<StreamConsumer, ConfigError> {
 }
 
 /// Consumes until `stop` turns true, then commits what was stored.
-pub async fn run(consumer: StreamConsumer, ingestor: Arc<Ingestor>, mut stop: watch::Receiver<bool>) {
+pub async fn run(consumer: IngestConsumer, ingestor: Arc<Ingestor>, mut stop: watch::Receiver<bool>) {
     let consumer = Arc::new(consumer);
     let mut partitions: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
     let mut workers = JoinSet::new();
@@ -95,7 +119,7 @@ pub async fn run(consumer: StreamConsumer, ingestor: Arc<Ingestor>, mut stop: wa
 
 /// Applies one partition's messages in order.
 async fn work_partition(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<IngestConsumer>,
     ingestor: Arc<Ingestor>,
     mut messages: mpsc::Receiver<OwnedMessage>,
     stop: watch::Receiver<bool>,
