@@ -1,7 +1,8 @@
 //! `orderflow serve`: every pipeline step in one process, playing the part of
 //! the Functions host — the HTTP routes, a change-feed loop with durable
-//! checkpoints for each consumer, and (with Kafka) the ingestion consumer —
-//! on the embedded store.
+//! checkpoints (leases, on Cosmos DB) for each consumer, and (with Kafka) the
+//! ingestion consumer — on the embedded store or on Cosmos DB, with the
+//! operator endpoints beside the API (status page, metrics, health).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -92,8 +92,7 @@ impl FeedRunner {
                 self.health.succeeded(name);
             }
             if let Ok(Idle(positions)) = progressed {
-                metrics::gauge!("orderflow_feed_lag_seconds", "consumer" => name).set(0.0);
-                self.health.progressed(name, 0, Duration::ZERO);
+                self.report(0, Duration::ZERO);
                 tokio::select! {
                     _ = self.feed.wait_for_changes(&positions, self.idle_wait) => {}
                     _ = stop.changed() => {}
@@ -115,12 +114,9 @@ impl FeedRunner {
             if let Some(newest) = page.events.last() {
                 let span = tracing::info_span!("feed batch", consumer = name, range, events = page.events.len());
                 tracing::Instrument::instrument(self.consumer.handle(&page.events), span).await?;
-                metrics::counter!("orderflow_feed_events_total", "consumer" => name)
-                    .increment(page.events.len() as u64);
                 // How old the newest handled event is: how far behind the consumer runs.
                 let lag = (chrono::Utc::now() - newest.time).to_std().unwrap_or_default();
-                metrics::gauge!("orderflow_feed_lag_seconds", "consumer" => name).set(lag.as_secs_f64());
-                self.health.progressed(name, page.events.len(), lag);
+                self.report(page.events.len(), lag);
             }
             if page.moved {
                 if let Some(continuation) = &page.continuation {
@@ -140,6 +136,14 @@ impl FeedRunner {
             positions.push(FeedPosition { range, continuation: page.continuation.or(from) });
         }
         Ok(if progressed { Step::Progressed } else { Idle(positions) })
+    }
+
+    /// Progress, to the metrics and to the health report.
+    fn report(&self, events: usize, lag: Duration) {
+        let name = self.consumer.name();
+        metrics::counter!("orderflow_feed_events_total", "consumer" => name).increment(events as u64);
+        metrics::gauge!("orderflow_feed_lag_seconds", "consumer" => name).set(lag.as_secs_f64());
+        self.health.progressed(name, events, lag);
     }
 
     /// The ranges held, renewing the leases a few times per TTL.
