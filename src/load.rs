@@ -1,7 +1,10 @@
 //! `orderflow load`: a workload generator against a running `serve`.
 //!
 //! Closed loop: `--concurrency` workers each send one request, wait for the
-//! answer, and go on, for `--duration`. Two workloads:
+//! answer, and go on, for `--duration`. Open loop with `--rate N`: requests
+//! start on a fixed schedule of N per second (at most `--concurrency` in
+//! flight), and each latency counts from the request's scheduled start, so a
+//! server that falls behind shows it (no coordinated omission). Workloads:
 //! - `place`: every request places an order with 1–5 lines;
 //! - `lifecycle`: each worker takes orders through their life — place,
 //!   sometimes add or remove a line, confirm, payment and shipment events
@@ -41,6 +44,28 @@ pub struct LoadOptions {
     /// For the ingest workload.
     pub kafka: Option<orderflow_kafka::KafkaConfig>,
     pub messages: usize,
+    /// Requests per second, open loop; `None` for closed loop.
+    pub rate: Option<u32>,
+}
+
+/// The open-loop schedule: request n starts at `start + n / rate`.
+struct Pacer {
+    start: Instant,
+    interval_ns: u64,
+    next_ns: AtomicU64,
+}
+
+impl Pacer {
+    fn new(rate: u32) -> Pacer {
+        Pacer { start: Instant::now(), interval_ns: 1_000_000_000 / u64::from(rate.max(1)), next_ns: AtomicU64::new(0) }
+    }
+
+    /// Waits for the next free slot of the schedule and returns it.
+    async fn slot(&self) -> Instant {
+        let at = self.start + Duration::from_nanos(self.next_ns.fetch_add(self.interval_ns, Ordering::Relaxed));
+        tokio::time::sleep_until(at.into()).await;
+        at
+    }
 }
 
 /// What the workers record, shared.
@@ -80,13 +105,17 @@ struct Worker {
     skus: usize,
     sequence: u64,
     sample_lag: bool,
+    pacer: Option<Arc<Pacer>>,
 }
 
 impl Worker {
     /// Sends one request, records its latency and outcome; the JSON answer
     /// when it succeeded.
     async fn send(&mut self, operation: &'static str, request: reqwest::RequestBuilder) -> Option<Value> {
-        let started = Instant::now();
+        let started = match &self.pacer {
+            Some(pacer) => pacer.slot().await,
+            None => Instant::now(),
+        };
         let result = request.send().await;
         let elapsed = started.elapsed();
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -268,6 +297,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let run = fastrand::u32(..);
+    let pacer = options.rate.map(|rate| Arc::new(Pacer::new(rate)));
     let workers: Vec<_> = (0..options.concurrency)
         .map(|id| {
             let mut worker = Worker {
@@ -281,6 +311,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<()> {
                 sequence: 0,
                 // One worker in eight samples the read side's lag.
                 sample_lag: id % 8 == 0,
+                pacer: pacer.clone(),
             };
             let stop = stop.clone();
             let workload = options.workload;
@@ -427,6 +458,7 @@ fn report(options: &LoadOptions, stats: &Stats, elapsed: Duration) {
     let summary = json!({
         "workload": format!("{:?}", options.workload).to_lowercase(),
         "concurrency": options.concurrency,
+        "targetRate": options.rate,
         "seconds": elapsed.as_secs_f64(),
         "requests": requests,
         "requestsPerSecond": requests as f64 / elapsed.as_secs_f64(),
@@ -441,7 +473,13 @@ fn report(options: &LoadOptions, stats: &Stats, elapsed: Duration) {
     }
     let latency = &summary["latencyMs"];
     let lag = &summary["snapshotLagMs"];
-    println!("{} workload, {} workers, {:.1} s", summary["workload"], options.concurrency, elapsed.as_secs_f64());
+    let pacing = options.rate.map_or_else(|| "closed loop".to_string(), |rate| format!("open loop at {rate}/s"));
+    println!(
+        "{} workload, {} workers, {pacing}, {:.1} s",
+        summary["workload"],
+        options.concurrency,
+        elapsed.as_secs_f64()
+    );
     println!("  requests      {requests} ({:.0}/s)", summary["requestsPerSecond"].as_f64().unwrap_or(0.0));
     println!(
         "  latency ms    p50 {} · p90 {} · p99 {} · p99.9 {} · max {}",

@@ -64,6 +64,11 @@ enum Commands {
         /// Requests in flight at once (closed loop: each worker waits for its answer)
         #[arg(long, short, default_value_t = 32)]
         concurrency: usize,
+        /// Open loop: start this many requests per second on a fixed schedule
+        /// (at most --concurrency in flight); latency counts from each
+        /// request's scheduled start
+        #[arg(long, value_name = "PER_SECOND")]
+        rate: Option<u32>,
         /// How long to run, such as 30s or 2m
         #[arg(long, short, default_value = "30s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
@@ -262,13 +267,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Serve { data_dir, listen, max_body_bytes } => {
             serve::serve(Config::resolve(Flags { data_dir, listen, max_body_bytes }, &settings)?).await
         }
-        Commands::Load { target, concurrency, duration, workload, seed, skus, json, messages } => {
+        Commands::Load { target, concurrency, rate, duration, workload, seed, skus, json, messages } => {
             if concurrency == 0 {
                 anyhow::bail!("--concurrency must be at least 1");
             }
+            if rate == Some(0) {
+                anyhow::bail!("--rate must be at least 1 request per second");
+            }
             let kafka = Config::resolve(Flags::default(), &settings)?.kafka;
             let options =
-                load::LoadOptions { target, concurrency, duration, workload, seed, skus, json, kafka, messages };
+                load::LoadOptions { target, concurrency, duration, workload, seed, skus, json, kafka, messages, rate };
             load::run(options).await
         }
         Commands::Topics { command: TopicCommands::Read { topic, data_dir, from_beginning, count, follow } } => {

@@ -222,3 +222,23 @@ async fn replay_rebuilds_deleted_snapshots_while_serve_runs() {
     assert!(all.starts_with("republished 6 events"), "Restocked, 4 order events, StockReserved: {all}");
     assert_eq!(of_order(topic(&data, "orderflow.orders")), 8, "each order event once more");
 }
+
+#[test]
+fn the_load_generator_drives_serve_closed_and_open_loop() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"));
+    let target = server.base.clone();
+    let run = |extra: &[&str]| -> Value {
+        let mut args = vec!["load", "--target", &target, "--duration", "2s", "--concurrency", "4", "--json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(cli(&args, dir.path()).trim()).expect("one JSON summary")
+    };
+    for summary in [run(&["--workload", "lifecycle", "--skus", "5"]), run(&["--rate", "50"])] {
+        assert_eq!(summary["errors"], json!({}), "{summary}");
+        assert!(summary["requests"].as_u64() > Some(0), "{summary}");
+        assert!(summary["latencyMs"]["p99"].as_f64().is_some(), "{summary}");
+    }
+    let open_loop = run(&["--rate", "50"]);
+    assert_eq!(open_loop["targetRate"], 50);
+    assert!(open_loop["operations"]["place"].as_u64() > Some(0), "{open_loop}");
+}
