@@ -300,6 +300,12 @@ async fn change_feed_batches_skip_tips_and_retry_what_cannot_be_read() {
     let (status, answer) = host.invoke("publish-events", json!({"documents": tips_only.to_string()})).await;
     assert_eq!((status.as_u16(), &answer["Outputs"]), (200, &json!({})), "{answer}");
     assert_eq!(host.invoke("project-snapshots", json!({"documents": "[]"})).await.0, 200);
+    // A retried invocation (the host's retry policy) says so in its logs.
+    let retried =
+        json!({"Data": {"documents": "[]"}, "Metadata": {"RetryContext": {"RetryCount": 2, "MaxRetryCount": -1}}});
+    let (status, answer) = host.invoke_raw("project-snapshots", retried.to_string()).await;
+    assert_eq!(status, 200);
+    assert!(answer["Logs"][0].as_str().is_some_and(|log| log.ends_with("(retry 2)")), "{answer}");
 
     // Documents of our own store that cannot be read: non-2xx, so that the
     // host retries (its retry policy holds the lease) instead of skipping.

@@ -103,7 +103,8 @@ async fn fulfillment(State(steps): State<Arc<Steps>>, body: Bytes) -> Response {
 /// Runs a change-feed consumer over the trigger's documents.
 async fn consume(consumer: &dyn Consumer, body: &[u8], outbox: &Outbox) -> Response {
     let name = consumer.name();
-    let events = InvocationRequest::parse(body).and_then(|request| match request.data.get(COSMOS_TRIGGER) {
+    let request = InvocationRequest::parse(body);
+    let events = request.as_ref().map_err(Clone::clone).and_then(|request| match request.data.get(COSMOS_TRIGGER) {
         Some(documents) => decode_events(documents),
         None => Err(format!("no `{COSMOS_TRIGGER}` binding in the invocation")),
     });
@@ -113,11 +114,13 @@ async fn consume(consumer: &dyn Consumer, body: &[u8], outbox: &Outbox) -> Respo
         Ok(events) => events,
         Err(reason) => return failed(name, &reason),
     };
+    let retry = request.map_or(0, |request| request.retry_count());
+    let attempt = if retry > 0 { format!(" (retry {retry})") } else { String::new() };
     if events.is_empty() {
-        return succeeded(outbox, vec![format!("{name}: no events")]);
+        return succeeded(outbox, vec![format!("{name}: no events{attempt}")]);
     }
     match consumer.handle(&events).await {
-        Ok(()) => succeeded(outbox, vec![format!("{name}: {} events", events.len())]),
+        Ok(()) => succeeded(outbox, vec![format!("{name}: {} events{attempt}", events.len())]),
         Err(error) => failed(name, &error.to_string()),
     }
 }
