@@ -26,11 +26,29 @@ const TOPIC_SETTINGS: [(&str, &str); 6] = [
 ];
 
 /// What flags can set; `None` falls back to the settings.
-#[derive(Default)]
+#[derive(Default, clap::Args)]
 pub struct Flags {
+    /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Address to serve HTTP on; port 0 picks a free one [setting OrderflowListen; default 127.0.0.1:7071]
+    #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Largest request body in bytes (413 beyond) [setting OrderflowMaxBodyBytes; default 262144]
+    #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+}
+
+impl Flags {
+    /// The settings these flags set.
+    pub fn given(&self) -> Vec<&'static str> {
+        let set = [
+            ("OrderflowDataDir", self.data_dir.is_some()),
+            ("OrderflowListen", self.listen.is_some()),
+            ("OrderflowMaxBodyBytes", self.max_body_bytes.is_some()),
+        ];
+        set.into_iter().filter(|(_, set)| *set).map(|(setting, _)| setting).collect()
+    }
 }
 
 pub struct Config {

@@ -45,15 +45,8 @@ enum Commands {
     /// the change-feed consumers (snapshots, downstream topics, fulfillment),
     /// on the embedded store in --data-dir. Stops cleanly on Ctrl-C/SIGTERM.
     Serve {
-        /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-        /// Address to serve HTTP on; port 0 picks a free one [setting OrderflowListen; default 127.0.0.1:7071]
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<String>,
-        /// Largest request body in bytes (413 beyond) [setting OrderflowMaxBodyBytes; default 262144]
-        #[arg(long, value_name = "BYTES")]
-        max_body_bytes: Option<usize>,
+        #[command(flatten)]
+        flags: Flags,
     },
     /// Drive a running `serve` with a workload and report throughput,
     /// latency percentiles, errors and snapshot lag.
@@ -169,12 +162,8 @@ enum ConfigCommands {
     /// environment, local.settings.json, default); secrets are masked.
     /// Takes serve's flags, to show what they would change.
     Show {
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<String>,
-        #[arg(long, value_name = "BYTES")]
-        max_body_bytes: Option<usize>,
+        #[command(flatten)]
+        flags: Flags,
     },
 }
 
@@ -264,9 +253,7 @@ fn arguments() -> Vec<std::ffi::OsString> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&std::env::current_dir().context("cannot read the working directory")?)?;
     match cli.command {
-        Commands::Serve { data_dir, listen, max_body_bytes } => {
-            serve::serve(Config::resolve(Flags { data_dir, listen, max_body_bytes }, &settings)?).await
-        }
+        Commands::Serve { flags } => serve::serve(Config::resolve(flags, &settings)?).await,
         Commands::Load { target, concurrency, rate, duration, workload, seed, skus, json, messages } => {
             if concurrency == 0 {
                 anyhow::bail!("--concurrency must be at least 1");
@@ -293,18 +280,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database {} ready at {}", cosmos.database, cosmos.connection.endpoint);
             Ok(())
         }
-        Commands::Config { command: ConfigCommands::Show { data_dir, listen, max_body_bytes } } => {
-            let mut given = Vec::new();
-            for (setting, set) in [
-                ("OrderflowDataDir", data_dir.is_some()),
-                ("OrderflowListen", listen.is_some()),
-                ("OrderflowMaxBodyBytes", max_body_bytes.is_some()),
-            ] {
-                if set {
-                    given.push(setting);
-                }
-            }
-            let config = Config::resolve(Flags { data_dir, listen, max_body_bytes }, &settings)?;
+        Commands::Config { command: ConfigCommands::Show { flags } } => {
+            let given = flags.given();
+            let config = Config::resolve(flags, &settings)?;
             for (setting, value, from) in config.show(&given, &settings) {
                 println!("{setting:<24} {value:<56} {from}");
             }
