@@ -50,6 +50,22 @@ impl CosmosStore {
         }
     }
 
+    /// The snapshots a query finds, the `limit` last updated first: sorted
+    /// here, since a cross-partition ORDER BY needs a query plan the SDK
+    /// does not run.
+    async fn newest_first(
+        &self,
+        operation: &'static str,
+        query: Query,
+        limit: usize,
+    ) -> Result<Vec<Snapshot>, StoreError> {
+        let scope = FeedScope::full_container();
+        let mut docs: Vec<SnapshotDoc> = self.query_all(operation, &self.inner.snapshots, query, scope).await?;
+        docs.sort_by_key(|doc| std::cmp::Reverse(doc.updated_at));
+        docs.truncate(limit);
+        Ok(docs.into_iter().map(Snapshot::from).collect())
+    }
+
     /// Writes one snapshot unless a newer one is stored: a conditional
     /// replace (or create), retried when another writer got there first.
     async fn put_one(&self, snapshot: Snapshot) -> Result<(), StoreError> {
@@ -97,30 +113,19 @@ impl SnapshotStore for CosmosStore {
         Ok(())
     }
 
-    /// Orders updated in the last hour, sorted here: a cross-partition
-    /// ORDER BY would need the query plan the SDK does not run.
+    /// Orders updated in the last hour.
     async fn recent_orders(&self, limit: usize) -> Result<Vec<Snapshot>, StoreError> {
         let since = Utc::now() - chrono::Duration::hours(1);
         let query = Query::from("SELECT * FROM c WHERE c.updatedAt >= @since AND IS_STRING(c.customerId)")
             .with_parameter("@since", since)
             .map_err(|e| StoreError::Corrupt(format!("query: {e}")))?;
-        let scope = FeedScope::full_container();
-        let mut docs: Vec<SnapshotDoc> =
-            self.query_all("query-recent-orders", &self.inner.snapshots, query, scope).await?;
-        docs.sort_by_key(|doc| std::cmp::Reverse(doc.updated_at));
-        docs.truncate(limit);
-        Ok(docs.into_iter().map(Snapshot::from).collect())
+        self.newest_first("query-recent-orders", query, limit).await
     }
 
     async fn by_customer(&self, customer_id: &str, limit: usize) -> Result<Vec<Snapshot>, StoreError> {
         let query = Query::from("SELECT * FROM c WHERE c.customerId = @customer")
             .with_parameter("@customer", customer_id)
             .map_err(|e| StoreError::Corrupt(format!("query: {e}")))?;
-        let scope = FeedScope::full_container();
-        let mut docs: Vec<SnapshotDoc> =
-            self.query_all("query-customer-orders", &self.inner.snapshots, query, scope).await?;
-        docs.sort_by_key(|doc| std::cmp::Reverse(doc.updated_at));
-        docs.truncate(limit);
-        Ok(docs.into_iter().map(Snapshot::from).collect())
+        self.newest_first("query-customer-orders", query, limit).await
     }
 }
