@@ -205,6 +205,15 @@ enum TopicCommands {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Produce CloudEvents to a Kafka topic: one structured CloudEvent (JSON)
+    /// per line of standard input, sent in binary content mode keyed by its
+    /// subject — as a payments, warehouse or stock system would. Prints how
+    /// many were acknowledged [setting KafkaBrokerList]
+    Produce {
+        /// The topic: payments, warehouse or stock (the names KafkaTopic*
+        /// settings give them apply)
+        topic: String,
+    },
     /// Create every topic orderflow uses on the Kafka cluster (idempotent;
     /// `serve` does it too) [settings KafkaBrokerList, KafkaPartitions]
     Create,
@@ -297,6 +306,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Functions => functions::run(Config::resolve(Flags::default(), &settings)?).await,
         Commands::Lambda { handler } => lambda(handler, Config::resolve(Flags::default(), &settings)?).await,
         Commands::Dev { command: DevCommands::CosmosEmulator { listen } } => dev_cosmos_emulator(listen).await,
+        Commands::Topics { command: TopicCommands::Produce { topic } } => {
+            topics::produce(&Config::resolve(Flags::default(), &settings)?, &topic).await
+        }
         Commands::Topics { command: TopicCommands::Create } => {
             let config = Config::resolve(Flags::default(), &settings)?;
             topics::create(&config).await

@@ -35,7 +35,7 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
             if !created.is_empty() {
                 tracing::info!(?created, "created Kafka topics");
             }
-            Some(orderflow_kafka::ingest::consumer(kafka)?)
+            Some(orderflow_kafka::ingest::consumer(kafka, &options.instance)?)
         }
         None => None,
     };

@@ -1,13 +1,15 @@
 //! `orderflow topics`: read a topic's CloudEvents as JSON lines (Kafka when
-//! configured, else the embedded topic log), and create Kafka topics.
+//! configured, else the embedded topic log), produce CloudEvents to Kafka,
+//! and create Kafka topics.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine as _;
-use orderflow_pipeline::cloudevents::{from_message, to_structured_json};
-use orderflow_pipeline::ports::Message;
+use orderflow_kafka::KafkaProducer;
+use orderflow_pipeline::cloudevents::{from_message, to_message, to_structured_json};
+use orderflow_pipeline::ports::{Message, MessageProducer};
 use orderflow_store_sqlite::SqliteStore;
 use serde_json::json;
 
@@ -90,6 +92,47 @@ fn render(message: &Message) -> String {
             "valueBase64": base64::engine::general_purpose::STANDARD.encode(&message.value),
         })
         .to_string(),
+    }
+}
+
+/// Lines are sent in batches of this many, each acknowledged before the next.
+const PRODUCE_BATCH: usize = 500;
+
+pub async fn produce(config: &Config, topic: &str) -> anyhow::Result<()> {
+    let Some(kafka) = &config.kafka else {
+        anyhow::bail!("KafkaBrokerList is not set: without Kafka, send events with POST /api/events");
+    };
+    let producer = KafkaProducer::new(kafka)?;
+    let mut produced = 0usize;
+    let mut lines = std::io::stdin().lines().enumerate();
+    loop {
+        let mut batch = Vec::with_capacity(PRODUCE_BATCH);
+        let mut ended = false;
+        while batch.len() < PRODUCE_BATCH {
+            let Some((number, line)) = lines.next() else {
+                ended = true;
+                break;
+            };
+            let line = line.context("cannot read standard input")?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event: cloudevents::Event = serde_json::from_str(&line)
+                .with_context(|| format!("line {}: not a structured CloudEvent", number + 1))?;
+            let key = cloudevents::AttributesReader::subject(&event).map(String::from);
+            batch.push(to_message(topic, key, &event));
+        }
+        let count = batch.len();
+        if count > 0 {
+            producer.send(batch).await.with_context(|| {
+                format!("Kafka did not acknowledge a batch after {produced} events were (KafkaBrokerList)")
+            })?;
+            produced += count;
+        }
+        if ended {
+            println!("produced {produced} events to {}", kafka.topic(topic));
+            return Ok(());
+        }
     }
 }
 

@@ -140,6 +140,9 @@ async fn bad_input_gets_a_clear_4xx_and_has_no_effect() {
     server.post("/api/orders", negative).await.assert_problem(400, "malformed-request");
     let unknown_field = json!({"customerId": "c", "currency": "EUR", "lines": [], "discount": 5});
     server.post("/api/orders", unknown_field).await.assert_problem(400, "malformed-request");
+    // A struct's fields as an array is not an object (serde alone would take it).
+    server.post("/api/inventory/SKU-A/restock", json!([5])).await.assert_problem(400, "malformed-request");
+    server.post("/api/orders/o/cancel", json!([null])).await.assert_problem(400, "malformed-request");
     let bad_id = json!({"orderId": "a/b", "customerId": "c", "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "unitPriceMinor": 1}]});
     server.post("/api/orders", bad_id).await.assert_problem(400, "malformed-request");
     server.post_empty("/api/orders").await.assert_problem(400, "malformed-request");
@@ -269,6 +272,43 @@ async fn api_keys_when_configured_are_required() {
     let bearer = [("authorization", "Bearer k-1")];
     server.send(Method::GET, "/api/orders/x", None, &bearer).await.assert_problem(404, "not-found");
     assert_eq!(server.get("/health").await.status, 200, "health needs no key");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_needs_no_key() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start_with(&dir.path().join("data"), &[("OrderflowApiKeys", "k-1")]);
+    let document = server.get("/api/openapi.json").await;
+    assert_eq!(document.status, 200, "{document:?}");
+    let operations: Vec<String> = document.body["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(path, item)| {
+            item.as_object().into_iter().flatten().map(move |(method, _)| format!("{method} {path}"))
+        })
+        .collect();
+    let routes = [
+        "post /api/orders",
+        "get /api/orders/{order_id}",
+        "get /api/orders/{order_id}/events",
+        "post /api/orders/{order_id}/lines",
+        "delete /api/orders/{order_id}/lines/{sku}",
+        "post /api/orders/{order_id}/confirm",
+        "post /api/orders/{order_id}/cancel",
+        "get /api/customers/{customer_id}/orders",
+        "get /api/inventory/{sku}",
+        "post /api/inventory/{sku}/restock",
+        "post /api/events",
+    ];
+    for route in routes {
+        assert!(operations.contains(&route.to_string()), "{route} missing from {operations:?}");
+    }
+    assert_eq!(operations.len(), routes.len(), "{operations:?}");
+    // Refusals are documented as problems, and the key as a security scheme.
+    let place = &document.body["paths"]["/api/orders"]["post"]["responses"];
+    assert_eq!(place["422"]["content"]["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem");
+    assert_eq!(document.body["components"]["securitySchemes"]["api_key"]["name"], "X-API-Key");
 }
 
 #[tokio::test]

@@ -157,6 +157,16 @@ async fn the_http_api_answers_api_gateway_events() {
     assert_eq!(bad["headers"]["content-type"], "application/problem+json");
     let events = lambda.invoke(http_request("GET", "/api/orders/o-l1/events", None)).await.expect("answered");
     assert_eq!(events["statusCode"], 200);
+
+    // An event no URI can be made of (found by fuzzing) is a bad request, not
+    // a failed invocation, and the function goes on answering.
+    let mut odd = http_request("GET", "/api/orders/o-l1", None);
+    odd["headers"]["host"] = json!("x.execute-api.us-wes}-2.amazonaws.com");
+    let refused = lambda.invoke(odd).await.expect("answered, not failed");
+    assert_eq!(refused["statusCode"], 400, "{refused}");
+    assert_eq!(refused["headers"]["content-type"], "application/problem+json");
+    let again = lambda.invoke(http_request("GET", "/api/orders/o-l1/events", None)).await.expect("answered");
+    assert_eq!(again["statusCode"], 200);
 }
 
 #[tokio::test]

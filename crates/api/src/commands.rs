@@ -2,7 +2,7 @@
 //! through the command processor and answers with the stream's new version.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, OriginalUri, Path, Request, State};
+use axum::extract::{FromRequest, OriginalUri, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,43 +10,80 @@ use orderflow_domain::inventory::InventoryCommand;
 use orderflow_domain::order::{OrderCommand, OrderLine};
 use orderflow_domain::Command;
 use orderflow_pipeline::processor::{Envelope, Receipt};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::openapi::{CommandHeaders, CommandRefusals, Refusals};
 use crate::problem::Problem;
 use crate::request::{body_bytes, checked_id, envelope, etag, idempotency_key, optional_json, required_json};
+use crate::request::{Ids, LinePath, OrderPath, SkuPath};
 use crate::App;
 
 const MAX_TEXT: usize = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrder {
+    /// Chosen by the caller, or derived from the Idempotency-Key, or new.
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     order_id: Option<String>,
+    /// Not blank, at most 128 bytes, no control characters.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$")]
     customer_id: String,
+    /// ISO 4217, such as `EUR`.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     currency: String,
+    /// 1 to 100 lines (`MAX_LINES`), one per SKU.
+    #[schema(min_items = 1, max_items = 100)]
     lines: Vec<Line>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Line {
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     sku: String,
+    /// 1 to 1,000,000 (`MAX_QUANTITY`).
+    #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: u32,
+    /// Price of one unit in the currency's minor unit (cents), at most 10^10 (`MAX_UNIT_PRICE_MINOR`).
+    #[schema(maximum = 10_000_000_000_u64)]
     unit_price_minor: u64,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelOrder {
+    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Restock {
+    /// 1 to 10^9 (`MAX_STOCK_CHANGE`).
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     quantity: u64,
+}
+
+/// A command on an order was applied (or was a no-op).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderAccepted {
+    order_id: String,
+    /// The order stream's version after the command (also the ETag).
+    version: u64,
+    /// The order's status after the command.
+    status: Option<String>,
+}
+
+/// A restock was applied.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkuAccepted {
+    sku: String,
+    version: u64,
 }
 
 impl Line {
@@ -84,11 +121,22 @@ async fn run(app: &App, command: Command, envelope: &Envelope) -> Result<Receipt
     Ok(app.processor.execute(&command, envelope).await?)
 }
 
-fn order_answer(status: StatusCode, order_id: &str, receipt: &Receipt) -> Response {
-    let body = json!({"orderId": order_id, "version": receipt.version, "status": receipt.status});
+fn order_answer(status: StatusCode, order_id: String, receipt: Receipt) -> Response {
+    let body = OrderAccepted { order_id, version: receipt.version, status: receipt.status };
     (status, [(header::ETAG, etag(receipt.version))], Json(body)).into_response()
 }
 
+/// Place an order.
+#[utoipa::path(
+    post, path = "/api/orders", tag = "orders",
+    params(CommandHeaders),
+    request_body(content = PlaceOrder, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Placed (or placed before, with the same Idempotency-Key)", body = OrderAccepted,
+            headers(("ETag" = String), ("Location" = String))),
+        CommandRefusals, Refusals,
+    ),
+)]
 pub async fn place_order(State(app): State<App>, request: CommandRequest) -> Result<Response, Problem> {
     let place: PlaceOrder = required_json(&request.headers, &request.body)?;
     // Without an id, a retry with the same Idempotency-Key must reach the same
@@ -105,8 +153,9 @@ pub async fn place_order(State(app): State<App>, request: CommandRequest) -> Res
     let lines = place.lines.into_iter().map(Line::into_domain).collect::<Result<Vec<_>, _>>()?;
     let command = OrderCommand::Place { customer_id: place.customer_id, currency: place.currency, lines };
     let receipt = run(&app, Command::Order { order_id: order_id.clone(), command }, &request.envelope).await?;
-    let mut response = order_answer(StatusCode::CREATED, &order_id, &receipt);
-    if let Ok(location) = format!("/api/orders/{order_id}").parse() {
+    let location = format!("/api/orders/{order_id}").parse();
+    let mut response = order_answer(StatusCode::CREATED, order_id, receipt);
+    if let Ok(location) = location {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
@@ -120,12 +169,22 @@ async fn order_command(
     command: OrderCommand,
 ) -> Result<Response, Problem> {
     let receipt = run(app, Command::Order { order_id: order_id.clone(), command }, &request.envelope).await?;
-    Ok(order_answer(StatusCode::OK, &order_id, &receipt))
+    Ok(order_answer(StatusCode::OK, order_id, receipt))
 }
 
+/// Add a line to a placed order.
+#[utoipa::path(
+    post, path = "/api/orders/{order_id}/lines", tag = "orders",
+    params(OrderPath, CommandHeaders),
+    request_body(content = Line, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied (or a no-op)", body = OrderAccepted, headers(("ETag" = String))),
+        CommandRefusals, Refusals,
+    ),
+)]
 pub async fn add_line(
     State(app): State<App>,
-    Path(order_id): Path<String>,
+    Ids(OrderPath { order_id }): Ids<OrderPath>,
     request: CommandRequest,
 ) -> Result<Response, Problem> {
     checked_id("orderId", &order_id)?;
@@ -133,9 +192,18 @@ pub async fn add_line(
     order_command(&app, order_id, &request, OrderCommand::AddLine { line }).await
 }
 
+/// Remove a line from a placed order.
+#[utoipa::path(
+    delete, path = "/api/orders/{order_id}/lines/{sku}", tag = "orders",
+    params(LinePath, CommandHeaders),
+    responses(
+        (status = 200, description = "Applied (or a no-op)", body = OrderAccepted, headers(("ETag" = String))),
+        CommandRefusals, Refusals,
+    ),
+)]
 pub async fn remove_line(
     State(app): State<App>,
-    Path((order_id, sku)): Path<(String, String)>,
+    Ids(LinePath { order_id, sku }): Ids<LinePath>,
     request: CommandRequest,
 ) -> Result<Response, Problem> {
     checked_id("orderId", &order_id)?;
@@ -143,18 +211,37 @@ pub async fn remove_line(
     order_command(&app, order_id, &request, OrderCommand::RemoveLine { sku }).await
 }
 
+/// Confirm an order: fulfillment reserves its stock.
+#[utoipa::path(
+    post, path = "/api/orders/{order_id}/confirm", tag = "orders",
+    params(OrderPath, CommandHeaders),
+    responses(
+        (status = 200, description = "Applied (or a no-op)", body = OrderAccepted, headers(("ETag" = String))),
+        CommandRefusals, Refusals,
+    ),
+)]
 pub async fn confirm(
     State(app): State<App>,
-    Path(order_id): Path<String>,
+    Ids(OrderPath { order_id }): Ids<OrderPath>,
     request: CommandRequest,
 ) -> Result<Response, Problem> {
     checked_id("orderId", &order_id)?;
     order_command(&app, order_id, &request, OrderCommand::Confirm).await
 }
 
+/// Cancel an order that has not shipped: its reservations are released.
+#[utoipa::path(
+    post, path = "/api/orders/{order_id}/cancel", tag = "orders",
+    params(OrderPath, CommandHeaders),
+    request_body(content = Option<CancelOrder>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied (or a no-op)", body = OrderAccepted, headers(("ETag" = String))),
+        CommandRefusals, Refusals,
+    ),
+)]
 pub async fn cancel(
     State(app): State<App>,
-    Path(order_id): Path<String>,
+    Ids(OrderPath { order_id }): Ids<OrderPath>,
     request: CommandRequest,
 ) -> Result<Response, Problem> {
     checked_id("orderId", &order_id)?;
@@ -165,9 +252,19 @@ pub async fn cancel(
     order_command(&app, order_id, &request, OrderCommand::Cancel { reason: cancel.reason }).await
 }
 
+/// Add stock of a SKU.
+#[utoipa::path(
+    post, path = "/api/inventory/{sku}/restock", tag = "inventory",
+    params(SkuPath, CommandHeaders),
+    request_body(content = Restock, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied", body = SkuAccepted, headers(("ETag" = String))),
+        CommandRefusals, Refusals,
+    ),
+)]
 pub async fn restock(
     State(app): State<App>,
-    Path(sku): Path<String>,
+    Ids(SkuPath { sku }): Ids<SkuPath>,
     request: CommandRequest,
 ) -> Result<Response, Problem> {
     checked_id("sku", &sku)?;
@@ -175,6 +272,6 @@ pub async fn restock(
     let command =
         Command::Inventory { sku: sku.clone(), command: InventoryCommand::Restock { quantity: restock.quantity } };
     let receipt = run(&app, command, &request.envelope).await?;
-    let body = json!({"sku": sku, "version": receipt.version});
+    let body = SkuAccepted { sku, version: receipt.version };
     Ok((StatusCode::OK, [(header::ETAG, etag(receipt.version))], Json(body)).into_response())
 }

@@ -11,9 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cloudevents::{AttributesReader, Event};
 use orderflow_pipeline::ingest::{Delivery, IngestError, Ingested, Origin};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::openapi::{BinaryEventHeaders, EventRefusals, Refusals, StructuredEvent};
 use crate::problem::Problem;
 use crate::request::body_bytes;
 use crate::App;
@@ -21,6 +24,37 @@ use crate::App;
 const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 pub const MAX_BATCH: usize = 1000;
 
+/// The answer to `POST /api/events`: one outcome, or one per event of a batch.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventsAnswer {
+    One(Ingested),
+    Batch { results: Vec<BatchResult> },
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResult {
+    /// The event's `id`, as sent.
+    id: Value,
+    result: Ingested,
+}
+
+/// Send back-end events (payments, shipments, stock) as CloudEvents.
+#[utoipa::path(
+    post, path = "/api/events", tag = "events",
+    params(BinaryEventHeaders),
+    request_body(content(
+        (StructuredEvent = "application/cloudevents+json"),
+        // Items are structured events; one that is not is dead-lettered on its own.
+        (Vec<Value> = "application/cloudevents-batch+json"),
+        (Value = "application/json"),
+    ), description = "Structured mode, a batch, or binary mode (the data as the body, attributes in ce-* headers)"),
+    responses(
+        (status = 202, description = "Applied, or recognised as a duplicate (for a batch: each event's outcome)",
+            body = EventsAnswer),
+        EventRefusals, Refusals,
+    ),
+)]
 pub async fn post_events(
     State(app): State<App>,
     headers: HeaderMap,
@@ -51,7 +85,7 @@ pub async fn post_events(
     let id = event.as_ref().map(|e| e.id().to_string()).ok();
     match app.ingestor.ingest(&delivery, event).await? {
         Ingested::DeadLettered { kind, reason } => Err(dead_letter_problem(kind, reason, id)),
-        accepted => Ok((StatusCode::ACCEPTED, Json(accepted)).into_response()),
+        accepted => Ok((StatusCode::ACCEPTED, Json(EventsAnswer::One(accepted))).into_response()),
     }
 }
 
@@ -74,9 +108,9 @@ async fn ingest_batch(app: &App, delivery: Delivery) -> Result<Response, Problem
         let one = Delivery { payload: item.to_string().into_bytes(), ..delivery.clone() };
         let event = serde_json::from_value::<Event>(item).map_err(|e| format!("not a structured CloudEvent: {e}"));
         let outcome = app.ingestor.ingest(&one, event).await?;
-        results.push(json!({"id": id, "result": outcome}));
+        results.push(BatchResult { id, result: outcome });
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"results": results}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(EventsAnswer::Batch { results })).into_response())
 }
 
 /// A dead-lettered single event: 400 when it cannot be read, 422 when it

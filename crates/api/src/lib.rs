@@ -4,6 +4,7 @@
 
 mod commands;
 mod events;
+mod openapi;
 mod problem;
 mod queries;
 mod request;
@@ -25,6 +26,7 @@ use orderflow_pipeline::trace;
 use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
 
+pub use openapi::ApiDoc;
 pub use problem::Problem;
 
 #[derive(Clone, Debug)]
@@ -84,7 +86,9 @@ pub fn router(app: App, config: &ApiConfig) -> Router {
         .route("/inventory/{sku}", get(queries::get_inventory))
         .route("/inventory/{sku}/restock", post(commands::restock))
         .route("/events", post(events::post_events))
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_api_key));
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_api_key))
+        // Added after the key check: the document is public.
+        .route("/openapi.json", get(openapi::document));
     Router::new()
         .route("/health", get(queries::health))
         .nest("/api", api)

@@ -5,7 +5,9 @@ use axum::response::{IntoResponse, Response};
 use orderflow_domain::Rejection;
 use orderflow_pipeline::processor::CommandError;
 use orderflow_pipeline::StoreError;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct Problem {
@@ -92,16 +94,38 @@ impl From<CommandError> for Problem {
     }
 }
 
+/// The body of every error answer (`application/problem+json`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemBody {
+    /// `urn:orderflow:problem:{code}`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The HTTP status's reason phrase.
+    title: &'static str,
+    status: u16,
+    /// A stable slug naming the problem, such as `version-mismatch`.
+    code: &'static str,
+    /// What went wrong, for people.
+    detail: String,
+    /// Problem-specific members, such as `currentVersion` on 412.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    extra: Map<String, Value>,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut body = Map::new();
-        body.insert("type".into(), json!(format!("urn:orderflow:problem:{}", self.code)));
-        body.insert("title".into(), json!(self.status.canonical_reason().unwrap_or("Error")));
-        body.insert("status".into(), json!(self.status.as_u16()));
-        body.insert("code".into(), json!(self.code));
-        body.insert("detail".into(), json!(self.detail));
-        body.extend(self.extra);
-        let mut response = (self.status, Value::Object(body).to_string()).into_response();
+        let body = ProblemBody {
+            kind: format!("urn:orderflow:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            code: self.code,
+            detail: self.detail,
+            extra: self.extra,
+        };
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(seconds) = self.retry_after_secs {

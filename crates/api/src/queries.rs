@@ -2,30 +2,32 @@
 //! (eventually consistent: each says which version it reflects, also as its
 //! ETag); an order's history comes from the event store.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use orderflow_domain::inventory::SkuState;
-use orderflow_domain::order::{OrderLine, OrderState, Payment, Shipment};
+use orderflow_domain::order::{OrderLine, OrderState, OrderStatus, Payment, Shipment};
 use orderflow_pipeline::ports::Snapshot;
 use orderflow_pipeline::streams::{order_stream, sku_stream, Category};
 use orderflow_pipeline::StoreError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
+use crate::openapi::{QueryRefusals, Refusals};
 use crate::problem::Problem;
-use crate::request::{checked_id, etag, parse_etag};
+use crate::request::{checked_id, etag, parse_etag, CustomerPath, Ids, OrderPath, SkuPath};
 use crate::App;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
     order_id: String,
     customer_id: String,
-    status: &'static str,
+    status: OrderStatus,
     currency: String,
     lines: Vec<OrderLine>,
     total_minor: u64,
@@ -38,13 +40,45 @@ pub struct OrderView {
     cancel_reason: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSummary {
     order_id: String,
-    status: &'static str,
+    status: OrderStatus,
     currency: String,
     total_minor: u64,
+    version: u64,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerOrders {
+    customer_id: String,
+    /// Newest first.
+    orders: Vec<OrderSummary>,
+}
+
+/// One event of an order's history.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEvent {
+    event_id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    /// Position in the stream, from 0.
+    index: u64,
+    time: DateTime<Utc>,
+    data: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryView {
+    sku: String,
+    on_hand: u64,
+    reserved: u64,
+    available: u64,
     version: u64,
     updated_at: DateTime<Utc>,
 }
@@ -66,9 +100,19 @@ fn versioned<T: Serialize>(request: &HeaderMap, version: u64, body: T) -> Respon
     (StatusCode::OK, [(header::ETAG, etag(version))], Json(body)).into_response()
 }
 
+/// An order as of its latest snapshot.
+#[utoipa::path(
+    get, path = "/api/orders/{order_id}", tag = "orders",
+    params(OrderPath, ("If-None-Match" = Option<String>, Header, description = "304 when the order is still at this version")),
+    responses(
+        (status = 200, body = OrderView, headers(("ETag" = String))),
+        (status = 304, description = "Not modified since the version in If-None-Match"),
+        QueryRefusals, Refusals,
+    ),
+)]
 pub async fn get_order(
     State(app): State<App>,
-    Path(order_id): Path<String>,
+    Ids(OrderPath { order_id }): Ids<OrderPath>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     checked_id("orderId", &order_id)?;
@@ -78,7 +122,7 @@ pub async fn get_order(
     let view = OrderView {
         order_id,
         customer_id: state.customer_id.clone(),
-        status: state.status.as_str(),
+        status: state.status,
         total_minor: state.total_minor(),
         currency: state.currency,
         lines: state.lines,
@@ -93,17 +137,26 @@ pub async fn get_order(
     Ok(versioned(&headers, snapshot.version, view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HistoryQuery {
+    /// The first event's index.
     #[serde(default)]
     from: u64,
+    /// At most this many events (1 to 10,000; 1,000 by default).
     limit: Option<usize>,
 }
 
+/// An order's events, oldest first, from the event store.
+#[utoipa::path(
+    get, path = "/api/orders/{order_id}/events", tag = "orders",
+    params(OrderPath, HistoryQuery),
+    responses((status = 200, body = Vec<HistoryEvent>), QueryRefusals, Refusals),
+)]
 pub async fn order_events(
     State(app): State<App>,
-    Path(order_id): Path<String>,
+    Ids(OrderPath { order_id }): Ids<OrderPath>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     checked_id("orderId", &order_id)?;
@@ -115,21 +168,35 @@ pub async fn order_events(
         return Err(Problem::not_found("no such order"));
     }
     let body: Vec<_> = events
-        .iter()
-        .map(|e| json!({"eventId": e.event_id, "type": e.event_type, "index": e.index, "time": e.time, "data": e.data}))
+        .into_iter()
+        .map(|e| HistoryEvent {
+            event_id: e.event_id.to_string(),
+            event_type: e.event_type,
+            index: e.index,
+            time: e.time,
+            data: e.data,
+        })
         .collect();
     Ok(Json(body).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
+    /// At most this many orders (1 to 1,000; 100 by default).
     limit: Option<usize>,
 }
 
+/// A customer's orders, newest first.
+#[utoipa::path(
+    get, path = "/api/customers/{customer_id}/orders", tag = "orders",
+    params(CustomerPath, ListQuery),
+    responses((status = 200, body = CustomerOrders), QueryRefusals, Refusals),
+)]
 pub async fn customer_orders(
     State(app): State<App>,
-    Path(customer_id): Path<String>,
+    Ids(CustomerPath { customer_id }): Ids<CustomerPath>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
@@ -144,7 +211,7 @@ pub async fn customer_orders(
             let state = snapshot_state::<OrderState>(snapshot)?;
             Ok(OrderSummary {
                 order_id: Category::of(&snapshot.stream_id).map(|(_, id)| id.to_string()).unwrap_or_default(),
-                status: state.status.as_str(),
+                status: state.status,
                 total_minor: state.total_minor(),
                 currency: state.currency,
                 version: snapshot.version,
@@ -152,25 +219,35 @@ pub async fn customer_orders(
             })
         })
         .collect::<Result<Vec<_>, Problem>>()?;
-    Ok(Json(json!({"customerId": customer_id, "orders": summaries})).into_response())
+    Ok(Json(CustomerOrders { customer_id, orders: summaries }).into_response())
 }
 
+/// A SKU's stock as of its latest snapshot.
+#[utoipa::path(
+    get, path = "/api/inventory/{sku}", tag = "inventory",
+    params(SkuPath, ("If-None-Match" = Option<String>, Header, description = "304 when the SKU is still at this version")),
+    responses(
+        (status = 200, body = InventoryView, headers(("ETag" = String))),
+        (status = 304, description = "Not modified since the version in If-None-Match"),
+        QueryRefusals, Refusals,
+    ),
+)]
 pub async fn get_inventory(
     State(app): State<App>,
-    Path(sku): Path<String>,
+    Ids(SkuPath { sku }): Ids<SkuPath>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     checked_id("sku", &sku)?;
     let snapshot = app.snapshots.get(&sku_stream(&sku)).await?.ok_or_else(|| Problem::not_found("no such SKU"))?;
     let state: SkuState = snapshot_state(&snapshot)?;
-    let body = json!({
-        "sku": sku,
-        "onHand": state.on_hand,
-        "reserved": state.reserved,
-        "available": state.available(),
-        "version": snapshot.version,
-        "updatedAt": snapshot.updated_at,
-    });
+    let body = InventoryView {
+        sku,
+        on_hand: state.on_hand,
+        reserved: state.reserved,
+        available: state.available(),
+        version: snapshot.version,
+        updated_at: snapshot.updated_at,
+    };
     Ok(versioned(&headers, snapshot.version, body))
 }
 

@@ -3,11 +3,15 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use orderflow_pipeline::processor::{fingerprint, Envelope};
 use orderflow_pipeline::streams::is_valid_id;
 use orderflow_pipeline::trace;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::problem::Problem;
@@ -49,6 +53,10 @@ pub fn optional_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> 
             "the body must be JSON, sent with Content-Type: application/json",
         ));
     }
+    // Serde would also read a struct from an array of its fields' values.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(Problem::bad_request("the body must be a JSON object"));
+    }
     serde_json::from_slice(body).map(Some).map_err(|e| {
         let what = if e.is_data() { "the JSON does not fit" } else { "the body is not valid JSON" };
         Problem::bad_request(format!("{what}: {e}"))
@@ -68,6 +76,56 @@ pub fn checked_id(what: &str, id: &str) -> Result<(), Problem> {
     }
 }
 
+/// The ids in a request's path (`Ids<OrderPath>`, ...); a path that cannot
+/// be read (not UTF-8, say) is a 400 problem like any other.
+pub struct Ids<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Ids<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(ids)) => Ok(Ids(ids)),
+            Err(rejection) => Err(Problem::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct OrderPath {
+    /// 1 to 64 letters, digits or `-_.:`.
+    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
+    pub order_id: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SkuPath {
+    /// 1 to 64 letters, digits or `-_.:`.
+    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
+    pub sku: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct LinePath {
+    /// 1 to 64 letters, digits or `-_.:`.
+    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
+    pub order_id: String,
+    /// The line's SKU.
+    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
+    pub sku: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CustomerPath {
+    /// 1 to 128 characters.
+    #[param(min_length = 1, max_length = 128)]
+    pub customer_id: String,
+}
+
 /// The envelope of a command sent over HTTP.
 pub fn envelope(headers: &HeaderMap, method: &Method, path: &str, body: &Bytes) -> Result<Envelope, Problem> {
     let request_id = Uuid::new_v4().to_string();
@@ -83,14 +141,12 @@ pub fn envelope(headers: &HeaderMap, method: &Method, path: &str, body: &Bytes) 
     // The request's trace (W3C traceparent) is the command's correlation; a
     // caller's own X-Correlation-Id otherwise; else the request starts a trace.
     let trace = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(trace::trace_id);
-    envelope.correlation_id = match (trace, headers.get(CORRELATION_ID).and_then(|v| v.to_str().ok())) {
-        (Some(trace_id), _) => trace_id,
-        (None, Some(id)) if is_token(id, 128) => id.to_string(),
-        (None, Some(_)) => {
-            return Err(Problem::bad_request("X-Correlation-Id must be 1 to 128 visible ASCII characters"))
-        }
-        (None, None) => trace::new_trace_id(),
+    let correlation = match headers.get(CORRELATION_ID).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(id)) if is_token(id, 128) => Some(id.to_string()),
+        Some(_) => return Err(Problem::bad_request("X-Correlation-Id must be 1 to 128 visible ASCII characters")),
     };
+    envelope.correlation_id = trace.or(correlation).unwrap_or_else(trace::new_trace_id);
     envelope.expected_version = if_match_version(headers)?;
     Ok(envelope)
 }

@@ -25,6 +25,7 @@ pub const MAX_LINES: usize = 100;
 pub const MAX_QUANTITY: u32 = 1_000_000;
 pub const MAX_UNIT_PRICE_MINOR: u64 = 10_000_000_000;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum OrderStatus {
     /// No order yet: the stream is empty.
@@ -60,6 +61,7 @@ impl OrderStatus {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderLine {
@@ -82,6 +84,7 @@ pub struct LineQuantity {
     pub quantity: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Payment {
@@ -89,6 +92,7 @@ pub struct Payment {
     pub amount_minor: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Shipment {

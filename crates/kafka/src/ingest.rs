@@ -50,11 +50,16 @@ impl ConsumerContext for LagReporter {}
 
 pub type IngestConsumer = StreamConsumer<LagReporter>;
 
-pub fn consumer(config: &KafkaConfig) -> Result<IngestConsumer, ConfigError> {
+/// The ingestion consumer of `instance` (a name that stays the same across
+/// restarts of one deployment): a static group member, so that a process that
+/// restarts after a crash gets its partitions back at once, instead of after
+/// the session timeout the group waits for a member that left unannounced.
+pub fn consumer(config: &KafkaConfig, instance: &str) -> Result<IngestConsumer, ConfigError> {
     let consumer: IngestConsumer = config
         .client_config()?
         .set("statistics.interval.ms", "5000")
         .set("group.id", &config.consumer_group)
+        .set("group.instance.id", static_member_id(instance))
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "500")
         // Offsets are stored by hand, after each message's effect is durable.
@@ -67,6 +72,15 @@ pub fn consumer(config: &KafkaConfig) -> Result<IngestConsumer, ConfigError> {
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| ConfigError { setting: "KafkaBrokerList", problem: e.to_string() })?;
     Ok(consumer)
+}
+
+/// Kafka takes letters, digits and `._-` in a member id (at most 249).
+fn static_member_id(instance: &str) -> String {
+    let id: String = instance
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect();
+    id.chars().take(249).collect()
 }
 
 /// Consumes until `stop` turns true, then commits what was stored.

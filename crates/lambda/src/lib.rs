@@ -10,19 +10,50 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::kafka::KafkaRecord;
 use base64::Engine as _;
 use lambda_runtime::{service_fn, LambdaEvent};
 use orderflow_pipeline::cloudevents::from_message;
 use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin, Received};
 use orderflow_pipeline::StoreError;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub type Error = lambda_runtime::Error;
 
 /// Serves the HTTP API (an axum router) to the Lambda runtime until it stops.
 pub async fn run_http(api: axum::Router) -> Result<(), Error> {
-    lambda_http::run(api).await
+    lambda_runtime::run(Unpanicking(lambda_http::Adapter::from(api))).await
+}
+
+type HttpAdapter = lambda_http::Adapter<'static, axum::response::Response, axum::Router>;
+
+/// lambda_http panics turning an event whose host or path make no valid URI
+/// into a request (found by fuzzing: `"host": "x.execute-api.us-wes}-2..."`);
+/// the runtime would report that as an invocation error, a 502. Such an
+/// event is a bad request: answered 400 as a problem.
+struct Unpanicking(HttpAdapter);
+
+impl tower::Service<LambdaEvent<lambda_http::request::LambdaRequest>> for Unpanicking {
+    type Response = <HttpAdapter as tower::Service<LambdaEvent<lambda_http::request::LambdaRequest>>>::Response;
+    type Error = std::convert::Infallible;
+    type Future = lambda_http::TransformResponse<'static, axum::response::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, event: LambdaEvent<lambda_http::request::LambdaRequest>) -> Self::Future {
+        let origin = event.payload.request_origin();
+        let adapter = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| adapter.call(event))) {
+            Ok(answer) => answer,
+            Err(_) => {
+                let problem = orderflow_api::Problem::bad_request("the request's host or path is not a valid URI");
+                let answer = async move { Ok(axum::response::IntoResponse::into_response(problem)) };
+                lambda_http::TransformResponse::Request(origin, Box::pin(answer))
+            }
+        }
+    }
 }
 
 /// Applies Kafka event-source batches until the runtime stops.
@@ -81,6 +112,23 @@ pub fn decode_event(event: &Value) -> Vec<Received> {
     batch
 }
 
+/// What orderflow reads of an event-source record. Not aws_lambda_events'
+/// `KafkaRecord`: its `timestamp` decoder panics on a fraction (found by
+/// fuzzing), and a panic would fail, and so retry, the batch forever.
+#[derive(Deserialize)]
+struct KafkaRecord {
+    topic: Option<String>,
+    #[serde(default)]
+    partition: i64,
+    #[serde(default)]
+    offset: i64,
+    key: Option<String>,
+    value: Option<String>,
+    /// Header values as Java's signed bytes, as the event source writes them.
+    #[serde(default)]
+    headers: Vec<std::collections::BTreeMap<String, Vec<i8>>>,
+}
+
 fn decode_record(record: &Value) -> Received {
     let parsed = match serde_json::from_value::<KafkaRecord>(record.clone()) {
         Ok(parsed) => parsed,
@@ -96,7 +144,6 @@ fn decode_record(record: &Value) -> Received {
         .headers
         .iter()
         .flat_map(|header| header.iter())
-        // Java's signed bytes, as the event source writes them.
         .map(|(name, bytes)| (name.clone(), bytes.iter().map(|b| *b as u8).collect()))
         .collect();
     let origin = Origin::Kafka {
@@ -130,6 +177,16 @@ mod tests {
         assert_eq!(delivery.headers, [("headerKey".to_string(), b"headerValue".to_vec())]);
         // Not a CloudEvent: it is dead-lettered, not dropped.
         assert!(batch[0].event.is_err());
+    }
+
+    #[test]
+    fn a_record_with_an_odd_timestamp_is_still_read() {
+        let fixture = include_str!("../tests/fixtures/lambda-kafka-event.json");
+        let mut event: Value = serde_json::from_str(fixture).expect("the fixture is JSON");
+        if let Some(record) = event.pointer_mut("/records/AWSKafkaTopic-0/0") {
+            record["timestamp"] = json!(15950.57497);
+        }
+        assert_eq!(decode_event(&event)[0].delivery.key.as_deref(), Some("8d5596b4-1813-4238-b24b-6dad8e3d1c0c"));
     }
 
     #[test]

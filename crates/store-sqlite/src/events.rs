@@ -52,6 +52,8 @@ impl EventStore for SqliteStore {
 
     async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError> {
         let stream_id = stream_id.to_string();
+        // SQLite integers are signed; no stream reaches i64::MAX.
+        let from_index = i64::try_from(from_index).unwrap_or(i64::MAX);
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3"
