@@ -88,6 +88,16 @@ pub struct CommandHeaders {
     traceparent: String,
 }
 
+/// The header that makes a read conditional.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // read by hand in `queries.rs`; declared here for the document
+pub struct ReadHeaders {
+    /// 304 when the resource is still at this version (an ETag, such as `"3"`).
+    #[param(rename = "If-None-Match", required = false)]
+    if_none_match: String,
+}
+
 /// The answers of every `/api` route when the request is refused before it
 /// is looked at.
 #[derive(IntoResponses)]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::openapi::{QueryRefusals, Refusals};
+use crate::openapi::{QueryRefusals, ReadHeaders, Refusals};
 use crate::problem::Problem;
 use crate::request::{checked_id, etag, parse_etag, CustomerPath, Ids, OrderPath, SkuPath};
 use crate::App;
@@ -103,7 +103,7 @@ fn versioned<T: Serialize>(request: &HeaderMap, version: u64, body: T) -> Respon
 /// An order as of its latest snapshot.
 #[utoipa::path(
     get, path = "/api/orders/{order_id}", tag = "orders",
-    params(OrderPath, ("If-None-Match" = Option<String>, Header, description = "304 when the order is still at this version")),
+    params(OrderPath, ReadHeaders),
     responses(
         (status = 200, body = OrderView, headers(("ETag" = String))),
         (status = 304, description = "Not modified since the version in If-None-Match"),
@@ -225,7 +225,7 @@ pub async fn customer_orders(
 /// A SKU's stock as of its latest snapshot.
 #[utoipa::path(
     get, path = "/api/inventory/{sku}", tag = "inventory",
-    params(SkuPath, ("If-None-Match" = Option<String>, Header, description = "304 when the SKU is still at this version")),
+    params(SkuPath, ReadHeaders),
     responses(
         (status = 200, body = InventoryView, headers(("ETag" = String))),
         (status = 304, description = "Not modified since the version in If-None-Match"),
