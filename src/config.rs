@@ -5,9 +5,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use orderflow_api::ApiConfig;
 use orderflow_kafka::KafkaConfig;
+use orderflow_pipeline::ports::{StartFrom, DEFAULT_KEY_RETENTION};
 use orderflow_store_cosmos::ConnectionString;
 
 use crate::settings::Settings;
@@ -63,6 +65,13 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     /// Set when `CosmosDBConnection` is.
     pub cosmos: Option<CosmosConfig>,
+    /// Setting `OrderflowIdempotencyRetention`, default 7 days: how long a
+    /// message or `Idempotency-Key` delivered again has no second effect.
+    pub key_retention: Duration,
+    /// Setting `OrderflowFeedStart` (`now`, `beginning` or an RFC 3339 time),
+    /// default `now`: where `publish-events` and `fulfillment` start a feed
+    /// range they have never read.
+    pub feed_start: StartFrom,
 }
 
 pub struct CosmosConfig {
@@ -120,11 +129,46 @@ impl Config {
                 None
             }
         });
+        let key_retention = match settings.get("OrderflowIdempotencyRetention").map(|v| humantime::parse_duration(&v)) {
+            Some(Ok(retention)) if retention >= Duration::from_secs(1) => retention,
+            Some(_) => {
+                problems.push("OrderflowIdempotencyRetention: must be a duration such as 7d or 12h".into());
+                DEFAULT_KEY_RETENTION
+            }
+            None => DEFAULT_KEY_RETENTION,
+        };
+        let feed_start = match settings.get("OrderflowFeedStart").as_deref().map(parse_feed_start) {
+            Some(Ok(start)) => start,
+            Some(Err(problem)) => {
+                problems.push(format!("OrderflowFeedStart: {problem}"));
+                StartFrom::Now
+            }
+            None => StartFrom::Now,
+        };
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
         }
         let instance = settings.get("OrderflowInstanceName").unwrap_or_else(|| default_instance(&data_dir));
-        Ok(Config { data_dir, instance, listen, api, kafka, cosmos })
+        Ok(Config { data_dir, instance, listen, api, kafka, cosmos, key_retention, feed_start })
+    }
+}
+
+/// `now`, `beginning`, or an RFC 3339 time.
+fn parse_feed_start(text: &str) -> Result<StartFrom, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "now" => Ok(StartFrom::Now),
+        "beginning" => Ok(StartFrom::Beginning),
+        _ => chrono::DateTime::parse_from_rfc3339(text.trim())
+            .map(|time| StartFrom::Time(time.to_utc()))
+            .map_err(|_| format!("{text:?} is neither now, beginning nor an RFC 3339 time")),
+    }
+}
+
+fn show_feed_start(start: StartFrom) -> String {
+    match start {
+        StartFrom::Now => "now".into(),
+        StartFrom::Beginning => "beginning".into(),
+        StartFrom::Time(time) => time.to_rfc3339(),
     }
 }
 
@@ -175,6 +219,8 @@ impl Config {
             ("OrderflowInstanceName", self.instance.clone()),
             ("OrderflowMaxBodyBytes", self.api.max_body_bytes.to_string()),
             ("OrderflowApiKeys", format!("{} key(s)", self.api.api_keys.len())),
+            ("OrderflowIdempotencyRetention", humantime::format_duration(self.key_retention).to_string()),
+            ("OrderflowFeedStart", show_feed_start(self.feed_start)),
         ];
         match &self.cosmos {
             Some(cosmos) => rows.extend([

@@ -5,6 +5,7 @@ mod functions;
 mod load;
 mod ops;
 mod pipeline;
+mod refused;
 mod replay;
 mod serve;
 mod settings;
@@ -108,6 +109,11 @@ enum Commands {
         #[command(subcommand)]
         command: ConfigCommands,
     },
+    /// Reactions of the fulfillment policy that their target stream refused.
+    Refused {
+        #[command(subcommand)]
+        command: RefusedCommands,
+    },
     /// Tools for development.
     Dev {
         #[command(subcommand)]
@@ -154,6 +160,23 @@ fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&chrono::Utc))
         .map_err(|e| format!("{e} (expected RFC 3339, such as 2026-11-25T08:00:00Z)"))
+}
+
+#[derive(Subcommand)]
+enum RefusedCommands {
+    /// List them, newest first: the event, the command, the stream that
+    /// refused it and why [store settings as for serve]
+    List {
+        /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// At most this many
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -305,6 +328,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Commands::Replay { command: ReplayCommands::Topics { from, data_dir, quiet } } => {
             replay::topics(Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, from, quiet).await
+        }
+        Commands::Refused { command: RefusedCommands::List { data_dir, limit, json } } => {
+            refused::list(&Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, limit, json).await
         }
         Commands::Functions => functions::run(Config::resolve(Flags::default(), &settings)?).await,
         Commands::Lambda { handler } => lambda(handler, Config::resolve(Flags::default(), &settings)?).await,

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use orderflow_pipeline::consumers::FeedHealth;
 use orderflow_pipeline::ingest::Ingestor;
-use orderflow_pipeline::ports::{EventStore, SnapshotStore};
+use orderflow_pipeline::ports::{EventStore, Refusals, SnapshotStore};
 use serde_json::json;
 
 /// A consumer failing, or behind, for longer than this makes `serve` unready.
@@ -26,6 +26,7 @@ pub struct Ops {
     pub events: Arc<dyn EventStore>,
     pub snapshots: Arc<dyn SnapshotStore>,
     pub ingestor: Arc<Ingestor>,
+    pub refusals: Arc<dyn Refusals>,
     pub feeds: FeedHealth,
     pub store_name: String,
 }

@@ -3,6 +3,7 @@
 //! them. Every host starts here: `serve`, the Functions handler and Lambda.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use orderflow_api::App;
@@ -33,13 +34,14 @@ impl Pipeline {
         // (a serverless host's file system may well be read-only).
         let embedded = if config.cosmos.is_none() || config.kafka.is_none() {
             let dir = &config.data_dir;
-            Some(Arc::new(SqliteStore::open(dir).with_context(|| format!("cannot use data dir {}", dir.display()))?))
+            let store = SqliteStore::open_with(dir, config.key_retention);
+            Some(Arc::new(store.with_context(|| format!("cannot use data dir {}", dir.display()))?))
         } else {
             None
         };
         let (stores, store_name) = match (&config.cosmos, &embedded) {
             (Some(cosmos), _) => (
-                Stores::of(Arc::new(connect_cosmos(cosmos).await?)),
+                Stores::of(Arc::new(connect_cosmos(cosmos, config.key_retention).await?)),
                 format!("Cosmos DB {} database {}", cosmos.connection.endpoint, cosmos.database),
             ),
             (None, Some(store)) => (Stores::of(store.clone()), store.path().display().to_string()),
@@ -72,9 +74,9 @@ impl Pipeline {
 }
 
 /// The Cosmos DB store, with a hint when its containers are missing.
-pub async fn connect_cosmos(cosmos: &CosmosConfig) -> anyhow::Result<CosmosStore> {
+pub async fn connect_cosmos(cosmos: &CosmosConfig, key_retention: Duration) -> anyhow::Result<CosmosStore> {
     let client = orderflow_store_cosmos::client(&cosmos.connection, &cosmos.region).await?;
-    CosmosStore::connect(&client, &cosmos.database).await.with_context(|| {
+    CosmosStore::connect_with(&client, &cosmos.database, key_retention).await.with_context(|| {
         format!("cannot open database {} (CosmosDBConnection; run `orderflow init` first)", cosmos.database)
     })
 }

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use orderflow_pipeline::consumers::{Consumer, FeedRunner, Projector, Publisher, Step};
-use orderflow_pipeline::ports::EventRecord;
+use orderflow_pipeline::ports::{EventRecord, StartFrom};
 use orderflow_pipeline::StoreError;
 
 use crate::config::Config;
@@ -40,6 +40,11 @@ impl Consumer for Replay {
         self.name
     }
 
+    /// From the beginning, or the position of `--from`: what the operator asked for.
+    fn start(&self) -> StartFrom {
+        self.from.map_or(StartFrom::Beginning, StartFrom::Time)
+    }
+
     async fn handle(&self, events: &[EventRecord]) -> Result<(), StoreError> {
         let since: Vec<EventRecord> = match self.from {
             Some(from) => events.iter().filter(|e| e.time >= from).cloned().collect(),
@@ -56,7 +61,7 @@ impl Consumer for Replay {
 pub async fn snapshots(config: Config, quiet: bool) -> anyhow::Result<()> {
     let pipeline = Pipeline::open(&config).await?;
     let projector = Projector::new(pipeline.stores.events.clone(), pipeline.stores.snapshots.clone());
-    let replayed = replay(&pipeline, "replay-snapshots", Box::new(projector), None, quiet).await?;
+    let replayed = replay(&pipeline, &config.instance, "replay-snapshots", Box::new(projector), None, quiet).await?;
     println!("replayed {replayed} events into snapshots (store {})", pipeline.store_name);
     Ok(())
 }
@@ -64,7 +69,7 @@ pub async fn snapshots(config: Config, quiet: bool) -> anyhow::Result<()> {
 pub async fn topics(config: Config, from: DateTime<Utc>, quiet: bool) -> anyhow::Result<()> {
     let pipeline = Pipeline::open(&config).await?;
     let publisher = Publisher::new(pipeline.producer.clone());
-    let replayed = replay(&pipeline, "replay-topics", Box::new(publisher), Some(from), quiet).await?;
+    let replayed = replay(&pipeline, &config.instance, "replay-topics", Box::new(publisher), Some(from), quiet).await?;
     pipeline.flush().await;
     println!("republished {replayed} events committed since {from} (store {})", pipeline.store_name);
     Ok(())
@@ -73,6 +78,7 @@ pub async fn topics(config: Config, from: DateTime<Utc>, quiet: bool) -> anyhow:
 /// Runs `step` over the whole change feed as `name`; the events it handled.
 async fn replay(
     pipeline: &Pipeline,
+    instance: &str,
     name: &'static str,
     step: Box<dyn Consumer>,
     from: Option<DateTime<Utc>>,
@@ -83,23 +89,17 @@ async fn replay(
     progress
         .set_style(ProgressStyle::with_template(&format!("{{spinner}} {name}: {{pos}} events ({{per_sec}}) {{msg}}"))?);
     progress.enable_steady_tick(Duration::from_millis(200));
-    let ranges = stores.feed.ranges().await?;
-    let mut resumed = false;
-    for range in &ranges {
-        resumed |= stores.checkpoints.load(name, range).await?.is_some();
-    }
-    if resumed {
+    if !stores.leases.leases(name).await?.is_empty() {
         progress.println(format!("{name}: resuming an interrupted replay from its checkpoint"));
     }
     let replay = Arc::new(Replay { name, step, from, progress: progress.clone() });
-    let mut runner = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), replay);
+    let mut runner =
+        FeedRunner::new(stores.feed.clone(), stores.leases.clone(), replay).with_owner(&format!("{name}@{instance}"));
     runner.batch_size = 1_000;
     // Until a pass over every range finds nothing new: the head as it was
     // when the replay caught up (serve's own steps handle what comes after).
     while runner.step().await? == Step::Progressed {}
-    for range in &ranges {
-        stores.checkpoints.forget(name, range).await?;
-    }
+    runner.forget().await?;
     progress.finish_with_message("done");
     Ok(progress.position())
 }

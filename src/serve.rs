@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use orderflow_api::router;
 use orderflow_pipeline::consumers::{Consumer, FeedHealth, FeedRunner, Fulfillment, Projector, Publisher};
+use orderflow_pipeline::ports::StartFrom;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -46,21 +47,25 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
     let consumers: [Arc<dyn Consumer>; 3] = [
         Arc::new(Projector::new(stores.events.clone(), stores.snapshots.clone())),
         Arc::new(Publisher::new(pipeline.producer.clone())),
-        Arc::new(Fulfillment::new(pipeline.processor.clone())),
+        Arc::new(Fulfillment::new(pipeline.processor.clone(), stores.refusals.clone())),
     ];
-    let mut tasks: Vec<_> = consumers
-        .into_iter()
-        .map(|consumer| {
-            let owner = format!("{}@{}", consumer.name(), options.instance);
-            let mut runner = FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), consumer);
-            runner.owner = owner;
-            runner.health = feeds.clone();
-            if let Some(cosmos) = &options.cosmos {
-                runner.lease_ttl = cosmos.lease_ttl;
-            }
-            tokio::spawn(runner.run(stopped.clone()))
-        })
-        .collect();
+    let mut tasks = Vec::new();
+    for consumer in consumers {
+        let owner = format!("{}@{}", consumer.name(), options.instance);
+        // Consumers with effects beyond the store start where the setting says.
+        let start = if consumer.start() == StartFrom::Now { options.feed_start } else { consumer.start() };
+        let mut runner = FeedRunner::new(stores.feed.clone(), stores.leases.clone(), consumer)
+            .with_owner(&owner)
+            .with_start(start)
+            .with_health(feeds.clone());
+        if let Some(cosmos) = &options.cosmos {
+            runner = runner.with_lease_ttl(cosmos.lease_ttl);
+        }
+        // Before any request is taken: a range first started "now" must not
+        // miss an event committed meanwhile.
+        runner.prepare().await.context("cannot take the change-feed leases")?;
+        tasks.push(tokio::spawn(runner.run(stopped.clone())));
+    }
     if let Some(consumer) = kafka_consumer {
         tasks.push(tokio::spawn(orderflow_kafka::ingest::run(consumer, pipeline.ingestor.clone(), stopped.clone())));
     }
@@ -73,6 +78,7 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         events: stores.events.clone(),
         snapshots: stores.snapshots.clone(),
         ingestor: pipeline.ingestor.clone(),
+        refusals: stores.refusals.clone(),
         feeds,
         store_name: pipeline.store_name.clone(),
     };

@@ -1,6 +1,7 @@
 //! The status page `serve` shows at `/`: each pipeline step with its
 //! throughput and lag, recent orders and their statuses, the dead-letter
-//! count — a static page that polls `/status.json` every second.
+//! count and the reactions refused by their target — a static page that
+//! polls `/status.json` every second.
 
 use std::sync::Arc;
 
@@ -44,10 +45,15 @@ pub async fn status(State(ops): State<Arc<Ops>>) -> Response {
             .collect(),
         Err(error) => vec![json!({"error": error.to_string()})],
     };
+    let refused = match ops.refusals.latest(10).await {
+        Ok((latest, count)) => json!({"count": count, "latest": latest}),
+        Err(error) => json!({"error": error.to_string()}),
+    };
     Json(json!({
         "store": ops.store_name,
         "consumers": consumers,
         "deadLettered": ops.ingestor.dead_lettered(),
+        "refusedReactions": refused,
         "recentOrders": orders,
     }))
     .into_response()

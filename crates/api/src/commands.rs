@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::openapi::{CommandHeaders, CommandRefusals, Refusals};
 use crate::problem::Problem;
-use crate::request::{body_bytes, checked_id, envelope, etag, idempotency_key, optional_json, required_json};
+use crate::request::{body_bytes, checked_id, envelope, etag, idempotency_key, optional_json, required_json, Caller};
 use crate::request::{Ids, LinePath, OrderPath, SkuPath};
 use crate::App;
 
@@ -111,8 +111,9 @@ impl<S: Send + Sync> FromRequest<S> for CommandRequest {
             None => request.uri().path().to_string(),
         };
         let headers = request.headers().clone();
+        let caller = request.extensions().get::<Caller>().cloned().unwrap_or_default();
         let body = body_bytes(Bytes::from_request(request, state).await)?;
-        let envelope = envelope(&headers, &method, &path, &body)?;
+        let envelope = envelope(&headers, &caller, &method, &path, &body)?;
         Ok(CommandRequest { body, envelope, headers })
     }
 }

@@ -134,7 +134,7 @@ async fn overloaded(error: BoxError) -> Problem {
     Problem { status: StatusCode::SERVICE_UNAVAILABLE, ..Problem::unavailable("too many requests in flight; retry") }
 }
 
-async fn require_api_key(State(app): State<App>, request: Request, next: Next) -> Response {
+async fn require_api_key(State(app): State<App>, mut request: Request, next: Next) -> Response {
     if app.key_digests.is_empty() {
         return next.run(request).await;
     }
@@ -145,7 +145,12 @@ async fn require_api_key(State(app): State<App>, request: Request, next: Next) -
         .or_else(|| headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()?.strip_prefix("Bearer ")));
     // Digests of equal length: comparing them leaks nothing about the keys.
     match presented.map(digest) {
-        Some(given) if app.key_digests.contains(&given) => next.run(request).await,
+        Some(given) if app.key_digests.contains(&given) => {
+            // Each key's Idempotency-Keys are its own.
+            let caller = given.iter().map(|b| format!("{b:02x}")).collect();
+            request.extensions_mut().insert(request::Caller(caller));
+            next.run(request).await
+        }
         Some(_) => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is not valid").into_response(),
         None => {
             Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "an API key is required (X-API-Key)").into_response()

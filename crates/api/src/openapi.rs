@@ -62,7 +62,10 @@ pub async fn document() -> Response {
 #[allow(dead_code)] // read by hand in `request.rs`; declared here for the document
 pub struct CommandHeaders {
     /// Makes the command safe to retry: the same key with the same request
-    /// answers what the first one did (1 to 255 visible ASCII characters).
+    /// answers what the first one did, for the idempotency retention (7 days
+    /// by default), however many other commands came meanwhile. The same key
+    /// with another method, path or body is refused (422), whatever resource
+    /// it names. Keys are scoped per API key (1 to 255 visible ASCII characters).
     #[param(
         rename = "Idempotency-Key",
         required = false,

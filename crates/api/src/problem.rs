@@ -54,7 +54,7 @@ impl From<Rejection> for Problem {
 impl From<StoreError> for Problem {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(_) | StoreError::LeaseLost(_) => {
+            StoreError::Unavailable(_) => {
                 tracing::warn!(%error, "store unavailable");
                 Problem::unavailable("the store is unavailable; retry shortly")
             }

@@ -6,7 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
-use orderflow_pipeline::processor::{fingerprint, Envelope};
+use orderflow_pipeline::processor::{fingerprint, Envelope, IdempotencyKey};
 use orderflow_pipeline::streams::is_valid_id;
 use orderflow_pipeline::trace;
 use serde::de::DeserializeOwned;
@@ -126,15 +126,26 @@ pub struct CustomerPath {
     pub customer_id: String,
 }
 
+/// Who sent a request, for scoping its `Idempotency-Key`: a digest of the
+/// API key it presented (empty when no keys are configured).
+#[derive(Clone, Debug, Default)]
+pub struct Caller(pub String);
+
 /// The envelope of a command sent over HTTP.
-pub fn envelope(headers: &HeaderMap, method: &Method, path: &str, body: &Bytes) -> Result<Envelope, Problem> {
+pub fn envelope(
+    headers: &HeaderMap,
+    caller: &Caller,
+    method: &Method,
+    path: &str,
+    body: &Bytes,
+) -> Result<Envelope, Problem> {
     let request_id = Uuid::new_v4().to_string();
     let key = idempotency_key(headers)?;
     let mut envelope = match &key {
-        Some(key) => Envelope::idempotent(
-            format!("http:{key}"),
-            fingerprint(&[method.as_str().as_bytes(), path.as_bytes(), body]),
-        ),
+        Some(key) => {
+            let fingerprint = fingerprint(&[method.as_str().as_bytes(), path.as_bytes(), body]);
+            Envelope::idempotent(format!("http:{key}"), IdempotencyKey::http(&caller.0, key, fingerprint))
+        }
         None => Envelope { message_id: request_id.clone(), ..Envelope::new() },
     };
     envelope.causation_id = request_id.clone();

@@ -21,6 +21,16 @@ pub enum Command {
     Inventory { sku: String, command: InventoryCommand },
 }
 
+impl Command {
+    /// The command's name, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Order { command, .. } => command.name(),
+            Command::Inventory { command, .. } => command.name(),
+        }
+    }
+}
+
 /// An event together with the stream it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

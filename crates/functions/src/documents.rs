@@ -1,15 +1,18 @@
 //! The Cosmos DB trigger's value: the JSON text of the array of changed
-//! documents of `events` (event documents and tips, with the service's `_rid`,
-//! `_etag`, `_ts`, `_lsn`).
+//! documents of `events` (event documents, tips and idempotency records,
+//! with the service's `_rid`, `_etag`, `_ts`, `_lsn`). Which of them are
+//! events, and how they read, is the Cosmos DB store's to say.
 
 use orderflow_pipeline::ports::EventRecord;
+use orderflow_store_cosmos::event_of_document;
 use serde_json::Value;
 
 use crate::invocation::decode_json;
 
 /// The events of a change-feed batch, in the order of the batch (per stream,
-/// the order they were committed); tip documents are skipped. A document
-/// that is neither is an error: the batch is retried, never half-handled.
+/// the order they were committed); tips and idempotency records are
+/// skipped. A document that is none of them is an error: the batch is
+/// retried, never half-handled.
 pub fn decode_events(value: &Value) -> Result<Vec<EventRecord>, String> {
     let Some(Value::Array(documents)) = decode_json(value, Value::is_array) else {
         return Err("the trigger value is not an array of documents".into());
@@ -18,12 +21,8 @@ pub fn decode_events(value: &Value) -> Result<Vec<EventRecord>, String> {
     for (position, document) in documents.into_iter().enumerate() {
         let document = decode_json(&document, Value::is_object)
             .ok_or_else(|| format!("document {position} is not a JSON object"))?;
-        if document.get("kind").and_then(Value::as_str) == Some("tip") {
-            continue;
-        }
-        let event = serde_json::from_value::<EventRecord>(document)
-            .map_err(|e| format!("document {position} is not an event: {e}"))?;
-        events.push(event);
+        let event = event_of_document(document).map_err(|e| format!("document {position} is not an event: {e}"))?;
+        events.extend(event);
     }
     Ok(events)
 }
@@ -44,9 +43,10 @@ mod tests {
     }
 
     #[test]
-    fn skips_tips_and_keeps_the_order() {
+    fn skips_tips_and_keys_and_keeps_the_order() {
         let tip = json!({"id": "tip", "streamId": "Order-a", "kind": "tip", "version": 2, "state": {}});
-        let batch = Value::String(json!([event("Order-a", 0), tip, event("Order-a", 1)]).to_string());
+        let key = json!({"id": "key-h.1", "streamId": "Order-a", "kind": "key", "fingerprint": "f", "receipt": {}});
+        let batch = Value::String(json!([event("Order-a", 0), tip, key, event("Order-a", 1)]).to_string());
         let events = decode_events(&batch).expect("decodes");
         assert_eq!(events.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 1]);
     }

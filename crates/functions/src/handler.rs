@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use orderflow_pipeline::cloudevents::{DEADLETTER_TOPIC, INVENTORY_TOPIC, ORDERS_TOPIC};
 use orderflow_pipeline::consumers::{Consumer, Fulfillment, Projector, Publisher};
 use orderflow_pipeline::ingest::{Ingested, Ingestor, Received};
-use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, SnapshotStore, StoreError};
+use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, Refusals, SnapshotStore, StoreError};
 use orderflow_pipeline::processor::CommandProcessor;
 use serde_json::{json, Value};
 
@@ -42,6 +42,7 @@ pub struct Steps {
     pub processor: Arc<CommandProcessor>,
     pub events: Arc<dyn EventStore>,
     pub snapshots: Arc<dyn SnapshotStore>,
+    pub refusals: Arc<dyn Refusals>,
 }
 
 /// The handler: `api` is the HTTP API router, served at `/api/...` for the
@@ -97,7 +98,7 @@ async fn project_snapshots(State(steps): State<Arc<Steps>>, body: Bytes) -> Resp
 
 /// `fulfillment` (cosmosDBTrigger): the process manager's reactions.
 async fn fulfillment(State(steps): State<Arc<Steps>>, body: Bytes) -> Response {
-    consume(&Fulfillment::new(steps.processor.clone()), &body, &Outbox::default()).await
+    consume(&Fulfillment::new(steps.processor.clone(), steps.refusals.clone()), &body, &Outbox::default()).await
 }
 
 /// Runs a change-feed consumer over the trigger's documents.

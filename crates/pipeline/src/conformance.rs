@@ -110,6 +110,43 @@ pub async fn an_idempotency_key_is_remembered(stores: &Stores) {
     assert_eq!(stores.events.read_stream(&id, 0, 100).await.expect("read").len(), 1);
 }
 
+pub async fn an_idempotency_key_outlives_many_other_commands(stores: &Stores) {
+    let id = stream();
+    appended(stores, append(&id, 0, 1, Some("first"))).await;
+    for version in 1..=OTHER_COMMANDS {
+        appended(stores, append(&id, version, 1, Some(&format!("other-{version}")))).await;
+    }
+    assert!(stores.events.load(&id, Some("first")).await.expect("load").prior.is_some(), "the key is still known");
+    match stores.events.append(append(&id, OTHER_COMMANDS + 1, 1, Some("first"))).await.expect("append") {
+        AppendOutcome::Duplicate(record) => assert_eq!(record.key, "first"),
+        other => panic!("expected Duplicate, got {other:?}"),
+    }
+}
+
+/// More keyed commands than any "recent keys" window would hold.
+const OTHER_COMMANDS: u64 = 250;
+
+pub async fn a_key_claim_binds_its_first_use(stores: &Stores) {
+    let key = format!("h.{}", Uuid::new_v4().simple());
+    let claim = |fingerprint: &str, stream_id: &str| KeyClaim {
+        key: key.clone(),
+        fingerprint: fingerprint.to_string(),
+        stream_id: stream_id.to_string(),
+    };
+    assert_eq!(stores.events.claim(&claim("fp-1", "Order-a")).await.expect("claim"), None, "first use");
+    let earlier = Some(claim("fp-1", "Order-a"));
+    assert_eq!(stores.events.claim(&claim("fp-2", "Sku-b")).await.expect("claim"), earlier, "another use");
+    assert_eq!(stores.events.claim(&claim("fp-1", "Order-a")).await.expect("claim"), earlier, "the same use again");
+    let other = KeyClaim { key: format!("{key}-other"), ..claim("fp-2", "Sku-b") };
+    assert_eq!(stores.events.claim(&other).await.expect("claim"), None, "keys are claimed one by one");
+}
+
+/// Every range of the feed with no position held.
+async fn fresh_positions(stores: &Stores) -> HashMap<String, Option<String>> {
+    let planned = stores.feed.layout(&[]).await.expect("layout");
+    planned.into_iter().map(|p| (p.range, p.continuation)).collect()
+}
+
 /// Reads the whole feed from `from` (following continuations until a page
 /// comes back empty on every range); returns the events and where it ended.
 async fn drain(
@@ -118,10 +155,10 @@ async fn drain(
 ) -> (Vec<EventRecord>, HashMap<String, Option<String>>) {
     let mut positions = from.clone();
     let mut events = Vec::new();
-    for range in stores.feed.ranges().await.expect("ranges") {
-        let mut at = positions.get(&range).cloned().flatten();
+    for (range, start) in from {
+        let mut at = start.clone();
         loop {
-            let page = stores.feed.read(&range, at.as_deref(), 50).await.expect("read feed");
+            let page = stores.feed.read(range, at.as_deref(), 50).await.expect("read feed");
             assert!(page.events.is_empty() || page.moved, "a page with events moves the continuation");
             let done = page.events.is_empty() && !page.moved;
             events.extend(page.events);
@@ -130,14 +167,14 @@ async fn drain(
                 break;
             }
         }
-        positions.insert(range, at);
+        positions.insert(range.clone(), at);
     }
     (events, positions)
 }
 
 pub async fn the_change_feed_has_every_event_in_stream_order(stores: &Stores) {
     let (a, b) = (stream(), stream());
-    let (_, start) = drain(stores, &HashMap::new()).await;
+    let (_, start) = drain(stores, &fresh_positions(stores).await).await;
     appended(stores, append(&a, 0, 2, None)).await;
     appended(stores, append(&b, 0, 1, None)).await;
     appended(stores, append(&a, 2, 1, None)).await;
@@ -151,8 +188,52 @@ pub async fn the_change_feed_has_every_event_in_stream_order(stores: &Stores) {
     assert_eq!(more.iter().map(|e| (e.stream_id.clone(), e.index)).collect::<Vec<_>>(), [(b.clone(), 1)]);
 }
 
+pub async fn the_layout_covers_every_range_once_and_keeps_positions(stores: &Stores) {
+    let fresh = stores.feed.layout(&[]).await.expect("layout");
+    assert!(!fresh.is_empty());
+    assert!(fresh.iter().all(|p| p.continuation.is_none() && p.split_from.is_none()), "{fresh:?}");
+    let names: std::collections::BTreeSet<_> = fresh.iter().map(|p| p.range.clone()).collect();
+    assert_eq!(names.len(), fresh.len(), "each range once");
+    appended(stores, append(&stream(), 0, 1, None)).await;
+    let (_, reached) = drain(stores, &fresh_positions(stores).await).await;
+    let held: Vec<FeedPosition> =
+        reached.iter().map(|(range, at)| FeedPosition { range: range.clone(), continuation: at.clone() }).collect();
+    let again = stores.feed.layout(&held).await.expect("layout");
+    for planned in again {
+        assert_eq!(Some(&planned.continuation), reached.get(&planned.range), "{}", planned.range);
+        assert_eq!(planned.split_from, None);
+    }
+}
+
+pub async fn starting_now_skips_history_and_loses_nothing_new(stores: &Stores) {
+    let start_all = |from: StartFrom| async move {
+        let mut positions = HashMap::new();
+        for planned in stores.feed.layout(&[]).await.expect("layout") {
+            let at = stores.feed.start(&planned.range, from).await.expect("start");
+            positions.insert(planned.range, Some(at));
+        }
+        positions
+    };
+    // On a feed that holds nothing, "now" is the beginning: nothing is lost.
+    let (a, b) = (stream(), stream());
+    let before_anything = start_all(StartFrom::Now).await;
+    appended(stores, append(&a, 0, 2, None)).await;
+    let (events, _) = drain(stores, &before_anything).await;
+    assert_eq!(events.iter().filter(|e| e.stream_id == a).count(), 2, "events after 'now' are read");
+    // With history, "now" skips it and reads what comes next.
+    let now = start_all(StartFrom::Now).await;
+    appended(stores, append(&b, 0, 1, None)).await;
+    appended(stores, append(&a, 2, 1, None)).await;
+    let (events, _) = drain(stores, &now).await;
+    let read: Vec<(String, u64)> = events.iter().map(|e| (e.stream_id.clone(), e.index)).collect();
+    assert!(read.contains(&(b.clone(), 0)) && read.contains(&(a.clone(), 2)), "{read:?}");
+    assert!(!read.contains(&(a.clone(), 0)), "history before 'now' is not read again: {read:?}");
+    let (everything, _) = drain(stores, &start_all(StartFrom::Beginning).await).await;
+    assert_eq!(everything.iter().filter(|e| e.stream_id == a).count(), 3, "the beginning has it all");
+}
+
 pub async fn waiting_for_changes_returns_when_there_are_some(stores: &Stores) {
-    let (_, at) = drain(stores, &HashMap::new()).await;
+    let (_, at) = drain(stores, &fresh_positions(stores).await).await;
     let positions: Vec<FeedPosition> =
         at.into_iter().map(|(range, continuation)| FeedPosition { range, continuation }).collect();
     let id = stream();
@@ -172,19 +253,59 @@ pub async fn waiting_for_changes_returns_when_there_are_some(stores: &Stores) {
     assert!(events.iter().any(|e| e.stream_id == id));
 }
 
-pub async fn checkpoints_are_kept_per_consumer_and_range(stores: &Stores) {
+pub async fn leases_are_written_only_over_the_version_last_read(stores: &Stores) {
     let consumer = format!("consumer-{}", Uuid::new_v4());
-    assert_eq!(stores.checkpoints.load(&consumer, "r1").await.expect("load"), None);
-    stores.checkpoints.save(&consumer, "r1", "me", "10").await.expect("save");
-    stores.checkpoints.save(&consumer, "r2", "me", "20").await.expect("save");
-    stores.checkpoints.save(&consumer, "r1", "me", "11").await.expect("save");
-    assert_eq!(stores.checkpoints.load(&consumer, "r1").await.expect("load").as_deref(), Some("11"));
-    assert_eq!(stores.checkpoints.load(&consumer, "r2").await.expect("load").as_deref(), Some("20"));
-    assert_eq!(stores.checkpoints.load("someone-else", "r1").await.expect("load"), None);
-    stores.checkpoints.forget(&consumer, "r1").await.expect("forget");
-    stores.checkpoints.forget(&consumer, "never-saved").await.expect("forget what is not there");
-    assert_eq!(stores.checkpoints.load(&consumer, "r1").await.expect("load"), None);
-    assert_eq!(stores.checkpoints.load(&consumer, "r2").await.expect("load").as_deref(), Some("20"));
+    let lease = |continuation: &str| Lease {
+        consumer: consumer.clone(),
+        range: "r1".into(),
+        continuation: Some(continuation.into()),
+        owner: Some("me".into()),
+        expires_at: Utc::now(),
+        requested_by: None,
+    };
+    let leases = &stores.leases;
+    let v1 = leases.put(&lease("10"), None).await.expect("create").expect("created");
+    assert_eq!(leases.put(&lease("x"), None).await.expect("create again"), None, "it exists");
+    let v2 = leases.put(&lease("11"), Some(&v1)).await.expect("replace").expect("replaced");
+    assert_eq!(leases.put(&lease("y"), Some(&v1)).await.expect("replace"), None, "v1 is gone");
+    let stored = leases.lease(&consumer, "r1").await.expect("read").expect("stored");
+    assert_eq!((stored.value.continuation.as_deref(), stored.version.as_str()), (Some("11"), v2.as_str()));
+    let other = Lease { range: "r2".into(), ..lease("20") };
+    leases.put(&other, None).await.expect("create").expect("created");
+    let someone_else = Lease { consumer: format!("{consumer}-not"), ..lease("30") };
+    leases.put(&someone_else, None).await.expect("create").expect("created");
+    let all = leases.leases(&consumer).await.expect("list");
+    let mut ranges: Vec<_> = all.iter().map(|l| l.value.range.as_str()).collect();
+    ranges.sort();
+    assert_eq!(ranges, ["r1", "r2"], "one consumer's leases");
+    assert!(!leases.delete(&consumer, "r1", Some(&v1)).await.expect("delete"), "not at that version");
+    assert!(leases.delete(&consumer, "r1", Some(&v2)).await.expect("delete"));
+    assert!(!leases.delete(&consumer, "r1", None).await.expect("delete"), "gone already");
+    assert!(leases.delete(&consumer, "r2", None).await.expect("delete"), "any version");
+    assert_eq!(leases.lease(&consumer, "r1").await.expect("read"), None);
+}
+
+pub async fn a_refusal_is_recorded_once(stores: &Stores) {
+    let refusal = |id: &str, seconds: i64| RefusedReaction {
+        id: id.to_string(),
+        time: Utc::now() + chrono::Duration::seconds(seconds),
+        event_id: Uuid::new_v4(),
+        event_stream_id: "Order-1".into(),
+        event_index: 3,
+        event_type: "Shipped".into(),
+        command: "Ship".into(),
+        target_stream_id: "Sku-A".into(),
+        code: "invalid-status".into(),
+        reason: "no".into(),
+    };
+    stores.refusals.record(&refusal("r.a.0", 0)).await.expect("record");
+    stores.refusals.record(&refusal("r.a.0", 5)).await.expect("record again");
+    stores.refusals.record(&refusal("r.b.0", 1)).await.expect("record");
+    let (latest, count) = stores.refusals.latest(10).await.expect("latest");
+    assert_eq!(count, 2);
+    assert_eq!(latest.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r.b.0", "r.a.0"], "newest first");
+    assert_eq!(latest[1].event_type, "Shipped");
+    assert_eq!(stores.refusals.latest(1).await.expect("latest").0.len(), 1);
 }
 
 pub async fn snapshots_never_go_back(stores: &Stores) {
@@ -222,9 +343,14 @@ macro_rules! conformance_tests {
             a_stale_version_changes_nothing,
             concurrent_appends_have_one_winner,
             an_idempotency_key_is_remembered,
+            an_idempotency_key_outlives_many_other_commands,
+            a_key_claim_binds_its_first_use,
             the_change_feed_has_every_event_in_stream_order,
+            the_layout_covers_every_range_once_and_keeps_positions,
+            starting_now_skips_history_and_loses_nothing_new,
             waiting_for_changes_returns_when_there_are_some,
-            checkpoints_are_kept_per_consumer_and_range,
+            leases_are_written_only_over_the_version_last_read,
+            a_refusal_is_recorded_once,
             snapshots_never_go_back
         );
     };

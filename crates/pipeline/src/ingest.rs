@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cloudevents::{data_json, extension_text, to_message, DEADLETTER_TOPIC};
 use crate::ports::{MessageProducer, StoreError};
-use crate::processor::{fingerprint, CommandError, CommandProcessor, Envelope, Receipt};
+use crate::processor::{fingerprint, CommandError, CommandProcessor, Envelope, IdempotencyKey, Receipt};
 use crate::streams::is_valid_id;
 
 /// The CloudEvents types orderflow ingests (DESIGN §6).
@@ -284,12 +284,14 @@ impl Ingestor {
     async fn apply(&self, event: Result<Event, String>) -> Result<Ingested, IngestFailure> {
         let event = event.map_err(IngestError::Undecodable)?;
         let command = command_for(&event)?;
-        let message_id = format!("{}#{}", event.source(), event.id());
         let data = data_json(&event).unwrap_or_default();
-        let mut envelope = Envelope::idempotent(
-            message_id.clone(),
+        let key = IdempotencyKey::cloud_event(
+            event.source(),
+            event.id(),
             fingerprint(&[event.ty().as_bytes(), data.to_string().as_bytes()]),
         );
+        // For people: the key itself is a digest, since `#` may occur in both.
+        let mut envelope = Envelope::idempotent(format!("{}#{}", event.source(), event.id()), key);
         // The sender's correlation, else its trace (CloudEvents' distributed
         // tracing extension), else the message starts a trace of its own.
         let traced = extension_text(&event, "traceparent").and_then(|parent| crate::trace::trace_id(&parent));

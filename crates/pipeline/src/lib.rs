@@ -6,12 +6,16 @@
 //! - [`consumers`]: the change-feed consumers (`project-snapshots`,
 //!   `publish-events`, `fulfillment`) and the loop that drives them.
 //! - [`cloudevents`]: the CloudEvents Kafka binding of downstream messages.
+//! - `memory` (feature `memory`): every store port in memory, for tests.
 
 pub mod cloudevents;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod consumers;
+pub mod feed_ranges;
 pub mod ingest;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 pub mod ports;
 pub mod processor;
 pub mod streams;

@@ -1,8 +1,9 @@
 //! The narrow ports every pipeline step is written against. An adapter (the
-//! embedded SQLite store, Cosmos DB, Kafka) implements them; the steps never
-//! know which one they talk to.
+//! embedded SQLite store, Cosmos DB, the in-memory store of the tests, Kafka)
+//! implements them; the steps never know which one they talk to.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,11 +21,13 @@ pub enum StoreError {
     Unavailable(String),
     #[error("unreadable data in store: {0}")]
     Corrupt(String),
-    /// Another process took over the lease of a change-feed range: this one
-    /// leaves the range to it (see [`Checkpoints::acquire`]).
-    #[error("lease lost: {0}")]
-    LeaseLost(String),
 }
+
+/// How long idempotency records and key claims are kept unless configured
+/// otherwise (setting `OrderflowIdempotencyRetention`): a message delivered
+/// again within this window has no second effect, whatever else happened on
+/// its stream meanwhile.
+pub const DEFAULT_KEY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// One event as the event store keeps it (and as `GET /api/orders/{id}/events`
 /// and the change feed show it).
@@ -53,14 +56,26 @@ pub struct Tip {
     pub state: Value,
 }
 
-/// What the store remembers of a command that carried an idempotency key, so
-/// that its retry answers the same without deciding again.
+/// What the store remembers of a command that carried an idempotency key, in
+/// the stream it changed, so that its retry answers the same without
+/// deciding again. Kept for the store's key retention.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     pub key: String,
     /// A digest of the command's content: the same key with other content is refused.
     pub fingerprint: String,
     pub receipt: Value,
+}
+
+/// A key that may name any stream (an HTTP `Idempotency-Key`, a CloudEvent
+/// `source` + `id`), bound to what its first use said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyClaim {
+    pub key: String,
+    pub fingerprint: String,
+    /// The stream its first use targeted.
+    pub stream_id: String,
 }
 
 pub struct Loaded {
@@ -94,13 +109,19 @@ pub enum AppendOutcome {
 
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// The stream's tip (one point read) and, with a key, whether it was seen.
+    /// The stream's tip (one point read) and, with a key, whether a command
+    /// with that key changed the stream within the key retention.
     async fn load(&self, stream_id: &str, idempotency_key: Option<&str>) -> Result<Loaded, StoreError>;
-    /// Atomically appends the events and replaces the tip, or changes nothing.
-    /// Durable when it returns `Appended`.
+    /// Atomically appends the events, replaces the tip and records the
+    /// idempotency record, or changes nothing. Durable when it returns
+    /// `Appended`.
     async fn append(&self, append: Append) -> Result<AppendOutcome, StoreError>;
     /// Events of one stream from `from_index` on, in order, at most `max`.
     async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError>;
+    /// Binds `claim.key` to `claim` for the key retention, unless a claim
+    /// younger than that holds it: then that earlier claim. Durable when it
+    /// returns.
+    async fn claim(&self, claim: &KeyClaim) -> Result<Option<KeyClaim>, StoreError>;
 }
 
 /// A page of the change feed: events in per-stream order, and where to go on.
@@ -121,41 +142,116 @@ pub struct FeedPosition {
     pub continuation: Option<String>,
 }
 
+/// A range to read, as [`ChangeFeed::layout`] plans it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRange {
+    pub range: String,
+    /// Where reading goes on: the held position of this range, or of the
+    /// range it split from; `None` for a range no held position covers.
+    pub continuation: Option<String>,
+    /// The held range this one is a part of, when it split from it.
+    pub split_from: Option<String>,
+}
+
+/// Where a consumer starts a feed range it has never read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// Every event the range ever held.
+    Beginning,
+    /// Only events committed from now on — or the beginning, when the range
+    /// holds nothing yet, so that a new feed loses nothing.
+    Now,
+    /// Events committed at or after this time.
+    Time(DateTime<Utc>),
+}
+
 /// Every committed event, in per-stream order, split into ranges that can be
 /// read independently. Positions are opaque continuation strings.
 #[async_trait]
 pub trait ChangeFeed: Send + Sync {
-    async fn ranges(&self) -> Result<Vec<String>, StoreError>;
+    /// The ranges to read, given the positions a consumer holds already
+    /// (in ranges that may since have split or merged): each range with the
+    /// position it goes on from. A range that none of `held` covers comes
+    /// back with no position; a range that split comes back as its parts,
+    /// each going on from the position of the range it split from. Ranges
+    /// only ever get finer, so no position moves back.
+    async fn layout(&self, held: &[FeedPosition]) -> Result<Vec<PlannedRange>, StoreError>;
+    /// A position in `range` from which reading gives what `from` asks for.
+    async fn start(&self, range: &str, from: StartFrom) -> Result<String, StoreError>;
     async fn read(&self, range: &str, continuation: Option<&str>, max: usize) -> Result<FeedPage, StoreError>;
     /// Returns when a range may have events after the given continuation
     /// (at once if it already has), or after `timeout`.
     async fn wait_for_changes(&self, positions: &[FeedPosition], timeout: Duration);
 }
 
-/// Durable positions in the change feed, per consumer and range, held under
-/// leases so that several processes can share the ranges of one feed.
+/// One consumer's lease on one feed range: how far it got, which process
+/// handles the range, and until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub consumer: String,
+    pub range: String,
+    /// Where reading goes on; `None` for a range never started.
+    pub continuation: Option<String>,
+    pub owner: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    /// A live process with fewer ranges than its share asked for this one;
+    /// the owner hands it over between two batches.
+    pub requested_by: Option<String>,
+}
+
+/// A stored value and the version a conditional write of it must name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: String,
+}
+
+/// Leases, stored: every write is conditional on the version last read, so
+/// of two processes writing one lease exactly one succeeds. What the leases
+/// mean (who takes which range when) is `consumers::leases`, written once.
 #[async_trait]
-pub trait Checkpoints: Send + Sync {
-    async fn load(&self, consumer: &str, range: &str) -> Result<Option<String>, StoreError>;
-    /// Saves how far `owner` got; [`StoreError::LeaseLost`] when another
-    /// owner holds the range now (its position is kept).
-    async fn save(&self, consumer: &str, range: &str, owner: &str, continuation: &str) -> Result<(), StoreError>;
-    /// Drops the consumer's position in `range`: it starts from the beginning
-    /// next time (a finished replay does this).
-    async fn forget(&self, consumer: &str, range: &str) -> Result<(), StoreError>;
-    /// The ranges `owner` processes until it asks again (well within `ttl`):
-    /// renews the leases it holds, takes expired and unowned ones, and takes
-    /// one from a busier owner when the live owners' shares are uneven. A
-    /// store that only one process can open gives every range.
-    async fn acquire(
-        &self,
-        _consumer: &str,
-        _owner: &str,
-        ranges: &[String],
-        _ttl: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        Ok(ranges.to_vec())
-    }
+pub trait LeaseStore: Send + Sync {
+    /// Every lease of `consumer`.
+    async fn leases(&self, consumer: &str) -> Result<Vec<Versioned<Lease>>, StoreError>;
+    /// One lease, if it exists.
+    async fn lease(&self, consumer: &str, range: &str) -> Result<Option<Versioned<Lease>>, StoreError>;
+    /// Writes `lease` if the stored one is still at `version` (`None`: if
+    /// there is none yet). The new version, or `None` when another writer
+    /// came first and nothing was written.
+    async fn put(&self, lease: &Lease, version: Option<&str>) -> Result<Option<String>, StoreError>;
+    /// Deletes a lease if it is still at `version` (any version when
+    /// `None`); false when it was not there or had moved on.
+    async fn delete(&self, consumer: &str, range: &str, version: Option<&str>) -> Result<bool, StoreError>;
+}
+
+/// A reaction the fulfillment policy derived from an event and its target
+/// stream refused: kept for operators (`orderflow refused list`, the status
+/// page), never retried by itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedReaction {
+    /// The reaction's idempotency key: recording it twice keeps one.
+    pub id: String,
+    pub time: DateTime<Utc>,
+    /// The event it reacted to.
+    pub event_id: Uuid,
+    pub event_stream_id: String,
+    pub event_index: u64,
+    pub event_type: String,
+    /// The command, and the stream that refused it.
+    pub command: String,
+    pub target_stream_id: String,
+    /// The refusal's stable code (`invalid-status`) and its message.
+    pub code: String,
+    pub reason: String,
+}
+
+#[async_trait]
+pub trait Refusals: Send + Sync {
+    /// Records a refusal, durably; the same id again changes nothing.
+    async fn record(&self, refusal: &RefusedReaction) -> Result<(), StoreError>;
+    /// The latest refusals, newest first, and how many there are in all.
+    async fn latest(&self, limit: usize) -> Result<(Vec<RefusedReaction>, u64), StoreError>;
 }
 
 /// The read model of one stream, and the version of the stream it reflects.
@@ -184,19 +280,27 @@ pub trait SnapshotStore: Send + Sync {
     }
 }
 
-/// The store ports of one backing store (the embedded store or Cosmos DB).
+/// The store ports of one backing store (the embedded store, Cosmos DB, or
+/// the in-memory store of the tests).
 #[derive(Clone)]
 pub struct Stores {
-    pub events: std::sync::Arc<dyn EventStore>,
-    pub feed: std::sync::Arc<dyn ChangeFeed>,
-    pub checkpoints: std::sync::Arc<dyn Checkpoints>,
-    pub snapshots: std::sync::Arc<dyn SnapshotStore>,
+    pub events: Arc<dyn EventStore>,
+    pub feed: Arc<dyn ChangeFeed>,
+    pub leases: Arc<dyn LeaseStore>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub refusals: Arc<dyn Refusals>,
 }
 
 impl Stores {
-    /// All four ports from one adapter that implements them all.
-    pub fn of<S: EventStore + ChangeFeed + Checkpoints + SnapshotStore + 'static>(store: std::sync::Arc<S>) -> Stores {
-        Stores { events: store.clone(), feed: store.clone(), checkpoints: store.clone(), snapshots: store }
+    /// All the ports from one adapter that implements them all.
+    pub fn of<S: EventStore + ChangeFeed + LeaseStore + SnapshotStore + Refusals + 'static>(store: Arc<S>) -> Stores {
+        Stores {
+            events: store.clone(),
+            feed: store.clone(),
+            leases: store.clone(),
+            snapshots: store.clone(),
+            refusals: store,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, StoreError, Tip};
+use crate::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, StoreError, Tip};
 use crate::streams::{self, encode_event, encode_state, order_stream, sku_stream};
 
 /// Where a command comes from, and how it must be treated.
@@ -29,11 +29,48 @@ pub struct Envelope {
     pub causation_id: String,
 }
 
-#[derive(Debug, Clone)]
+/// What makes a command idempotent: a key naming the message, and a digest
+/// of what it says.
+#[derive(Debug, Clone, PartialEq)]
 pub struct IdempotencyKey {
+    /// Unambiguous and safe as a document id: letters, digits, `.` and `-`.
     pub key: String,
     /// A digest of what the command says, from [`fingerprint`].
     pub fingerprint: String,
+    pub scope: KeyScope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScope {
+    /// The key can only ever name one stream's command (a reaction: its
+    /// event and its number): the record in that stream is enough.
+    Stream,
+    /// The key comes from outside and may be sent again for any stream (an
+    /// HTTP `Idempotency-Key`, a CloudEvent `source` + `id`): it is bound to
+    /// its first request's fingerprint, whatever stream that targeted.
+    Any,
+}
+
+impl IdempotencyKey {
+    /// An HTTP `Idempotency-Key` as sent by `caller` (the digest of its API
+    /// key, or empty without keys): keys of different callers never meet.
+    pub fn http(caller: &str, key: &str, fingerprint: String) -> Self {
+        let key = format!("h.{}", self::fingerprint(&[b"http", caller.as_bytes(), key.as_bytes()]));
+        IdempotencyKey { key, fingerprint, scope: KeyScope::Any }
+    }
+
+    /// A CloudEvent's `source` + `id`, which the spec makes unique.
+    pub fn cloud_event(source: &str, id: &str, fingerprint: String) -> Self {
+        let key = format!("c.{}", self::fingerprint(&[b"cloudevent", source.as_bytes(), id.as_bytes()]));
+        IdempotencyKey { key, fingerprint, scope: KeyScope::Any }
+    }
+
+    /// The `n`th reaction to an event: the same command whenever the event is
+    /// handled again, so the key is its own fingerprint.
+    pub fn reaction(event_id: &Uuid, n: usize) -> Self {
+        let key = format!("r.{event_id}.{n}");
+        IdempotencyKey { fingerprint: key.clone(), key, scope: KeyScope::Stream }
+    }
 }
 
 impl Envelope {
@@ -50,11 +87,11 @@ impl Envelope {
         }
     }
 
-    /// A command identified by `message_id`, idempotent by it.
-    pub fn idempotent(message_id: impl Into<String>, fingerprint: String) -> Self {
+    /// A command identified by `message_id`, idempotent by `key`.
+    pub fn idempotent(message_id: impl Into<String>, key: IdempotencyKey) -> Self {
         let message_id = message_id.into();
         Envelope {
-            idempotency: Some(IdempotencyKey { key: message_id.clone(), fingerprint }),
+            idempotency: Some(key),
             correlation_id: crate::trace::new_trace_id(),
             causation_id: message_id.clone(),
             message_id,
@@ -153,12 +190,12 @@ impl CommandProcessor {
         let (name, result) = match command {
             Command::Order { order_id, command } => {
                 let stream = order_stream(order_id);
-                let run = self.run::<Order>(&stream, command, envelope);
+                let run = self.claimed(&stream, envelope, self.run::<Order>(&stream, command, envelope));
                 (command.name(), run.instrument(span(command.name(), &stream)).await)
             }
             Command::Inventory { sku, command } => {
                 let stream = sku_stream(sku);
-                let run = self.run::<Inventory>(&stream, command, envelope);
+                let run = self.claimed(&stream, envelope, self.run::<Inventory>(&stream, command, envelope));
                 (command.name(), run.instrument(span(command.name(), &stream)).await)
             }
         };
@@ -174,6 +211,30 @@ impl CommandProcessor {
         };
         metrics::counter!("orderflow_commands_total", "command" => name, "outcome" => outcome).increment(1);
         result
+    }
+
+    /// Runs `command` once its key, if it may name any stream, is bound to
+    /// this request: the same key with other content is refused, whatever
+    /// stream it was first used on.
+    async fn claimed(
+        &self,
+        stream_id: &str,
+        envelope: &Envelope,
+        command: impl std::future::Future<Output = Result<Receipt, CommandError>>,
+    ) -> Result<Receipt, CommandError> {
+        if let Some(key) = envelope.idempotency.as_ref().filter(|key| key.scope == KeyScope::Any) {
+            let claim = KeyClaim {
+                key: key.key.clone(),
+                fingerprint: key.fingerprint.clone(),
+                stream_id: stream_id.to_string(),
+            };
+            if let Some(earlier) = self.store.claim(&claim).await? {
+                if earlier.fingerprint != key.fingerprint {
+                    return Err(CommandError::KeyReused);
+                }
+            }
+        }
+        command.await
     }
 
     async fn load(&self, stream_id: &str, key: Option<&IdempotencyKey>) -> Result<Reload, CommandError> {

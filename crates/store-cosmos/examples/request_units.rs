@@ -16,8 +16,8 @@ use orderflow_domain::inventory::InventoryCommand;
 use orderflow_domain::order::{OrderCommand, OrderLine};
 use orderflow_domain::Command;
 use orderflow_pipeline::consumers::{Consumer, FeedRunner, Fulfillment, Projector, Publisher, Step};
-use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, Stores};
-use orderflow_pipeline::processor::{CommandProcessor, Envelope};
+use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, StartFrom, Stores};
+use orderflow_pipeline::processor::{CommandProcessor, Envelope, IdempotencyKey};
 use orderflow_pipeline::StoreError;
 use orderflow_store_cosmos::{emulator, init, Charge, CosmosStore};
 
@@ -84,6 +84,27 @@ fn print_units(title: &str, totals: &BTreeMap<&'static str, Charge>, per: u64, u
     println!();
 }
 
+/// Runs every consumer until none finds anything new (fulfillment's
+/// reactions add events).
+async fn drain(runners: &mut [FeedRunner]) -> Result<(), StoreError> {
+    loop {
+        let mut idle = true;
+        for runner in runners.iter_mut() {
+            while runner.step().await? == Step::Progressed {
+                idle = false;
+            }
+        }
+        if idle {
+            return Ok(());
+        }
+    }
+}
+
+/// The envelope of a back-end system's CloudEvent: keyed by source and id.
+fn cloud_event(id: String) -> Envelope {
+    Envelope::idempotent(id.clone(), IdempotencyKey::cloud_event("/bench", &id, id.clone()))
+}
+
 /// Whole orders through every step, on a fresh database.
 async fn orders(client: &azure_data_cosmos::CosmosClient) -> Result<(), Box<dyn std::error::Error>> {
     const ORDERS: u64 = 200;
@@ -94,29 +115,17 @@ async fn orders(client: &azure_data_cosmos::CosmosClient) -> Result<(), Box<dyn 
     let consumers: [Arc<dyn Consumer>; 3] = [
         Arc::new(Projector::new(stores.events.clone(), stores.snapshots.clone())),
         Arc::new(Publisher::new(Arc::new(Discard))),
-        Arc::new(Fulfillment::new(processor.clone())),
+        Arc::new(Fulfillment::new(processor.clone(), stores.refusals.clone())),
     ];
-    let runners: Vec<FeedRunner> =
-        consumers.into_iter().map(|c| FeedRunner::new(stores.feed.clone(), stores.checkpoints.clone(), c)).collect();
-    let drain = || async {
-        // Until no consumer finds anything new (fulfillment's reactions add events).
-        loop {
-            let mut idle = true;
-            for runner in &runners {
-                while runner.step().await? == Step::Progressed {
-                    idle = false;
-                }
-            }
-            if idle {
-                return Ok::<_, StoreError>(());
-            }
-        }
-    };
+    let mut runners: Vec<FeedRunner> = consumers
+        .into_iter()
+        .map(|c| FeedRunner::new(stores.feed.clone(), stores.leases.clone(), c).with_start(StartFrom::Beginning))
+        .collect();
     for sku in ["MUG", "TEE"] {
         let restock = Command::Inventory { sku: sku.into(), command: InventoryCommand::Restock { quantity: 1_000 } };
         processor.execute(&restock, &Envelope::new()).await?;
     }
-    drain().await?;
+    drain(&mut runners).await?;
     let before = store.request_units();
     let order = |i: u64, command: OrderCommand| Command::Order { order_id: format!("o-{i}"), command };
     let line = |sku: &str| OrderLine { sku: sku.into(), quantity: 1, unit_price_minor: 500 };
@@ -129,23 +138,24 @@ async fn orders(client: &azure_data_cosmos::CosmosClient) -> Result<(), Box<dyn 
         processor.execute(&order(i, place), &Envelope::new()).await?;
         processor.execute(&order(i, OrderCommand::Confirm), &Envelope::new()).await?;
     }
-    drain().await?;
+    drain(&mut runners).await?;
     for i in 0..ORDERS {
         let pay = OrderCommand::AuthorizePayment {
             payment_id: format!("p-{i}"),
             amount_minor: 1_000,
             currency: "EUR".into(),
         };
-        processor.execute(&order(i, pay), &Envelope::new()).await?;
+        processor.execute(&order(i, pay), &cloud_event(format!("pay-{i}"))).await?;
         let ship = OrderCommand::Ship {
             shipment_id: format!("s-{i}"),
             carrier: "DHL".into(),
             tracking_number: format!("T-{i}"),
         };
-        processor.execute(&order(i, ship), &Envelope::new()).await?;
-        processor.execute(&order(i, OrderCommand::Deliver { shipment_id: format!("s-{i}") }), &Envelope::new()).await?;
+        processor.execute(&order(i, ship), &cloud_event(format!("ship-{i}"))).await?;
+        let deliver = OrderCommand::Deliver { shipment_id: format!("s-{i}") };
+        processor.execute(&order(i, deliver), &cloud_event(format!("delivered-{i}"))).await?;
     }
-    drain().await?;
+    drain(&mut runners).await?;
     let mut spent = store.request_units();
     for (operation, charge) in spent.iter_mut() {
         let earlier = before.get(operation).copied().unwrap_or_default();

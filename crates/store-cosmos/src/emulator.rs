@@ -21,10 +21,34 @@ pub async fn client() -> Result<CosmosClient, StoreError> {
 /// Like [`client`], with the SDK's fault injection: each rule answers
 /// matching requests as it says (429, 503, delays...) until its hit limit.
 pub async fn client_with_faults(rules: Vec<Arc<FaultInjectionRule>>) -> Result<CosmosClient, StoreError> {
+    Ok(account(rules).await?.0)
+}
+
+/// A fresh in-memory account: a client, and the account itself, whose
+/// physical partitions a test can split ([`Account::split`]).
+pub async fn account_with_client() -> Result<(CosmosClient, Account), StoreError> {
+    account(Vec::new()).await
+}
+
+/// The in-memory account behind a client.
+pub struct Account(Arc<InMemoryEmulatorHttpClient>);
+
+impl Account {
+    /// Splits physical partition `partition` (0 to 3 in a new container) of
+    /// a container in two, as Cosmos DB does when a partition grows.
+    pub async fn split(&self, database: &str, container: &str, partition: u32) {
+        let store = self.0.store();
+        store.split_partition(database, container, partition, std::time::Duration::ZERO);
+        store.drain_pending_control_plane().await;
+    }
+}
+
+async fn account(rules: Vec<Arc<FaultInjectionRule>>) -> Result<(CosmosClient, Account), StoreError> {
     let fail = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("emulator: {e}"));
     let url = ENDPOINT.parse().map_err(|e| fail(&e))?;
     let config = VirtualAccountConfig::new(vec![VirtualRegion::new("East US", url)]).map_err(|e| fail(&e))?;
     let emulator = Arc::new(InMemoryEmulatorHttpClient::new(config));
+    let handle = Account(emulator.clone());
     let builder =
         if rules.is_empty() { emulator.runtime_builder() } else { emulator.runtime_builder_with_fault_rules(rules) };
     let runtime = CosmosRuntimeBuilder::from(builder).build().await.map_err(|e| fail(&e))?;
@@ -33,11 +57,12 @@ pub async fn client_with_faults(rules: Vec<Arc<FaultInjectionRule>>) -> Result<C
         // Any base64 key: the emulator checks none.
         Secret::new("ZW11bGF0b3I="),
     );
-    CosmosClient::builder()
+    let client = CosmosClient::builder()
         .with_runtime(runtime)
         .build(account, RoutingStrategy::ProximityTo(Region::EAST_US))
         .await
-        .map_err(|e| fail(&e))
+        .map_err(|e| fail(&e))?;
+    Ok((client, handle))
 }
 
 /// Serves a fresh in-memory account over HTTP on `listener`, so that the

@@ -1,25 +1,31 @@
-//! The event store on the `events` container.
+//! The event store on the `events` container, and key claims on
+//! `idempotency`.
+//!
+//! A stream's partition holds its event documents (`id` = the index), its
+//! tip (`kind: "tip"`: version and folded state) and one small document per
+//! keyed command that changed it (`kind: "key"`: the answer, with a TTL of
+//! the key retention), created in the same transactional batch as the
+//! events — so a key is remembered exactly as long as the retention says,
+//! however many other commands the stream takes meanwhile.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use azure_core::http::Etag;
 use azure_data_cosmos::models::TransactionalBatch;
-use azure_data_cosmos::options::{BatchReplaceOptions, ItemReadOptions, Precondition};
+use azure_data_cosmos::options::{BatchReplaceOptions, ItemReadOptions, ItemWriteOptions, Precondition};
 use azure_data_cosmos::{FeedScope, Query};
-use orderflow_pipeline::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, Loaded, Tip};
+use orderflow_pipeline::ports::{
+    Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, Loaded, Tip,
+};
 use orderflow_pipeline::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{status, unavailable, CosmosStore};
 
-/// Idempotency keys kept in a tip: a redelivery older than the last this
-/// many commands on the stream is no longer recognised.
-pub const KEYS_IN_TIP: usize = 100;
-
-/// The tip document: the stream's version, its folded state and its recent
-/// idempotency records. `kind` tells it apart from events on the change feed.
+/// The tip document: the stream's version and its folded state. `kind` tells
+/// it apart from events on the change feed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TipDoc {
@@ -28,12 +34,42 @@ pub struct TipDoc {
     pub kind: String,
     pub version: u64,
     pub state: Value,
-    #[serde(default)]
-    pub keys: Vec<IdempotencyRecord>,
 }
 
 pub const TIP_ID: &str = "tip";
 pub const TIP_KIND: &str = "tip";
+const KEY_KIND: &str = "key";
+
+/// What a keyed command answered, in its stream's partition.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyDoc {
+    id: String,
+    stream_id: String,
+    kind: String,
+    fingerprint: String,
+    receipt: Value,
+    /// Unix seconds; older than the retention means gone, even before the
+    /// service's TTL deletes it.
+    created_at: i64,
+    /// Seconds until Cosmos DB deletes it.
+    ttl: u32,
+}
+
+fn key_doc_id(key: &str) -> String {
+    format!("key-{key}")
+}
+
+/// Which request a key that may name any stream was first used for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClaimDoc {
+    id: String,
+    fingerprint: String,
+    stream_id: String,
+    created_at: i64,
+    ttl: u32,
+}
 
 /// An event document: the record plus its `id` (the index, so that a second
 /// writer of the same index fails with 409).
@@ -42,6 +78,16 @@ pub struct EventDoc {
     pub id: String,
     #[serde(flatten)]
     pub record: EventRecord,
+}
+
+/// The event a document of `events` holds; `None` for the other documents
+/// of a stream's partition (its tip, its idempotency records), which
+/// change-feed consumers skip.
+pub fn event_of_document(document: Value) -> Result<Option<EventRecord>, String> {
+    if document.get("kind").is_some() {
+        return Ok(None);
+    }
+    serde_json::from_value::<EventDoc>(document).map(|doc| Some(doc.record)).map_err(|e| e.to_string())
 }
 
 /// A tip as last seen, with its ETag.
@@ -93,14 +139,59 @@ impl CosmosStore {
             Err(error) => Err(unavailable(error)),
         }
     }
+
+    /// Unix seconds before which records and claims no longer count.
+    fn key_cutoff(&self) -> i64 {
+        chrono::Utc::now().timestamp() - self.inner.key_retention.as_secs() as i64
+    }
+
+    fn key_ttl(&self) -> u32 {
+        u32::try_from(self.inner.key_retention.as_secs()).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// A stream's record of `key` and its ETag, fresh or past the retention.
+    async fn read_key(&self, stream_id: &str, key: &str) -> Result<Option<(KeyDoc, Option<Etag>)>, StoreError> {
+        match self.inner.events.read_item(stream_id.to_string(), &key_doc_id(key), None).await {
+            Ok(response) => {
+                self.inner.units.record_response("read-key", response.headers());
+                let etag = response.headers().etag().cloned();
+                let doc: KeyDoc = response.into_model().map_err(|e| StoreError::Corrupt(format!("key record: {e}")))?;
+                Ok(Some((doc, etag)))
+            }
+            Err(error) if status(&error) == 404 => {
+                self.inner.units.record("read-key", 1.0);
+                Ok(None)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    /// The stream's record of `key`, if younger than the retention.
+    async fn fresh_key(&self, stream_id: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let cutoff = self.key_cutoff();
+        Ok(self
+            .read_key(stream_id, key)
+            .await?
+            .map(|(doc, _)| doc)
+            .filter(|doc| doc.created_at >= cutoff)
+            .map(|doc| IdempotencyRecord { key: key.to_string(), fingerprint: doc.fingerprint, receipt: doc.receipt }))
+    }
+}
+
+/// How a batch's key record goes in: created, or replacing one past the
+/// retention that the service has not deleted yet.
+enum KeyWrite {
+    Create,
+    ReplaceExpired(Option<Etag>),
 }
 
 #[async_trait]
 impl EventStore for CosmosStore {
     async fn load(&self, stream_id: &str, idempotency_key: Option<&str>) -> Result<Loaded, StoreError> {
-        let tip = self.read_tip(stream_id).await?;
-        let prior = idempotency_key
-            .and_then(|key| tip.as_ref().and_then(|t| t.doc.keys.iter().find(|k| k.key == key).cloned()));
+        let (tip, prior) = match idempotency_key {
+            Some(key) => futures::try_join!(self.read_tip(stream_id), self.fresh_key(stream_id, key))?,
+            None => (self.read_tip(stream_id).await?, None),
+        };
         Ok(Loaded { tip: tip.map(|t| Tip { version: t.doc.version, state: t.doc.state.clone() }), prior })
     }
 
@@ -113,63 +204,94 @@ impl EventStore for CosmosStore {
             None => self.read_tip(&append.stream_id).await?,
         };
         let actual = current.as_ref().map_or(0, |t| t.doc.version);
-        if let Some(record) = &append.idempotency {
-            if let Some(prior) = current.as_ref().and_then(|t| t.doc.keys.iter().find(|k| k.key == record.key)) {
-                return Ok(AppendOutcome::Duplicate(prior.clone()));
-            }
-        }
         if actual != append.expected_version {
             return Ok(AppendOutcome::WrongVersion { actual });
         }
-        if append.events.len() + 1 > 100 {
+        if append.events.len() + 2 > 100 {
             return Err(StoreError::Corrupt(format!("{} events exceed one batch", append.events.len())));
         }
         let version = append.expected_version + append.events.len() as u64;
-        let mut keys = current.as_ref().map(|t| t.doc.keys.clone()).unwrap_or_default();
-        keys.extend(append.idempotency.clone());
-        if keys.len() > KEYS_IN_TIP {
-            keys.drain(..keys.len() - KEYS_IN_TIP);
-        }
         let tip = TipDoc {
             id: TIP_ID.into(),
             stream_id: append.stream_id.clone(),
             kind: TIP_KIND.into(),
             version,
             state: append.state,
-            keys,
         };
-        let corrupt = |e: azure_data_cosmos::CosmosError| StoreError::Corrupt(format!("batch: {e}"));
-        let mut batch = TransactionalBatch::new(append.stream_id.clone());
-        for record in append.events {
-            batch = batch.create_item(EventDoc { id: record.index.to_string(), record }).map_err(corrupt)?;
-        }
-        batch = match current.as_ref() {
-            None => batch.create_item(&tip).map_err(corrupt)?,
-            Some(current) => {
-                let options = current
-                    .etag
-                    .clone()
-                    .map(|etag| BatchReplaceOptions::default().with_precondition(Precondition::IfMatch(etag)));
-                batch.replace_item(TIP_ID, &tip, options).map_err(corrupt)?
+        let key = append.idempotency.as_ref().map(|record| KeyDoc {
+            id: key_doc_id(&record.key),
+            stream_id: append.stream_id.clone(),
+            kind: KEY_KIND.into(),
+            fingerprint: record.fingerprint.clone(),
+            receipt: record.receipt.clone(),
+            created_at: chrono::Utc::now().timestamp(),
+            ttl: self.key_ttl(),
+        });
+        let mut key_write = KeyWrite::Create;
+        loop {
+            let corrupt = |e: azure_data_cosmos::CosmosError| StoreError::Corrupt(format!("batch: {e}"));
+            let mut batch = TransactionalBatch::new(append.stream_id.clone());
+            // The key first: a repeat is told by its 409 before anything else.
+            if let Some(key) = &key {
+                batch = match &key_write {
+                    KeyWrite::Create => batch.create_item(key).map_err(corrupt)?,
+                    KeyWrite::ReplaceExpired(etag) => {
+                        let options = etag
+                            .clone()
+                            .map(|e| BatchReplaceOptions::default().with_precondition(Precondition::IfMatch(e)));
+                        batch.replace_item(key.id.clone(), key, options).map_err(corrupt)?
+                    }
+                };
             }
-        };
-        let response = self.inner.events.execute_transactional_batch(batch, None).await.map_err(unavailable)?;
-        let results = response.into_model().map_err(|e| StoreError::Unavailable(format!("batch answer: {e}")))?;
-        let units = results.results().iter().filter_map(|r| r.request_charge()).sum();
-        self.inner.units.record("append-batch", units);
-        let statuses: Vec<u16> = results.results().iter().map(|r| r.status_code()).collect();
-        if statuses.iter().all(|s| (200..300).contains(s)) {
-            let etag = results.results().last().and_then(|r| r.etag()).map(Etag::from);
-            self.inner.tips.tips.insert(tip.stream_id.clone(), Arc::new(CachedTip { doc: tip, etag }));
-            return Ok(AppendOutcome::Appended { version });
+            for record in &append.events {
+                batch = batch
+                    .create_item(EventDoc { id: record.index.to_string(), record: record.clone() })
+                    .map_err(corrupt)?;
+            }
+            batch = match current.as_ref() {
+                None => batch.create_item(&tip).map_err(corrupt)?,
+                Some(current) => {
+                    let options = current
+                        .etag
+                        .clone()
+                        .map(|etag| BatchReplaceOptions::default().with_precondition(Precondition::IfMatch(etag)));
+                    batch.replace_item(TIP_ID, &tip, options).map_err(corrupt)?
+                }
+            };
+            let response = self.inner.events.execute_transactional_batch(batch, None).await.map_err(unavailable)?;
+            let results = response.into_model().map_err(|e| StoreError::Unavailable(format!("batch answer: {e}")))?;
+            let units = results.results().iter().filter_map(|r| r.request_charge()).sum();
+            self.inner.units.record("append-batch", units);
+            let statuses: Vec<u16> = results.results().iter().map(|r| r.status_code()).collect();
+            if statuses.iter().all(|s| (200..300).contains(s)) {
+                let etag = results.results().last().and_then(|r| r.etag()).map(Etag::from);
+                self.inner.tips.tips.insert(tip.stream_id.clone(), Arc::new(CachedTip { doc: tip, etag }));
+                return Ok(AppendOutcome::Appended { version });
+            }
+            self.inner.tips.tips.remove(&tip.stream_id);
+            // Nothing of the batch was stored; the first failure says why
+            // (the others answer 424).
+            let failed = statuses.iter().position(|s| !(200..300).contains(s) && *s != 424);
+            match (failed, &append.idempotency) {
+                (Some(0), Some(record)) => match self.read_key(&append.stream_id, &record.key).await? {
+                    Some((earlier, _)) if earlier.created_at >= self.key_cutoff() => {
+                        return Ok(AppendOutcome::Duplicate(IdempotencyRecord {
+                            key: record.key.clone(),
+                            fingerprint: earlier.fingerprint,
+                            receipt: earlier.receipt,
+                        }));
+                    }
+                    Some((_, etag)) => key_write = KeyWrite::ReplaceExpired(etag),
+                    None => key_write = KeyWrite::Create,
+                },
+                (Some(i), _) if matches!(statuses[i], 409 | 412) => {
+                    // Another writer moved the stream first.
+                    let actual = self.read_tip(&tip.stream_id).await?.map_or(0, |t| t.doc.version);
+                    return Ok(AppendOutcome::WrongVersion { actual });
+                }
+                _ => return Err(StoreError::Unavailable(format!("batch refused: statuses {statuses:?}"))),
+            }
         }
-        self.inner.tips.tips.remove(&tip.stream_id);
-        if statuses.iter().any(|s| *s == 409 || *s == 412) {
-            // Another writer moved the stream first; nothing of this batch was stored.
-            let actual = self.read_tip(&tip.stream_id).await?.map_or(0, |t| t.doc.version);
-            return Ok(AppendOutcome::WrongVersion { actual });
-        }
-        Err(StoreError::Unavailable(format!("batch refused: statuses {statuses:?}")))
     }
 
     async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError> {
@@ -179,14 +301,63 @@ impl EventStore for CosmosStore {
             .map_err(|e| StoreError::Corrupt(format!("query: {e}")))?;
         let scope = FeedScope::partition(stream_id.to_string());
         let docs: Vec<Value> = self.query_all("query-stream", &self.inner.events, query, scope).await?;
-        let mut events = docs
-            .into_iter()
-            .filter(|doc| doc.get("kind").is_none())
-            .map(|doc| serde_json::from_value::<EventDoc>(doc).map(|d| d.record))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(format!("event document: {e}")))?;
+        let mut events = Vec::with_capacity(docs.len());
+        for doc in docs {
+            if let Some(event) =
+                event_of_document(doc).map_err(|e| StoreError::Corrupt(format!("event document: {e}")))?
+            {
+                events.push(event);
+            }
+        }
         events.sort_by_key(|e| e.index);
         events.truncate(max);
         Ok(events)
+    }
+
+    async fn claim(&self, claim: &KeyClaim) -> Result<Option<KeyClaim>, StoreError> {
+        let container = &self.inner.idempotency;
+        let doc = ClaimDoc {
+            id: claim.key.clone(),
+            fingerprint: claim.fingerprint.clone(),
+            stream_id: claim.stream_id.clone(),
+            created_at: chrono::Utc::now().timestamp(),
+            ttl: self.key_ttl(),
+        };
+        let id = doc.id.clone();
+        let mut expired: Option<Option<Etag>> = None;
+        loop {
+            let written = match &expired {
+                None => container.create_item(id.clone(), id.as_str(), &doc, None).await,
+                Some(etag) => {
+                    let options =
+                        etag.clone().map(|e| ItemWriteOptions::default().with_precondition(Precondition::IfMatch(e)));
+                    container.replace_item(id.clone(), id.as_str(), &doc, options).await
+                }
+            };
+            match written {
+                Ok(response) => {
+                    self.inner.units.record_response("claim-key", response.headers());
+                    return Ok(None);
+                }
+                Err(error) if matches!(status(&error), 409 | 412 | 404) => {}
+                Err(error) => return Err(unavailable(error)),
+            }
+            // Claimed before: by a request within the retention, or past it.
+            match container.read_item(id.clone(), id.as_str(), None).await {
+                Ok(response) => {
+                    self.inner.units.record_response("read-claim", response.headers());
+                    let etag = response.headers().etag().cloned();
+                    let earlier: ClaimDoc =
+                        response.into_model().map_err(|e| StoreError::Corrupt(format!("key claim: {e}")))?;
+                    if earlier.created_at >= self.key_cutoff() {
+                        let ClaimDoc { fingerprint, stream_id, .. } = earlier;
+                        return Ok(Some(KeyClaim { key: id, fingerprint, stream_id }));
+                    }
+                    expired = Some(etag);
+                }
+                Err(error) if status(&error) == 404 => expired = None,
+                Err(error) => return Err(unavailable(error)),
+            }
+        }
     }
 }

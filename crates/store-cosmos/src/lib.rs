@@ -4,14 +4,17 @@
 //!
 //! | container | partition key | holds |
 //! |---|---|---|
-//! | `events` | `/streamId` | one document per event (`id` = its index) and one `tip` per stream |
+//! | `events` | `/streamId` | one document per event (`id` = its index), one `tip` per stream, and the idempotency record of each keyed command (TTL) |
 //! | `snapshots` | `/id` | the read model of each stream, with its version |
-//! | `leases` | `/id` | per consumer and feed range: the checkpoint, its owner and lease expiry |
+//! | `leases` | `/id` | per consumer and feed range: the position, its owner and lease expiry |
+//! | `idempotency` | `/id` | which request each outside key (HTTP, CloudEvent) was first used for (TTL) |
+//! | `refusals` | `/id` | reactions their target refused, for operators |
 //!
 //! A command costs one transactional batch in the stream's partition: create
-//! the event documents and replace the tip with `If-Match` on its ETag (or
-//! create it, for a new stream). Loading state is one point read of the tip,
-//! answered 304 when the cached ETag still matches.
+//! its idempotency record (if keyed) and the event documents, and replace the
+//! tip with `If-Match` on its ETag (or create it, for a new stream). Loading
+//! state is one point read of the tip, answered 304 when the cached ETag
+//! still matches.
 
 mod connect;
 #[cfg(feature = "emulator")]
@@ -20,16 +23,20 @@ mod events;
 mod feed;
 mod leases;
 mod read_models;
+mod refusals;
 mod request_units;
 mod schema;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::{CosmosClient, CosmosError};
+use orderflow_pipeline::ports::DEFAULT_KEY_RETENTION;
 use orderflow_pipeline::StoreError;
 
 pub use connect::{client, ConnectionString};
+pub use events::event_of_document;
 pub use request_units::Charge;
 pub use schema::init;
 
@@ -37,6 +44,8 @@ pub use schema::init;
 pub const EVENTS: &str = "events";
 pub const SNAPSHOTS: &str = "snapshots";
 pub const LEASES: &str = "leases";
+pub const IDEMPOTENCY: &str = "idempotency";
+pub const REFUSALS: &str = "refusals";
 
 #[derive(Clone)]
 pub struct CosmosStore {
@@ -47,15 +56,29 @@ struct Inner {
     events: ContainerClient,
     snapshots: ContainerClient,
     leases: ContainerClient,
+    idempotency: ContainerClient,
+    refusals: ContainerClient,
     tips: events::TipCache,
-    ranges: feed::Ranges,
-    held_leases: leases::HeldLeases,
     units: request_units::RequestUnits,
+    /// How long idempotency records and key claims count (also their TTL).
+    key_retention: Duration,
 }
 
 impl CosmosStore {
-    /// Connects to the containers of `database` (created by [`init`]).
+    /// Connects to the containers of `database` (created by [`init`]),
+    /// keeping idempotency records for the default retention.
     pub async fn connect(client: &CosmosClient, database: &str) -> Result<CosmosStore, StoreError> {
+        CosmosStore::connect_with(client, database, DEFAULT_KEY_RETENTION).await
+    }
+
+    /// Connects, keeping idempotency records and key claims for
+    /// `key_retention` (their Cosmos DB TTL; older ones are also ignored
+    /// before the service deletes them).
+    pub async fn connect_with(
+        client: &CosmosClient,
+        database: &str,
+        key_retention: Duration,
+    ) -> Result<CosmosStore, StoreError> {
         let db = client.database_client(database);
         let container = |name: &'static str| {
             let opened = db.container_client(name, None);
@@ -66,10 +89,11 @@ impl CosmosStore {
                 events: container(EVENTS).await?,
                 snapshots: container(SNAPSHOTS).await?,
                 leases: container(LEASES).await?,
+                idempotency: container(IDEMPOTENCY).await?,
+                refusals: container(REFUSALS).await?,
                 tips: events::TipCache::new(10_000),
-                ranges: feed::Ranges::default(),
-                held_leases: leases::HeldLeases::default(),
                 units: request_units::RequestUnits::default(),
+                key_retention,
             }),
         })
     }

@@ -1,12 +1,13 @@
-//! `orderflow init`: the database and its three containers, with allow-list
-//! indexing (exclude everything, include the few paths queries use).
-//! Idempotent: what exists is left as it is.
+//! `orderflow init`: the database and its containers, with allow-list
+//! indexing (exclude everything, include the few paths queries use) and TTL
+//! where documents expire. Idempotent: what exists is kept, and brought up
+//! to what this version needs (a path to index, TTL turned on).
 
-use azure_data_cosmos::models::{ContainerProperties, IndexingMode, IndexingPolicy};
+use azure_data_cosmos::models::{ContainerProperties, IndexingMode, IndexingPolicy, PropertyPath, TimeToLive};
 use azure_data_cosmos::CosmosClient;
 use orderflow_pipeline::StoreError;
 
-use crate::{status, unavailable, EVENTS, LEASES, SNAPSHOTS};
+use crate::{status, unavailable, EVENTS, IDEMPOTENCY, LEASES, REFUSALS, SNAPSHOTS};
 
 /// Indexing policy that indexes only `paths`.
 fn allow_list(paths: &[&str]) -> IndexingPolicy {
@@ -16,14 +17,27 @@ fn allow_list(paths: &[&str]) -> IndexingPolicy {
     policy
 }
 
-/// The containers: (name, partition key, indexed paths).
-pub const CONTAINERS: [(&str, &str, &[&str]); 3] = [
-    // Reading a stream's history queries by index within its partition.
-    (EVENTS, "/streamId", &["/index/?"]),
+/// One container: its name, partition key, indexed paths, and whether its
+/// documents may carry a `ttl` (TTL on, no default expiry).
+pub struct Container {
+    pub name: &'static str,
+    pub partition_key: &'static str,
+    pub indexed: &'static [&'static str],
+    pub expiring: bool,
+}
+
+pub const CONTAINERS: [Container; 5] = [
+    // Reading a stream's history queries by index within its partition;
+    // idempotency records expire.
+    Container { name: EVENTS, partition_key: "/streamId", indexed: &["/index/?"], expiring: true },
     // A customer's orders are listed by customer, newest first.
-    (SNAPSHOTS, "/id", &["/customerId/?", "/updatedAt/?"]),
-    // Checkpoints are only ever point-read.
-    (LEASES, "/id", &[]),
+    Container { name: SNAPSHOTS, partition_key: "/id", indexed: &["/customerId/?", "/updatedAt/?"], expiring: false },
+    // A consumer's leases are listed by consumer.
+    Container { name: LEASES, partition_key: "/id", indexed: &["/consumer/?"], expiring: false },
+    // Key claims are only point-read, and expire.
+    Container { name: IDEMPOTENCY, partition_key: "/id", indexed: &[], expiring: true },
+    // Refusals are few: listed whole.
+    Container { name: REFUSALS, partition_key: "/id", indexed: &[], expiring: false },
 ];
 
 pub async fn init(client: &CosmosClient, database: &str) -> Result<(), StoreError> {
@@ -33,13 +47,42 @@ pub async fn init(client: &CosmosClient, database: &str) -> Result<(), StoreErro
         Err(error) => return Err(unavailable(error)),
     }
     let db = client.database_client(database);
-    for (name, partition_key, paths) in CONTAINERS {
-        let properties = ContainerProperties::new(name, partition_key.into()).with_indexing_policy(allow_list(paths));
+    for container in &CONTAINERS {
+        let mut properties = ContainerProperties::new(container.name, container.partition_key.into())
+            .with_indexing_policy(allow_list(container.indexed));
+        if container.expiring {
+            properties = properties.with_default_ttl(TimeToLive::NoDefault);
+        }
         match db.create_container(properties, None).await {
             Ok(_) => {}
-            Err(error) if status(&error) == 409 => {}
+            Err(error) if status(&error) == 409 => upgrade(&db, container).await?,
             Err(error) => return Err(unavailable(error)),
         }
+    }
+    Ok(())
+}
+
+/// Brings a container an earlier version created up to this one: the paths
+/// it must index, TTL where documents expire. What it has besides is kept.
+async fn upgrade(db: &azure_data_cosmos::clients::DatabaseClient, container: &Container) -> Result<(), StoreError> {
+    let client = db.container_client(container.name, None).await.map_err(unavailable)?;
+    let mut properties: ContainerProperties =
+        client.read(None).await.map_err(unavailable)?.into_model().map_err(unavailable)?;
+    let mut changed = false;
+    if container.expiring && properties.default_ttl.is_forever() {
+        properties.default_ttl = TimeToLive::NoDefault;
+        changed = true;
+    }
+    let policy = properties.indexing_policy.get_or_insert_with(|| allow_list(&[]));
+    for path in container.indexed {
+        if !policy.included_paths.iter().any(|included| included.path == *path) {
+            policy.included_paths.push(PropertyPath::from(*path));
+            changed = true;
+        }
+    }
+    if changed {
+        tracing::info!(container = container.name, "bringing the container up to this version (indexing, TTL)");
+        client.replace(properties, None).await.map_err(unavailable)?;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use azure_data_cosmos_driver::fault_injection::{
 use orderflow_domain::inventory::InventoryCommand;
 use orderflow_domain::Command;
 use orderflow_pipeline::ports::EventStore;
-use orderflow_pipeline::processor::{CommandProcessor, Envelope};
+use orderflow_pipeline::processor::{CommandProcessor, Envelope, IdempotencyKey};
 use orderflow_store_cosmos::{emulator, init, CosmosStore};
 
 fn fault(
@@ -38,7 +38,8 @@ async fn restock_twenty_times(rules: &[Arc<FaultInjectionRule>]) -> (usize, u64,
     let processor = CommandProcessor::new(store.clone());
     for i in 0..20 {
         let restock = Command::Inventory { sku: "MUG".into(), command: InventoryCommand::Restock { quantity: 1 } };
-        let envelope = Envelope::idempotent(format!("restock-{i}"), format!("fp-{i}"));
+        let key = IdempotencyKey::http("", &format!("restock-{i}"), format!("fp-{i}"));
+        let envelope = Envelope::idempotent(format!("restock-{i}"), key);
         let mut attempts = 0;
         while let Err(error) = processor.execute(&restock, &envelope).await {
             attempts += 1;

@@ -1,59 +1,164 @@
-//! Change-feed leases: two processes on one account share the feed ranges,
-//! never both save a range's checkpoint, and one takes over the other's
-//! ranges, from its checkpoints, when the other stops renewing.
+//! Change-feed leases on Cosmos DB (the SDK's in-memory emulator): two
+//! processes on one account share the feed ranges and hand them over
+//! between batches, one takes over when the other stops renewing, and a
+//! physical partition that splits is read on as its two halves — each from
+//! where its parent stopped, with nothing replayed and nothing skipped.
 
-use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orderflow_pipeline::ports::{ChangeFeed, Checkpoints};
-use orderflow_pipeline::StoreError;
+use async_trait::async_trait;
+use orderflow_pipeline::consumers::{Consumer, FeedRunner, Step};
+use orderflow_pipeline::ports::{
+    Append, AppendOutcome, EventRecord, EventStore, LeaseStore, StartFrom, StoreError, Stores,
+};
 use orderflow_store_cosmos::{emulator, init, CosmosStore};
+use serde_json::json;
 
-const TTL: Duration = Duration::from_secs(2);
+/// Remembers what it handled.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, u64)>>);
+
+impl Recorder {
+    fn seen(&self) -> Vec<(String, u64)> {
+        let mut seen = self.0.lock().expect("lock").clone();
+        seen.sort();
+        seen
+    }
+}
+
+#[async_trait]
+impl Consumer for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    async fn handle(&self, events: &[EventRecord]) -> Result<(), StoreError> {
+        self.0.lock().expect("lock").extend(events.iter().map(|e| (e.stream_id.clone(), e.index)));
+        Ok(())
+    }
+
+    fn start(&self) -> StartFrom {
+        StartFrom::Beginning
+    }
+}
+
+async fn append_one(store: &CosmosStore, stream_id: &str) {
+    let version = store.load(stream_id, None).await.expect("load").tip.map_or(0, |t| t.version);
+    let event = EventRecord {
+        event_id: uuid::Uuid::new_v4(),
+        stream_id: stream_id.into(),
+        index: version,
+        event_type: "Restocked".into(),
+        data: json!({"quantity": 1}),
+        time: chrono::Utc::now(),
+        correlation_id: "c".into(),
+        causation_id: "c".into(),
+        message_id: "m".into(),
+    };
+    let append = Append {
+        stream_id: stream_id.into(),
+        expected_version: version,
+        events: vec![event],
+        state: json!({}),
+        idempotency: None,
+    };
+    assert!(matches!(store.append(append).await.expect("append"), AppendOutcome::Appended { .. }));
+}
+
+async fn catch_up(runner: &mut FeedRunner) {
+    while runner.step().await.expect("step") == Step::Progressed {}
+}
+
+fn runner(store: &Arc<CosmosStore>, owner: &str, recorder: Arc<Recorder>, ttl: Duration) -> FeedRunner {
+    let stores = Stores::of(store.clone());
+    FeedRunner::new(stores.feed, stores.leases, recorder).with_owner(owner).with_lease_ttl(ttl)
+}
+
+async fn owners(store: &CosmosStore) -> Vec<Option<String>> {
+    store.leases("recorder").await.expect("leases").into_iter().map(|l| l.value.owner).collect()
+}
 
 #[tokio::test]
 async fn two_processes_share_the_ranges_and_one_takes_over_when_the_other_stops() {
     let client = emulator::client().await.expect("an emulator");
     init(&client, "orderflow").await.expect("init");
     // Two stores over one account: what two `serve` processes have.
-    let a = CosmosStore::connect(&client, "orderflow").await.expect("connect");
-    let b = CosmosStore::connect(&client, "orderflow").await.expect("connect");
-    let ranges = a.ranges().await.expect("ranges");
-    assert!(ranges.len() >= 2, "the emulator splits a container into several feed ranges");
-
-    let alone = a.acquire("projector", "A", &ranges, TTL).await.expect("acquire");
-    assert_eq!(alone, ranges, "a lone process holds every range");
-    a.save("projector", &ranges[0], "A", "a-was-here").await.expect("save");
-
-    // B joins: it takes a range a round until the shares are even.
-    let mut held_by_b = Vec::new();
-    for _ in 0..ranges.len() {
-        held_by_b = b.acquire("projector", "B", &ranges, TTL).await.expect("acquire");
+    let a = Arc::new(CosmosStore::connect(&client, "orderflow").await.expect("connect"));
+    let b = Arc::new(CosmosStore::connect(&client, "orderflow").await.expect("connect"));
+    let streams: Vec<String> = (0..24).map(|i| format!("Sku-{i}")).collect();
+    for stream in &streams {
+        append_one(&a, stream).await;
     }
-    let held_by_a = a.acquire("projector", "A", &ranges, TTL).await.expect("acquire");
-    assert_eq!(held_by_a.len() + held_by_b.len(), ranges.len());
-    assert!(held_by_a.len().abs_diff(held_by_b.len()) <= 1, "even shares: {held_by_a:?} / {held_by_b:?}");
-    let everyone: BTreeSet<_> = held_by_a.iter().chain(&held_by_b).collect();
-    assert_eq!(everyone.len(), ranges.len(), "each range has one owner");
+    let ttl = Duration::from_secs(2);
+    let (a_seen, b_seen) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let mut runner_a = runner(&a, "A", a_seen.clone(), ttl);
+    catch_up(&mut runner_a).await;
+    let ranges = owners(&a).await.len();
+    assert!(ranges >= 2, "the emulator splits a container into several feed ranges");
+    assert!(owners(&a).await.iter().all(|o| o.as_deref() == Some("A")), "a lone process holds every range");
 
-    // A checkpoint of a range held by the other is refused, and changes nothing.
-    let theirs = &held_by_b[0];
-    b.save("projector", theirs, "B", "b-was-here").await.expect("the owner saves");
-    let refused = a.save("projector", theirs, "A", "stale").await;
-    assert!(matches!(refused, Err(StoreError::LeaseLost(_))), "{refused:?}");
-    assert_eq!(a.load("projector", theirs).await.expect("load").as_deref(), Some("b-was-here"));
-
-    // Other consumers have leases of their own.
-    assert_eq!(b.acquire("publish-events", "B2", &ranges, TTL).await.expect("acquire"), ranges);
+    // B joins: A hands it ranges between batches, until the shares are even.
+    let mut runner_b = runner(&b, "B", b_seen.clone(), ttl);
+    for _ in 0..2 * ranges {
+        tokio::time::sleep(ttl / 4).await;
+        runner_b.step().await.expect("B steps");
+        runner_a.step().await.expect("A steps");
+    }
+    let held = owners(&a).await;
+    let count = |owner: &str| held.iter().filter(|o| o.as_deref() == Some(owner)).count();
+    assert!(count("A").abs_diff(count("B")) <= 1 && count("A") + count("B") == ranges, "even shares: {held:?}");
 
     // A stops renewing (it died): after the TTL, B holds everything and
-    // goes on from A's checkpoints.
-    let mine = &held_by_a[0];
-    a.save("projector", mine, "A", "a-got-here").await.expect("save");
-    tokio::time::sleep(TTL + Duration::from_millis(500)).await;
-    let all = b.acquire("projector", "B", &ranges, TTL).await.expect("acquire");
-    assert_eq!(all, ranges);
-    assert_eq!(b.load("projector", mine).await.expect("load").as_deref(), Some("a-got-here"));
-    let refused = a.save("projector", mine, "A", "too-late").await;
-    assert!(matches!(refused, Err(StoreError::LeaseLost(_))), "{refused:?}");
+    // goes on from A's positions: every event handled once between them.
+    for stream in &streams {
+        append_one(&a, stream).await;
+    }
+    catch_up(&mut runner_a).await;
+    drop(runner_a);
+    tokio::time::sleep(ttl + Duration::from_millis(500)).await;
+    for stream in &streams {
+        append_one(&b, stream).await;
+    }
+    catch_up(&mut runner_b).await;
+    catch_up(&mut runner_b).await;
+    assert!(owners(&b).await.iter().all(|o| o.as_deref() == Some("B")), "{:?}", owners(&b).await);
+    let mut all: Vec<_> = a_seen.seen().into_iter().chain(b_seen.seen()).collect();
+    all.sort();
+    let expected: Vec<(String, u64)> = {
+        let mut expected: Vec<_> = streams.iter().flat_map(|s| (0..3).map(move |i| (s.clone(), i))).collect();
+        expected.sort();
+        expected
+    };
+    assert_eq!(all, expected, "every event once");
+}
+
+#[tokio::test]
+async fn a_partition_that_splits_is_read_on_as_its_halves() {
+    let (client, account) = emulator::account_with_client().await.expect("an emulator");
+    init(&client, "orderflow").await.expect("init");
+    let store = Arc::new(CosmosStore::connect(&client, "orderflow").await.expect("connect"));
+    let streams: Vec<String> = (0..40).map(|i| format!("Sku-{i}")).collect();
+    for stream in &streams {
+        append_one(&store, stream).await;
+    }
+    let recorder = Arc::new(Recorder::default());
+    let mut runner = runner(&store, "A", recorder.clone(), Duration::from_millis(400));
+    catch_up(&mut runner).await;
+    let before = owners(&store).await.len();
+    assert_eq!(recorder.seen().len(), 40);
+
+    account.split("orderflow", "events", 0).await;
+    for stream in &streams {
+        append_one(&store, stream).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    catch_up(&mut runner).await;
+    catch_up(&mut runner).await;
+    assert_eq!(owners(&store).await.len(), before + 1, "one range became two");
+    let seen = recorder.seen();
+    for stream in &streams {
+        let indexes: Vec<u64> = seen.iter().filter(|(s, _)| s == stream).map(|(_, i)| *i).collect();
+        assert_eq!(indexes, [0, 1], "{stream}: each event once");
+    }
 }

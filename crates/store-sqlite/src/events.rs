@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orderflow_pipeline::ports::{
-    Append, AppendOutcome, ChangeFeed, EventRecord, EventStore, FeedPage, FeedPosition, IdempotencyRecord, Loaded, Tip,
+    Append, AppendOutcome, ChangeFeed, EventRecord, EventStore, FeedPage, FeedPosition, IdempotencyRecord, KeyClaim,
+    Loaded, PlannedRange, StartFrom, Tip,
 };
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -22,6 +23,7 @@ impl EventStore for SqliteStore {
     async fn load(&self, stream_id: &str, idempotency_key: Option<&str>) -> Result<Loaded, StoreError> {
         let stream_id = stream_id.to_string();
         let key = idempotency_key.map(str::to_string);
+        let cutoff = self.key_cutoff();
         let (tip, prior) = self
             .read(move |conn| {
                 let tip = conn
@@ -30,7 +32,7 @@ impl EventStore for SqliteStore {
                     })
                     .optional()?;
                 let prior = match key {
-                    Some(key) => find_idempotency(conn, &stream_id, &key)?,
+                    Some(key) => find_idempotency(conn, &stream_id, &key, cutoff)?,
                     None => None,
                 };
                 Ok((tip, prior))
@@ -47,7 +49,8 @@ impl EventStore for SqliteStore {
     }
 
     async fn append(&self, append: Append) -> Result<AppendOutcome, StoreError> {
-        self.write(move |conn| append_events(conn, append)).await
+        let cutoff = self.key_cutoff();
+        self.write(move |conn| append_events(conn, append, cutoff)).await
     }
 
     async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError> {
@@ -66,20 +69,83 @@ impl EventStore for SqliteStore {
         .map(|(_, record)| record)
         .collect()
     }
+
+    async fn claim(&self, claim: &KeyClaim) -> Result<Option<KeyClaim>, StoreError> {
+        let claim = claim.clone();
+        let cutoff = self.key_cutoff();
+        self.write(move |conn| {
+            let earlier = conn
+                .prepare_cached("SELECT fingerprint, stream_id FROM key_claims WHERE key = ?1 AND created_at >= ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![claim.key, cutoff], |row| Ok((row.get(0)?, row.get(1)?))).optional()
+                })
+                .map_err(unavailable)?;
+            if let Some((fingerprint, stream_id)) = earlier {
+                return Ok(Some(KeyClaim { key: claim.key, fingerprint, stream_id }));
+            }
+            conn.prepare_cached(
+                "INSERT INTO key_claims (key, fingerprint, stream_id, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                    stream_id = excluded.stream_id, created_at = excluded.created_at",
+            )
+            .and_then(|mut s| {
+                s.execute(params![claim.key, claim.fingerprint, claim.stream_id, chrono::Utc::now().timestamp()])
+            })
+            .map_err(unavailable)?;
+            Ok(None)
+        })
+        .await
+    }
 }
 
 type IdempotencyRow = (String, String, String);
 
-fn find_idempotency(conn: &Connection, stream_id: &str, key: &str) -> rusqlite::Result<Option<IdempotencyRow>> {
-    conn.prepare_cached("SELECT key, fingerprint, receipt FROM idempotency WHERE stream_id = ?1 AND key = ?2")?
-        .query_row([stream_id, key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .optional()
+/// A stream's record of `key`, unless older than `cutoff` (Unix seconds).
+fn find_idempotency(
+    conn: &Connection,
+    stream_id: &str,
+    key: &str,
+    cutoff: i64,
+) -> rusqlite::Result<Option<IdempotencyRow>> {
+    conn.prepare_cached(
+        "SELECT key, fingerprint, receipt FROM idempotency WHERE stream_id = ?1 AND key = ?2 AND created_at >= ?3",
+    )?
+    .query_row(params![stream_id, key, cutoff], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+    .optional()
 }
 
-fn append_events(conn: &Connection, append: Append) -> Result<AppendOutcome, StoreError> {
+impl SqliteStore {
+    /// Records and claims written before this (Unix seconds) no longer count.
+    fn key_cutoff(&self) -> i64 {
+        chrono::Utc::now().timestamp() - self.inner.key_retention.as_secs() as i64
+    }
+}
+
+/// Deletes idempotency records and key claims past the retention, a chunk
+/// at a time (the writer runs this between groups).
+pub(crate) fn expire_keys(conn: &Connection, retention: std::time::Duration) -> rusqlite::Result<()> {
+    let cutoff = chrono::Utc::now().timestamp() - retention.as_secs() as i64;
+    let expired = conn
+        .prepare_cached(
+            "DELETE FROM idempotency WHERE (stream_id, key) IN
+                (SELECT stream_id, key FROM idempotency WHERE created_at < ?1 LIMIT 20000)",
+        )?
+        .execute([cutoff])?;
+    let unclaimed = conn
+        .prepare_cached(
+            "DELETE FROM key_claims WHERE key IN (SELECT key FROM key_claims WHERE created_at < ?1 LIMIT 20000)",
+        )?
+        .execute([cutoff])?;
+    if expired + unclaimed > 0 {
+        tracing::debug!(expired, unclaimed, "idempotency records past the retention deleted");
+    }
+    Ok(())
+}
+
+fn append_events(conn: &Connection, append: Append, cutoff: i64) -> Result<AppendOutcome, StoreError> {
     if let Some(record) = &append.idempotency {
         if let Some((key, fingerprint, receipt)) =
-            find_idempotency(conn, &append.stream_id, &record.key).map_err(unavailable)?
+            find_idempotency(conn, &append.stream_id, &record.key, cutoff).map_err(unavailable)?
         {
             return Ok(AppendOutcome::Duplicate(IdempotencyRecord {
                 key,
@@ -129,11 +195,17 @@ fn append_events(conn: &Connection, append: Append) -> Result<AppendOutcome, Sto
     .and_then(|mut s| s.execute(params![append.stream_id, version, append.state.to_string()]))
     .map_err(unavailable)?;
     if let Some(record) = &append.idempotency {
-        conn.prepare_cached("INSERT INTO idempotency (stream_id, key, fingerprint, receipt) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| {
-                s.execute(params![append.stream_id, record.key, record.fingerprint, record.receipt.to_string()])
-            })
-            .map_err(unavailable)?;
+        // Replaces a record of the same key past the retention, if any.
+        conn.prepare_cached(
+            "INSERT INTO idempotency (stream_id, key, fingerprint, receipt, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (stream_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                receipt = excluded.receipt, created_at = excluded.created_at",
+        )
+        .and_then(|mut s| {
+            let now = chrono::Utc::now().timestamp();
+            s.execute(params![append.stream_id, record.key, record.fingerprint, record.receipt.to_string(), now])
+        })
+        .map_err(unavailable)?;
     }
     Ok(AppendOutcome::Appended { version })
 }
@@ -169,8 +241,25 @@ pub(crate) fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
 
 #[async_trait]
 impl ChangeFeed for SqliteStore {
-    async fn ranges(&self) -> Result<Vec<String>, StoreError> {
-        Ok(vec![RANGE.to_string()])
+    async fn layout(&self, held: &[FeedPosition]) -> Result<Vec<PlannedRange>, StoreError> {
+        let continuation = held.iter().find(|p| p.range == RANGE).and_then(|p| p.continuation.clone());
+        Ok(vec![PlannedRange { range: RANGE.to_string(), continuation, split_from: None }])
+    }
+
+    async fn start(&self, _range: &str, from: StartFrom) -> Result<String, StoreError> {
+        let after: u64 = match from {
+            StartFrom::Beginning => 0,
+            // The head; 0 (the beginning) on an empty feed.
+            StartFrom::Now => *self.inner.head.borrow(),
+            StartFrom::Time(time) => {
+                let time = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                self.read(move |conn| {
+                    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events WHERE time < ?1", [time], |row| row.get(0))
+                })
+                .await?
+            }
+        };
+        Ok(after.to_string())
     }
 
     async fn read(&self, _range: &str, continuation: Option<&str>, max: usize) -> Result<FeedPage, StoreError> {

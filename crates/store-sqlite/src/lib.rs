@@ -2,13 +2,16 @@
 //!
 //! - events, with a global gap-free sequence (`seq`) that is the change feed;
 //! - tips (version + folded state per stream) and idempotency records;
-//! - snapshots (read models), checkpoints, and an embedded topic log.
+//! - idempotency records and key claims, kept for the key retention;
+//! - snapshots (read models), change-feed leases, refused reactions, and an
+//!   embedded topic log.
 //!
 //! WAL mode with `synchronous=FULL`: a write is on disk before it is
 //! acknowledged. All writes go through one writer thread that group-commits
 //! ([`writer`]); reads use a small pool of connections.
 
 mod events;
+mod leases;
 mod read_models;
 mod schema;
 mod topics;
@@ -16,14 +19,16 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use orderflow_pipeline::ports::DEFAULT_KEY_RETENTION;
 use orderflow_pipeline::StoreError;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::watch;
 
 pub use topics::TopicRecord;
-use writer::{unavailable, Writer};
+use writer::{unavailable, Housekeeping, Writer};
 
 /// The file name of the store inside the data directory.
 pub const DB_FILE: &str = "orderflow.db";
@@ -40,11 +45,23 @@ struct Inner {
     /// The highest event sequence number committed: change-feed consumers
     /// wait on it.
     head: watch::Receiver<u64>,
+    /// How long idempotency records and key claims count.
+    key_retention: Duration,
 }
 
+/// How often the writer deletes what outlived its retention.
+const UPKEEP_EVERY: Duration = Duration::from_secs(10);
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `data_dir`.
+    /// Opens (creating if needed) the store in `data_dir`, keeping
+    /// idempotency records for the default retention.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(data_dir, DEFAULT_KEY_RETENTION)
+    }
+
+    /// Opens the store, keeping idempotency records and key claims for
+    /// `key_retention` (older ones are ignored, then deleted).
+    pub fn open_with(data_dir: &Path, key_retention: Duration) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join(DB_FILE);
@@ -61,9 +78,11 @@ impl SqliteStore {
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let (head_tx, head) = watch::channel(head);
-        let writer = Writer::start(conn, head_tx)
+        let upkeep =
+            Housekeeping { every: UPKEEP_EVERY, work: Box::new(move |conn| events::expire_keys(conn, key_retention)) };
+        let writer = Writer::start(conn, head_tx, upkeep)
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore { inner: Arc::new(Inner { path, writer, readers, head }) })
+        Ok(SqliteStore { inner: Arc::new(Inner { path, writer, readers, head, key_retention }) })
     }
 
     pub fn path(&self) -> &Path {

@@ -1,10 +1,10 @@
-//! Snapshots (read models) and change-feed checkpoints on SQLite.
+//! Snapshots (read models) on SQLite.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use orderflow_pipeline::ports::{Checkpoints, Snapshot, SnapshotStore};
+use orderflow_pipeline::ports::{Snapshot, SnapshotStore};
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -30,7 +30,7 @@ fn to_snapshot((stream_id, version, updated_at, customer_id, state): SnapshotRow
     })
 }
 
-fn timestamp(time: DateTime<Utc>) -> String {
+pub(crate) fn timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
@@ -113,45 +113,5 @@ impl SnapshotStore for SqliteStore {
             })
             .await?;
         rows.into_iter().map(to_snapshot).collect()
-    }
-}
-
-#[async_trait]
-impl Checkpoints for SqliteStore {
-    async fn load(&self, consumer: &str, range: &str) -> Result<Option<String>, StoreError> {
-        let (consumer, range) = (consumer.to_string(), range.to_string());
-        self.read(move |conn| {
-            conn.prepare_cached("SELECT continuation FROM checkpoints WHERE consumer = ?1 AND range = ?2")?
-                .query_row([consumer, range], |row| row.get(0))
-                .optional()
-        })
-        .await
-    }
-
-    /// One process holds the data directory, so it owns every range.
-    async fn save(&self, consumer: &str, range: &str, _owner: &str, continuation: &str) -> Result<(), StoreError> {
-        let (consumer, range, continuation) = (consumer.to_string(), range.to_string(), continuation.to_string());
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO checkpoints (consumer, range, continuation, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (consumer, range) DO UPDATE SET continuation = excluded.continuation,
-                    updated_at = excluded.updated_at",
-            )
-            .and_then(|mut s| s.execute(params![consumer, range, continuation, timestamp(Utc::now())]))
-            .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn forget(&self, consumer: &str, range: &str) -> Result<(), StoreError> {
-        let (consumer, range) = (consumer.to_string(), range.to_string());
-        self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM checkpoints WHERE consumer = ?1 AND range = ?2")
-                .and_then(|mut s| s.execute(params![consumer, range]))
-                .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
     }
 }

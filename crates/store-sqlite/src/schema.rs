@@ -1,8 +1,9 @@
-//! The tables of the embedded store, and the settings that make it durable.
+//! The tables of the embedded store, the settings that make it durable, and
+//! the migrations from the schemas earlier versions wrote.
 
 use rusqlite::Connection;
 
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -23,13 +24,24 @@ CREATE TABLE IF NOT EXISTS tips (
     version   INTEGER NOT NULL,           -- number of events in the stream
     state     TEXT    NOT NULL
 ) WITHOUT ROWID;
+-- What a keyed command answered, in the stream it changed (kept for the key retention).
 CREATE TABLE IF NOT EXISTS idempotency (
-    stream_id   TEXT NOT NULL,
-    key         TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    receipt     TEXT NOT NULL,
+    stream_id   TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    fingerprint TEXT    NOT NULL,
+    receipt     TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,         -- Unix seconds
     PRIMARY KEY (stream_id, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_at);
+-- Which request a key that may name any stream was first used for.
+CREATE TABLE IF NOT EXISTS key_claims (
+    key         TEXT    PRIMARY KEY,
+    fingerprint TEXT    NOT NULL,
+    stream_id   TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL          -- Unix seconds
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS key_claims_by_age ON key_claims (created_at);
 CREATE TABLE IF NOT EXISTS snapshots (
     stream_id   TEXT PRIMARY KEY,
     version     INTEGER NOT NULL,
@@ -39,13 +51,23 @@ CREATE TABLE IF NOT EXISTS snapshots (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS snapshots_by_customer ON snapshots (customer_id, updated_at) WHERE customer_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS snapshots_of_orders ON snapshots (updated_at) WHERE customer_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS checkpoints (
+-- Change-feed leases: how far each consumer read each range, who reads it, until when.
+CREATE TABLE IF NOT EXISTS leases (
     consumer     TEXT NOT NULL,
     range        TEXT NOT NULL,
-    continuation TEXT NOT NULL,
-    updated_at   TEXT NOT NULL,
+    continuation TEXT,
+    owner        TEXT,
+    expires_at   TEXT NOT NULL,
+    requested_by TEXT,
+    version      TEXT NOT NULL,           -- changes with every write
     PRIMARY KEY (consumer, range)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refused_reactions (
+    id       TEXT PRIMARY KEY,
+    time     TEXT NOT NULL,
+    refusal  TEXT NOT NULL                -- JSON
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refused_reactions_by_time ON refused_reactions (time);
 CREATE TABLE IF NOT EXISTS topic_messages (
     topic     TEXT    NOT NULL,
     offset    INTEGER NOT NULL,
@@ -57,7 +79,26 @@ CREATE TABLE IF NOT EXISTS topic_messages (
 ) WITHOUT ROWID;
 ";
 
-/// Sets the durability pragmas and creates the tables of this version.
+/// Schema 1 → 2: idempotency records get their age (those written before
+/// count from the upgrade, so they last a whole retention), checkpoints
+/// become leases.
+fn from_1(conn: &Connection) -> rusqlite::Result<()> {
+    let now = chrono::Utc::now().timestamp();
+    conn.execute_batch(&format!(
+        "ALTER TABLE idempotency ADD COLUMN created_at INTEGER NOT NULL DEFAULT {now};
+         CREATE TABLE IF NOT EXISTS leases (
+             consumer TEXT NOT NULL, range TEXT NOT NULL, continuation TEXT, owner TEXT,
+             expires_at TEXT NOT NULL, requested_by TEXT, version TEXT NOT NULL,
+             PRIMARY KEY (consumer, range)
+         ) WITHOUT ROWID;
+         INSERT INTO leases (consumer, range, continuation, expires_at, version)
+             SELECT consumer, range, continuation, '1970-01-01T00:00:00.000000Z', 'migrated' FROM checkpoints;
+         DROP TABLE checkpoints;"
+    ))
+}
+
+/// Sets the durability pragmas and creates (or migrates to) the tables of
+/// this version.
 pub fn prepare(conn: &Connection) -> Result<(), String> {
     prepare_tables(conn).map_err(|e| e.to_string())?.map_err(|newer| {
         format!("the store was written by a newer orderflow (schema {newer}, this build knows {VERSION})")
@@ -74,9 +115,48 @@ fn prepare_tables(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     if version > VERSION {
         return Ok(Err(version));
     }
-    conn.execute_batch(TABLES)?;
-    if version != VERSION {
-        conn.pragma_update(None, "user_version", VERSION)?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let migrated = (|| {
+        if version == 1 {
+            from_1(conn)?;
+        }
+        conn.execute_batch(TABLES)?;
+        conn.pragma_update(None, "user_version", VERSION)
+    })();
+    match migrated {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(error);
+        }
     }
     Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_of_schema_1_keeps_its_keys_and_positions() {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "CREATE TABLE idempotency (stream_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+                 receipt TEXT NOT NULL, PRIMARY KEY (stream_id, key)) WITHOUT ROWID;
+             CREATE TABLE checkpoints (consumer TEXT NOT NULL, range TEXT NOT NULL, continuation TEXT NOT NULL,
+                 updated_at TEXT NOT NULL, PRIMARY KEY (consumer, range)) WITHOUT ROWID;
+             INSERT INTO idempotency VALUES ('Sku-A', 'k', 'fp', '{}');
+             INSERT INTO checkpoints VALUES ('fulfillment', 'all', '42', '2026-01-01T00:00:00Z');
+             PRAGMA user_version = 1;",
+        )
+        .expect("schema 1");
+        prepare(&conn).expect("migrate");
+        let age: i64 = conn.query_row("SELECT created_at FROM idempotency", [], |r| r.get(0)).expect("record");
+        assert!(age > 1_700_000_000, "dated from the upgrade: {age}");
+        let position: String = conn
+            .query_row("SELECT continuation FROM leases WHERE consumer = 'fulfillment'", [], |r| r.get(0))
+            .expect("lease");
+        assert_eq!(position, "42");
+        prepare(&conn).expect("a second open changes nothing");
+    }
 }

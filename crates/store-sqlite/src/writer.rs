@@ -5,6 +5,7 @@
 //! A job's caller hears back only after the commit is on disk.
 
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use orderflow_pipeline::StoreError;
 use rusqlite::Connection;
@@ -21,12 +22,21 @@ pub struct Writer {
     jobs: mpsc::Sender<Job>,
 }
 
+/// Upkeep the writer does by itself every so often, in a transaction of its
+/// own between two groups (deleting what outlived its retention).
+pub struct Housekeeping {
+    pub every: Duration,
+    pub work: Upkeep,
+}
+
+pub type Upkeep = Box<dyn FnMut(&Connection) -> rusqlite::Result<()> + Send>;
+
 impl Writer {
     /// Starts the writer thread. `head` receives the highest event sequence
     /// number after every commit.
-    pub fn start(conn: Connection, head: watch::Sender<u64>) -> std::io::Result<Writer> {
+    pub fn start(conn: Connection, head: watch::Sender<u64>, housekeeping: Housekeeping) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || run(conn, queue, head))?;
+        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || run(conn, queue, head, housekeeping))?;
         Ok(Writer { jobs })
     }
 
@@ -71,8 +81,24 @@ fn in_savepoint<T>(
     result
 }
 
-fn run(conn: Connection, queue: mpsc::Receiver<Job>, head: watch::Sender<u64>) {
-    while let Ok(first) = queue.recv() {
+fn run(conn: Connection, queue: mpsc::Receiver<Job>, head: watch::Sender<u64>, mut housekeeping: Housekeeping) {
+    let mut upkeep_due = Instant::now() + housekeeping.every;
+    loop {
+        if Instant::now() >= upkeep_due {
+            upkeep_due = Instant::now() + housekeeping.every;
+            let done = execute(&conn, "BEGIN IMMEDIATE")
+                .and_then(|()| (housekeeping.work)(&conn))
+                .and_then(|()| execute(&conn, "COMMIT"));
+            if let Err(error) = done {
+                let _ = execute(&conn, "ROLLBACK");
+                tracing::warn!(%error, "store upkeep failed; trying again later");
+            }
+        }
+        let first = match queue.recv_timeout(upkeep_due.saturating_duration_since(Instant::now())) {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match queue.try_recv() {

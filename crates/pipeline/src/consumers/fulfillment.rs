@@ -1,6 +1,11 @@
 //! `fulfillment`: the process manager. Every event goes through the domain's
-//! `react` policy; the commands it returns are executed with a message id
-//! derived from the event, so a redelivered batch has no second effect.
+//! `react` policy; the commands it returns are executed with an idempotency
+//! key derived from the event, so a redelivered batch has no second effect.
+//!
+//! No reaction is lost: one that cannot be applied yet (contention, an
+//! unreachable store) fails the batch, which is handled again; one its target
+//! refuses is recorded durably ([`Refusals`]) before the batch counts as
+//! handled, and counted in `orderflow_refused_reactions_total`.
 
 use std::sync::Arc;
 
@@ -9,52 +14,83 @@ use futures::future::try_join_all;
 use orderflow_domain::{react, Command};
 
 use super::{group_in_order, Consumer};
-use crate::ports::{EventRecord, StoreError};
-use crate::processor::{CommandError, CommandProcessor, Envelope};
+use crate::ports::{EventRecord, Refusals, RefusedReaction, StoreError};
+use crate::processor::{CommandError, CommandProcessor, Envelope, IdempotencyKey};
 use crate::streams::{domain_event, target_stream};
 
 pub struct Fulfillment {
     processor: Arc<CommandProcessor>,
+    refusals: Arc<dyn Refusals>,
+}
+
+/// One reaction: the command, its envelope and key, and the event it answers.
+pub struct Reaction<'a> {
+    pub command: Command,
+    pub envelope: Envelope,
+    pub key: IdempotencyKey,
+    pub event: &'a EventRecord,
 }
 
 impl Fulfillment {
-    pub fn new(processor: Arc<CommandProcessor>) -> Self {
-        Fulfillment { processor }
+    pub fn new(processor: Arc<CommandProcessor>, refusals: Arc<dyn Refusals>) -> Self {
+        Fulfillment { processor, refusals }
     }
 
-    /// Runs one stream's reactions in order.
-    async fn run_in_order(&self, reactions: Vec<(Command, Envelope)>) -> Result<(), StoreError> {
-        for (command, envelope) in reactions {
-            match self.processor.execute(&command, &envelope).await {
-                Ok(_) => {}
+    /// Runs one target stream's reactions in order.
+    async fn run_in_order(&self, reactions: Vec<Reaction<'_>>) -> Result<(), StoreError> {
+        for reaction in reactions {
+            let refusal = match self.processor.execute(&reaction.command, &reaction.envelope).await {
+                Ok(_) => continue,
+                // Not applied yet: the batch is handled again.
                 Err(CommandError::Store(error)) => return Err(error),
-                // A reaction the target refuses stays refused however often it
-                // is retried: record why and go on.
-                Err(error) => tracing::warn!(
-                    message_id = envelope.message_id,
-                    stream_id = target_stream(&command),
-                    %error,
-                    "fulfillment reaction refused"
-                ),
-            }
+                Err(error @ CommandError::Contention(_)) => return Err(StoreError::Unavailable(error.to_string())),
+                Err(CommandError::Rejected(rejection)) => {
+                    (rejection.code().to_string(), rejection.message().to_string())
+                }
+                // Neither can happen to a reaction (no condition; the key is
+                // its own fingerprint): recorded, should a bug make it so.
+                Err(error @ (CommandError::PreconditionFailed { .. } | CommandError::KeyReused)) => {
+                    ("unexpected".to_string(), error.to_string())
+                }
+            };
+            let (code, reason) = refusal;
+            let target_stream_id = target_stream(&reaction.command);
+            tracing::warn!(reaction = reaction.key.key, target_stream_id, code, reason, "fulfillment reaction refused");
+            metrics::counter!("orderflow_refused_reactions_total", "command" => reaction.command.name()).increment(1);
+            let event = reaction.event;
+            self.refusals
+                .record(&RefusedReaction {
+                    id: reaction.key.key.clone(),
+                    time: chrono::Utc::now(),
+                    event_id: event.event_id,
+                    event_stream_id: event.stream_id.clone(),
+                    event_index: event.index,
+                    event_type: event.event_type.clone(),
+                    command: reaction.command.name().to_string(),
+                    target_stream_id,
+                    code,
+                    reason,
+                })
+                .await?;
         }
         Ok(())
     }
 }
 
-/// The reactions to one event, each with its envelope: message id
-/// `{eventId}/{n}`, causation = the event, correlation carried over.
-pub fn reactions(record: &EventRecord) -> Result<Vec<(Command, Envelope)>, StoreError> {
-    let commands = react(&domain_event(record)?);
+/// The reactions to one event, each with its envelope: idempotency key from
+/// the event id and the reaction's number, message id `{eventId}/{n}`,
+/// causation = the event, correlation carried over.
+pub fn reactions(event: &EventRecord) -> Result<Vec<Reaction<'_>>, StoreError> {
+    let commands = react(&domain_event(event)?);
     Ok(commands
         .into_iter()
         .enumerate()
         .map(|(n, command)| {
-            let message_id = format!("{}/{n}", record.event_id);
-            let mut envelope = Envelope::idempotent(message_id.clone(), message_id);
-            envelope.correlation_id = record.correlation_id.clone();
-            envelope.causation_id = record.event_id.to_string();
-            (command, envelope)
+            let key = IdempotencyKey::reaction(&event.event_id, n);
+            let mut envelope = Envelope::idempotent(format!("{}/{n}", event.event_id), key.clone());
+            envelope.correlation_id = event.correlation_id.clone();
+            envelope.causation_id = event.event_id.to_string();
+            Reaction { command, envelope, key, event }
         })
         .collect())
 }
@@ -69,10 +105,10 @@ impl Consumer for Fulfillment {
         // Reactions to the same target stream run in feed order; different
         // targets run concurrently.
         let mut reactions_of_batch = Vec::new();
-        for record in events {
-            reactions_of_batch.extend(reactions(record)?);
+        for event in events {
+            reactions_of_batch.extend(reactions(event)?);
         }
-        let by_target = group_in_order(reactions_of_batch, |(command, _)| target_stream(command));
+        let by_target = group_in_order(reactions_of_batch, |reaction| target_stream(&reaction.command));
         try_join_all(by_target.into_iter().map(|(_, queue)| self.run_in_order(queue))).await?;
         Ok(())
     }

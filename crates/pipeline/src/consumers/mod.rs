@@ -1,141 +1,229 @@
 //! Change-feed consumers and the loop that drives them.
 //!
 //! Each consumer handles batches of events in per-stream order; the runner
-//! saves its checkpoint only after a batch was handled, so delivery is at
-//! least once and every consumer is idempotent.
+//! saves its position only after a batch was handled, so delivery is at
+//! least once and every consumer is idempotent. Which process handles which
+//! range is decided by leases ([`leases`]).
 
 mod fulfillment;
 mod health;
+mod leases;
 mod projector;
 mod publisher;
 
 pub use fulfillment::Fulfillment;
 pub use health::FeedHealth;
+pub use leases::{Clock, Leases};
 pub use projector::{project, Projector};
 pub use publisher::Publisher;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::ports::{ChangeFeed, Checkpoints, EventRecord, FeedPosition, StoreError};
+use crate::ports::{ChangeFeed, EventRecord, FeedPosition, LeaseStore, StartFrom, StoreError};
 
 #[async_trait]
 pub trait Consumer: Send + Sync {
-    /// The consumer's name, also the key of its checkpoints (`project-snapshots`).
+    /// The consumer's name, also the key of its leases (`project-snapshots`).
     fn name(&self) -> &'static str;
     /// Handles a batch; an error means "try the same batch again later".
     async fn handle(&self, events: &[EventRecord]) -> Result<(), StoreError>;
+    /// Where it starts a range it never read. A consumer whose effects
+    /// reach beyond the store (messages, reactions) starts from now: running
+    /// old history through it again would do those effects again once their
+    /// idempotency records have expired.
+    fn start(&self) -> StartFrom {
+        StartFrom::Now
+    }
 }
 
+/// Drives one consumer over the feed ranges it holds leases on: read from
+/// the lease's position, handle, save the position (at least once, and the
+/// consumers are idempotent). All lease writes happen on this one task.
 pub struct FeedRunner {
-    pub feed: Arc<dyn ChangeFeed>,
-    pub checkpoints: Arc<dyn Checkpoints>,
-    pub consumer: Arc<dyn Consumer>,
+    feed: Arc<dyn ChangeFeed>,
+    consumer: Arc<dyn Consumer>,
+    leases: Leases,
     pub batch_size: usize,
     /// How long to wait for news when the feed has none (a change notification
     /// usually comes sooner).
     pub idle_wait: Duration,
-    /// How long a lease on a range lasts unless renewed: another process
-    /// sharing the feed takes the range over when this one stops renewing.
-    pub lease_ttl: Duration,
     /// Where the runner reports how it is doing (readiness, status).
     pub health: FeedHealth,
-    /// This runner in the leases: one name per consumer and process. Stable
-    /// across restarts (see `serve`), a restarted process picks up its own
-    /// leases at once instead of waiting for them to expire.
-    pub owner: String,
-    leases: Mutex<Leases>,
-}
-
-/// The ranges this runner holds, and when it last renewed them.
-#[derive(Default)]
-struct Leases {
-    ranges: Vec<String>,
-    renewed: Option<Instant>,
 }
 
 impl FeedRunner {
-    pub fn new(feed: Arc<dyn ChangeFeed>, checkpoints: Arc<dyn Checkpoints>, consumer: Arc<dyn Consumer>) -> Self {
+    /// A runner named after its consumer plus a random suffix; `serve`
+    /// names it after the process instead ([`FeedRunner::with_owner`]).
+    pub fn new(feed: Arc<dyn ChangeFeed>, leases: Arc<dyn LeaseStore>, consumer: Arc<dyn Consumer>) -> Self {
         let owner = format!("{}-{}", consumer.name(), uuid::Uuid::new_v4());
+        let mut lease_manager = Leases::new(leases, feed.clone(), consumer.name(), &owner);
+        lease_manager.set_start(consumer.start());
         FeedRunner {
             feed,
-            checkpoints,
             consumer,
+            leases: lease_manager,
             batch_size: 500,
             idle_wait: Duration::from_secs(1),
-            lease_ttl: Duration::from_secs(30),
             health: FeedHealth::default(),
-            owner,
-            leases: Mutex::default(),
         }
     }
 
-    /// Runs until `stop` turns true; a batch in hand is finished first.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// This runner in the leases: one name per consumer and process, stable
+    /// across restarts, so that a restarted process picks up its own leases
+    /// at once instead of waiting for them to expire.
+    pub fn with_owner(mut self, owner: &str) -> Self {
+        self.leases.set_owner(owner);
+        self
+    }
+
+    /// How long a lease lasts unless renewed: another process sharing the
+    /// feed takes the range over when this one stops renewing.
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.leases.set_ttl(ttl);
+        self
+    }
+
+    /// Where a range never read starts (the consumer's own choice otherwise).
+    pub fn with_start(mut self, start: StartFrom) -> Self {
+        self.leases.set_start(start);
+        self
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.leases.set_clock(clock);
+        self
+    }
+
+    pub fn with_health(mut self, health: FeedHealth) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Takes the leases this process should hold, creating those of ranges
+    /// never read with their start positions. `serve` does this before it
+    /// takes requests, so that "start from now" cannot miss an event.
+    pub async fn prepare(&mut self) -> Result<(), StoreError> {
+        self.leases.balance().await
+    }
+
+    /// Runs until `stop` turns true, finishing the batch in hand first;
+    /// then lets go of its leases.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let name = self.consumer.name();
-        tracing::info!(consumer = name, owner = self.owner, "change-feed consumer started");
+        tracing::info!(consumer = name, owner = self.leases.owner(), "change-feed consumer started");
+        let mut delays = backoff().build();
         while !*stop.borrow() {
-            let progressed = (|| self.step()).retry(backoff()).notify(|error, delay| {
-                tracing::warn!(consumer = name, %error, ?delay, "change-feed batch failed, retrying");
-                metrics::counter!("orderflow_feed_batch_failures_total", "consumer" => name).increment(1);
-                self.health.failed(name, error);
-            });
-            let progressed = tokio::select! {
-                result = progressed => result,
-                _ = stop.changed() => break,
-            };
-            if progressed.is_ok() {
-                self.health.succeeded(name);
-            }
-            if let Ok(Idle(positions)) = progressed {
-                self.report(0, Duration::ZERO);
-                tokio::select! {
-                    _ = self.feed.wait_for_changes(&positions, self.idle_wait) => {}
-                    _ = stop.changed() => {}
+            let wait = match self.step().await {
+                Ok(step) => {
+                    delays = backoff().build();
+                    self.health.succeeded(name);
+                    match step {
+                        Step::Progressed => continue,
+                        Idle(positions) => {
+                            self.report(0, Duration::ZERO);
+                            let until_renewal = self.leases.renewal_due().saturating_duration_since(Instant::now());
+                            let wait = self.idle_wait.min(until_renewal.max(Duration::from_millis(10)));
+                            tokio::select! {
+                                _ = self.feed.wait_for_changes(&positions, wait) => {}
+                                _ = stop.changed() => {}
+                            }
+                            continue;
+                        }
+                    }
                 }
+                Err(error) => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(10));
+                    tracing::warn!(consumer = name, %error, ?delay, "change-feed batch failed, retrying");
+                    metrics::counter!("orderflow_feed_batch_failures_total", "consumer" => name).increment(1);
+                    self.health.failed(name, &error);
+                    delay
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
             }
         }
+        self.leases.release().await;
         tracing::info!(consumer = name, "change-feed consumer stopped");
     }
 
     /// Reads and handles one batch from every range this runner holds.
     /// `Idle` with the positions reached when no range had anything new.
-    pub async fn step(&self) -> Result<Step, StoreError> {
-        let name = self.consumer.name();
+    pub async fn step(&mut self) -> Result<Step, StoreError> {
+        if self.leases.balance_due() {
+            self.leases.balance().await?;
+        } else if Instant::now() >= self.leases.renewal_due() {
+            self.leases.renew().await?;
+        }
         let mut positions = Vec::new();
         let mut progressed = false;
-        for range in self.held_ranges().await? {
-            let from = self.checkpoints.load(name, &range).await?;
-            let page = self.feed.read(&range, from.as_deref(), self.batch_size).await?;
+        for range in self.leases.ranges() {
+            let from = match self.leases.position(&range) {
+                Some(Some(continuation)) => continuation,
+                Some(None) => {
+                    let continuation = self.feed.start(&range, self.leases.start()).await?;
+                    if !self.leases.save(&range, &continuation).await? {
+                        continue;
+                    }
+                    continuation
+                }
+                None => continue,
+            };
+            let page = self.feed.read(&range, Some(&from), self.batch_size).await?;
             if let Some(newest) = page.events.last() {
-                let span = tracing::info_span!("feed batch", consumer = name, range, events = page.events.len());
-                tracing::Instrument::instrument(self.consumer.handle(&page.events), span).await?;
                 // How old the newest handled event is: how far behind the consumer runs.
                 let lag = (chrono::Utc::now() - newest.time).to_std().unwrap_or_default();
+                if !self.handle_while_held(&range, &page.events).await? {
+                    continue;
+                }
                 self.report(page.events.len(), lag);
             }
             if page.moved {
                 if let Some(continuation) = &page.continuation {
-                    match self.checkpoints.save(name, &range, &self.owner, continuation).await {
-                        Ok(()) => {}
-                        // Handled here and there: at least once, and the consumers are idempotent.
-                        Err(StoreError::LeaseLost(reason)) => {
-                            tracing::info!(consumer = name, range, reason, "range taken over by another process");
-                            self.leases().ranges.retain(|held| *held != range);
-                            continue;
-                        }
-                        Err(error) => return Err(error),
+                    // Handled here and perhaps there too: at least once, and the consumers are idempotent.
+                    if !self.leases.save(&range, continuation).await? {
+                        continue;
                     }
                 }
                 progressed = true;
             }
-            positions.push(FeedPosition { range, continuation: page.continuation.or(from) });
+            positions.push(FeedPosition { range, continuation: page.continuation.or(Some(from)) });
         }
         Ok(if progressed { Step::Progressed } else { Idle(positions) })
+    }
+
+    /// Handles a batch of `range`, renewing the leases meanwhile. False when
+    /// the range was lost before the batch was done: then this process
+    /// stopped touching it (dropping the work) before its lease could expire.
+    async fn handle_while_held(&mut self, range: &str, events: &[EventRecord]) -> Result<bool, StoreError> {
+        let consumer = self.consumer.clone();
+        let span = tracing::info_span!("feed batch", consumer = consumer.name(), range, events = events.len());
+        let work = tracing::Instrument::instrument(consumer.handle(events), span);
+        tokio::pin!(work);
+        loop {
+            let Some(deadline) = self.leases.deadline(range) else { return Ok(false) };
+            let renewal = self.leases.renewal_due();
+            tokio::select! {
+                handled = &mut work => return handled.map(|()| true),
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(consumer = consumer.name(), range, "lease not renewed in time: leaving the batch to the next owner");
+                    self.leases.abandon(range);
+                    return Ok(false);
+                }
+                _ = tokio::time::sleep_until(renewal) => {
+                    if let Err(error) = self.leases.renew().await {
+                        tracing::warn!(consumer = consumer.name(), %error, "cannot renew leases, retrying");
+                    }
+                }
+            }
+        }
     }
 
     /// Progress, to the metrics and to the health report.
@@ -146,25 +234,9 @@ impl FeedRunner {
         self.health.progressed(name, events, lag);
     }
 
-    /// The ranges held, renewing the leases a few times per TTL.
-    async fn held_ranges(&self) -> Result<Vec<String>, StoreError> {
-        let due = self.leases().renewed.is_none_or(|at| at.elapsed() >= self.lease_ttl / 4);
-        if due {
-            let name = self.consumer.name();
-            let all = self.feed.ranges().await?;
-            let held = self.checkpoints.acquire(name, &self.owner, &all, self.lease_ttl).await?;
-            let mut leases = self.leases();
-            if leases.ranges != held {
-                tracing::info!(consumer = name, ranges = ?held, of = all.len(), "change-feed ranges held");
-            }
-            *leases = Leases { ranges: held, renewed: Some(Instant::now()) };
-        }
-        Ok(self.leases().ranges.clone())
-    }
-
-    fn leases(&self) -> std::sync::MutexGuard<'_, Leases> {
-        // The lock guards plain data that no panic leaves half-written.
-        self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Deletes the consumer's leases (a finished replay starts over next time).
+    pub async fn forget(&mut self) -> Result<(), StoreError> {
+        self.leases.forget().await
     }
 }
 

@@ -11,7 +11,7 @@ use orderflow_domain::order::Order;
 use orderflow_domain::Aggregate;
 
 use super::{group_in_order, Consumer};
-use crate::ports::{EventRecord, EventStore, Snapshot, SnapshotStore, StoreError};
+use crate::ports::{EventRecord, EventStore, Snapshot, SnapshotStore, StartFrom, StoreError};
 use crate::streams::{decode_event, decode_state, encode_state, Category};
 
 pub struct Projector {
@@ -29,6 +29,12 @@ impl Projector {
 impl Consumer for Projector {
     fn name(&self) -> &'static str {
         "project-snapshots"
+    }
+
+    /// Read models are rebuilt from all history: projecting an event twice
+    /// changes nothing, and reaches nothing outside the store.
+    fn start(&self) -> StartFrom {
+        StartFrom::Beginning
     }
 
     async fn handle(&self, events: &[EventRecord]) -> Result<(), StoreError> {

@@ -1,0 +1,427 @@
+//! Exactly-once effects, deterministically, on the in-memory store: keys
+//! remembered in time rather than in count, keys that mean one request
+//! whatever stream they name, reactions that are never lost, and feed ranges
+//! that change hands, split, or start on a feed with history. Time is
+//! tokio's paused clock, so leases expire when a test says so.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cloudevents::{EventBuilder, EventBuilderV10};
+use orderflow_domain::inventory::InventoryCommand;
+use orderflow_domain::order::{OrderCommand, OrderLine};
+use orderflow_domain::Command;
+use orderflow_pipeline::consumers::{Clock, Consumer, FeedRunner, Fulfillment, Projector, Step};
+use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin};
+use orderflow_pipeline::memory::MemoryStore;
+use orderflow_pipeline::ports::*;
+use orderflow_pipeline::processor::{CommandError, CommandProcessor, Envelope, IdempotencyKey};
+use serde_json::json;
+use tokio::time::Instant;
+
+fn processor(store: &Arc<MemoryStore>) -> Arc<CommandProcessor> {
+    Arc::new(CommandProcessor::new(store.clone()))
+}
+
+fn restock(sku: &str, quantity: u64) -> Command {
+    Command::Inventory { sku: sku.into(), command: InventoryCommand::Restock { quantity } }
+}
+
+fn keyed(key: &str, fingerprint: &str) -> Envelope {
+    Envelope::idempotent(format!("http:{key}"), IdempotencyKey::http("", key, fingerprint.to_string()))
+}
+
+fn restocked(store: &MemoryStore, sku: &str) -> u64 {
+    store
+        .events_of(&format!("Sku-{sku}"))
+        .iter()
+        .filter(|e| e.event_type == "Restocked")
+        .map(|e| e.data["quantity"].as_u64().unwrap_or_default())
+        .sum()
+}
+
+/// A wall clock that moves with tokio's (paused) clock.
+fn tokio_clock() -> Clock {
+    let (base, start) = (Utc::now(), Instant::now());
+    Arc::new(move || base + (Instant::now() - start))
+}
+
+#[tokio::test]
+async fn a_key_retried_after_a_thousand_other_commands_has_no_second_effect() {
+    let store = Arc::new(MemoryStore::default());
+    let processor = processor(&store);
+    let first = processor.execute(&restock("A", 10), &keyed("K", "restock 10")).await.expect("restock");
+    for i in 0..1_000 {
+        processor.execute(&restock("A", 1), &keyed(&format!("other-{i}"), "restock 1")).await.expect("restock");
+    }
+    let retried = processor.execute(&restock("A", 10), &keyed("K", "restock 10")).await.expect("retry");
+    assert!(retried.duplicate, "recognised as the same request");
+    assert_eq!(retried.version, first.version, "answered as the first time");
+    assert_eq!(restocked(&store, "A"), 1_010);
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_are_kept_for_the_retention_and_no_longer() {
+    let store = Arc::new(MemoryStore::new(Duration::from_secs(3600)));
+    let processor = processor(&store);
+    processor.execute(&restock("A", 10), &keyed("K", "restock 10")).await.expect("restock");
+    tokio::time::advance(Duration::from_secs(3599)).await;
+    assert!(processor.execute(&restock("A", 10), &keyed("K", "restock 10")).await.expect("retry").duplicate);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let later = processor.execute(&restock("A", 10), &keyed("K", "restock 10")).await.expect("much later");
+    assert!(!later.duplicate, "past the retention the key is new again");
+}
+
+#[tokio::test]
+async fn an_http_key_means_one_request_whatever_stream_it_names() {
+    let store = Arc::new(MemoryStore::default());
+    let processor = processor(&store);
+    processor.execute(&restock("A", 10), &keyed("K", "POST /api/inventory/A/restock 10")).await.expect("first");
+    let elsewhere = processor.execute(&restock("B", 10), &keyed("K", "POST /api/inventory/B/restock 10")).await;
+    assert!(matches!(elsewhere, Err(CommandError::KeyReused)), "{elsewhere:?}");
+    assert_eq!(restocked(&store, "B"), 0, "nothing happened on the other stream");
+    // Another caller's key of the same text is another key.
+    let theirs = Envelope::idempotent(
+        "http:K",
+        IdempotencyKey::http("their-api-key-digest", "K", "POST /api/inventory/B/restock 10".into()),
+    );
+    processor.execute(&restock("B", 10), &theirs).await.expect("another caller's K");
+    assert_eq!(restocked(&store, "B"), 10);
+}
+
+fn stock_received(source: &str, id: &str, sku: &str, quantity: u64) -> cloudevents::Event {
+    EventBuilderV10::new()
+        .id(id)
+        .source(source)
+        .ty("stock.received")
+        .data("application/json", json!({"sku": sku, "quantity": quantity}))
+        .build()
+        .expect("an event")
+}
+
+fn delivery() -> Delivery {
+    Delivery { origin: Origin::Http { request_id: "r".into() }, key: None, headers: vec![], payload: vec![] }
+}
+
+#[tokio::test]
+async fn a_cloudevent_id_reused_with_other_data_is_a_conflicting_duplicate_on_any_stream() {
+    let store = Arc::new(MemoryStore::default());
+    let ingestor = Ingestor::new(processor(&store), store.clone());
+    let first = ingestor.ingest(&delivery(), Ok(stock_received("/stock", "e-1", "A", 5))).await.expect("ingest");
+    assert!(matches!(first, Ingested::Applied { .. }), "{first:?}");
+    let again = ingestor.ingest(&delivery(), Ok(stock_received("/stock", "e-1", "A", 5))).await.expect("ingest");
+    assert!(matches!(again, Ingested::Duplicate { .. }), "{again:?}");
+    let other = ingestor.ingest(&delivery(), Ok(stock_received("/stock", "e-1", "B", 7))).await.expect("ingest");
+    assert!(matches!(other, Ingested::DeadLettered { kind: "conflicting-duplicate", .. }), "{other:?}");
+    assert_eq!((restocked(&store, "A"), restocked(&store, "B")), (5, 0));
+    // `#` in a source or id cannot make two messages one.
+    ingestor.ingest(&delivery(), Ok(stock_received("/a#b", "c", "C", 1))).await.expect("ingest");
+    let look_alike = ingestor.ingest(&delivery(), Ok(stock_received("/a", "b#c", "C", 1))).await.expect("ingest");
+    assert!(matches!(look_alike, Ingested::Applied { .. }), "{look_alike:?}");
+    assert_eq!(restocked(&store, "C"), 2);
+}
+
+async fn place_and_confirm(processor: &CommandProcessor, order_id: &str, sku: &str) {
+    let line = OrderLine { sku: sku.into(), quantity: 2, unit_price_minor: 100 };
+    let place = OrderCommand::Place { customer_id: "c".into(), currency: "EUR".into(), lines: vec![line] };
+    for command in [place, OrderCommand::Confirm] {
+        let command = Command::Order { order_id: order_id.into(), command };
+        processor.execute(&command, &Envelope::new()).await.expect("order command");
+    }
+}
+
+/// Runs `runner` until a pass over its ranges finds nothing new.
+async fn catch_up(runner: &mut FeedRunner) {
+    while runner.step().await.expect("step") == Step::Progressed {}
+}
+
+#[tokio::test]
+async fn a_reaction_that_loses_to_contention_fails_the_batch_and_lands_when_retried() {
+    let store = Arc::new(MemoryStore::default());
+    let processor = processor(&store);
+    processor.execute(&restock("A", 5), &Envelope::new()).await.expect("restock");
+    place_and_confirm(&processor, "o1", "A").await;
+    let fulfillment = Arc::new(Fulfillment::new(processor.clone(), store.clone()));
+    let mut runner = FeedRunner::new(store.clone(), store.clone(), fulfillment).with_start(StartFrom::Beginning);
+    // Every attempt to reserve loses to a pretend concurrent writer.
+    store.conflict_next_appends("Sku-A", 100);
+    let failed = runner.step().await;
+    assert!(failed.is_err(), "the batch fails rather than dropping the reaction");
+    store.conflict_next_appends("Sku-A", 0);
+    catch_up(&mut runner).await;
+    let reserved: Vec<_> = store.events_of("Sku-A").into_iter().filter(|e| e.event_type == "StockReserved").collect();
+    assert_eq!(reserved.len(), 1, "reserved once");
+    let order: Vec<_> = store.events_of("Order-o1").into_iter().map(|e| e.event_type).collect();
+    assert_eq!(order, ["Placed", "Confirmed", "LineReserved", "Reserved"]);
+}
+
+#[tokio::test]
+async fn a_reaction_its_target_refuses_is_recorded_once() {
+    let store = Arc::new(MemoryStore::default());
+    let processor = processor(&store);
+    processor.execute(&restock("A", 5), &Envelope::new()).await.expect("restock");
+    // A reservation for an order that does not exist: recording it on the
+    // order is refused.
+    let reserve = InventoryCommand::Reserve { order_id: "ghost".into(), attempt: 1, quantity: 1 };
+    processor
+        .execute(&Command::Inventory { sku: "A".into(), command: reserve }, &Envelope::new())
+        .await
+        .expect("reserve");
+    let fulfillment = Arc::new(Fulfillment::new(processor.clone(), store.clone()));
+    let mut runner = FeedRunner::new(store.clone(), store.clone(), fulfillment).with_start(StartFrom::Beginning);
+    catch_up(&mut runner).await;
+    let (refused, count) = store.latest(10).await.expect("refusals");
+    assert_eq!(count, 1, "{refused:?}");
+    let refusal = &refused[0];
+    assert_eq!((refusal.event_type.as_str(), refusal.event_stream_id.as_str()), ("StockReserved", "Sku-A"));
+    assert_eq!((refusal.command.as_str(), refusal.target_stream_id.as_str()), ("RecordReservation", "Order-ghost"));
+    assert_eq!(refusal.code, "not-found");
+    // Handling the event again records nothing new.
+    let event = store.events_of("Sku-A").into_iter().find(|e| e.event_type == "StockReserved").expect("reserved");
+    Fulfillment::new(processor, store.clone()).handle(&[event]).await.expect("again");
+    assert_eq!(store.latest(10).await.expect("refusals").1, 1);
+}
+
+/// A consumer that remembers what it handled, optionally waiting on a gate
+/// inside each batch (to hold a batch in hand while time passes).
+struct Recorder {
+    start: StartFrom,
+    seen: Mutex<Vec<(String, u64)>>,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+    cancelled: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Recorder {
+    fn new(start: StartFrom) -> Recorder {
+        Recorder { start, seen: Mutex::default(), gate: None, cancelled: Arc::default() }
+    }
+
+    fn seen(&self) -> Vec<(String, u64)> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+/// Notes when a batch in hand was dropped unfinished.
+struct OnDrop(Arc<Mutex<Option<Instant>>>, bool);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if !self.1 {
+            *self.0.lock().expect("lock") = Some(Instant::now());
+        }
+    }
+}
+
+#[async_trait]
+impl Consumer for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    async fn handle(&self, events: &[EventRecord]) -> Result<(), StoreError> {
+        let mut guard = OnDrop(self.cancelled.clone(), false);
+        if let Some(gate) = &self.gate {
+            let _pass = gate.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
+        self.seen.lock().expect("lock").extend(events.iter().map(|e| (e.stream_id.clone(), e.index)));
+        guard.1 = true;
+        Ok(())
+    }
+
+    fn start(&self) -> StartFrom {
+        self.start
+    }
+}
+
+async fn append_one(store: &MemoryStore, stream_id: &str) {
+    let loaded = store.load(stream_id, None).await.expect("load");
+    let version = loaded.tip.map_or(0, |t| t.version);
+    let event = EventRecord {
+        event_id: uuid::Uuid::new_v4(),
+        stream_id: stream_id.into(),
+        index: version,
+        event_type: "Restocked".into(),
+        data: json!({"quantity": 1}),
+        time: Utc::now(),
+        correlation_id: "c".into(),
+        causation_id: "c".into(),
+        message_id: "m".into(),
+    };
+    let append = Append {
+        stream_id: stream_id.into(),
+        expected_version: version,
+        events: vec![event],
+        state: json!({}),
+        idempotency: None,
+    };
+    assert!(matches!(store.append(append).await.expect("append"), AppendOutcome::Appended { .. }));
+}
+
+#[tokio::test]
+async fn a_consumer_with_side_effects_starts_from_now_on_a_feed_with_history() {
+    let store = Arc::new(MemoryStore::default());
+    for i in 0..20 {
+        append_one(&store, &format!("Sku-{i}")).await;
+    }
+    let fresh = Arc::new(Recorder::new(StartFrom::Now));
+    let mut runner = FeedRunner::new(store.clone(), store.clone(), fresh.clone());
+    runner.prepare().await.expect("prepare");
+    catch_up(&mut runner).await;
+    assert!(fresh.seen().is_empty(), "history is not handled again: {:?}", fresh.seen());
+    append_one(&store, "Sku-3").await;
+    catch_up(&mut runner).await;
+    assert_eq!(fresh.seen(), [("Sku-3".to_string(), 1)], "what comes after is");
+    // A read model is built from all of history.
+    let projector = Projector::new(store.clone(), store.clone());
+    assert_eq!(projector.start(), StartFrom::Beginning);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_range_that_splits_goes_on_as_its_parts_without_replaying_or_skipping() {
+    let store = Arc::new(MemoryStore::default());
+    let streams: Vec<String> = (0..40).map(|i| format!("Sku-{i}")).collect();
+    for stream in &streams {
+        append_one(&store, stream).await;
+    }
+    let recorder = Arc::new(Recorder::new(StartFrom::Beginning));
+    let mut runner = FeedRunner::new(store.clone(), store.clone(), recorder.clone());
+    catch_up(&mut runner).await;
+    assert_eq!(recorder.seen().len(), 40);
+
+    let busiest = store.range_of(&streams[0]);
+    let (left, right) = store.split(&busiest).expect("split");
+    for stream in &streams {
+        append_one(&store, stream).await;
+    }
+    // The next look at the ranges (a quarter TTL on) sees the split.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    catch_up(&mut runner).await;
+    let seen = recorder.seen();
+    for stream in &streams {
+        let indexes: Vec<u64> = seen.iter().filter(|(s, _)| s == stream).map(|(_, i)| *i).collect();
+        assert_eq!(indexes, [0, 1], "{stream}: each event once, in order");
+    }
+    let leases = store.leases("recorder").await.expect("leases");
+    let ranges: Vec<&str> = leases.iter().map(|l| l.value.range.as_str()).collect();
+    assert!(ranges.contains(&left.as_str()) && ranges.contains(&right.as_str()), "{ranges:?}");
+    assert!(!ranges.contains(&busiest.as_str()), "the split range's lease is retired: {ranges:?}");
+}
+
+fn lease_of(leases: &[Versioned<Lease>], range: &str) -> Lease {
+    leases.iter().find(|l| l.value.range == range).map(|l| l.value.clone()).expect("a lease")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_process_that_loses_its_lease_mid_batch_stops_before_another_may_take_it() {
+    let store = Arc::new(MemoryStore::default());
+    append_one(&store, "Sku-1").await;
+    let range = store.range_of("Sku-1");
+    let ttl = Duration::from_secs(8);
+    let mut holder = Recorder::new(StartFrom::Beginning);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    holder.gate = Some(gate.clone());
+    let holder = Arc::new(holder);
+    let clock = tokio_clock();
+    let mut runner = FeedRunner::new(store.clone(), store.clone(), holder.clone())
+        .with_owner("A")
+        .with_lease_ttl(ttl)
+        .with_clock(clock.clone());
+    runner.prepare().await.expect("prepare");
+    let before = lease_of(&store.leases("recorder").await.expect("leases"), &range);
+    assert_eq!(before.owner.as_deref(), Some("A"));
+
+    // Another process takes the range (as it may once the lease expired,
+    // say after this one was paused) while the batch is in hand.
+    let taker = {
+        let store = store.clone();
+        let range = range.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let stored = store.lease("recorder", &range).await.expect("read").expect("a lease");
+            let taken = Lease { owner: Some("B".into()), ..stored.value };
+            LeaseStore::put(&*store, &taken, Some(&stored.version)).await.expect("put").expect("taken");
+        })
+    };
+    let began = Instant::now();
+    let stepped = runner.step().await.expect("step");
+    taker.await.expect("taker");
+    let cancelled = holder.cancelled.lock().expect("lock").expect("the batch in hand was dropped");
+    assert!(holder.seen().is_empty(), "nothing was handled");
+    // It let go at its first renewal after the take-over: a quarter TTL in.
+    assert_eq!(cancelled.duration_since(began), ttl / 4);
+    assert!(matches!(stepped, Step::Idle(_)));
+    let after = lease_of(&store.leases("recorder").await.expect("leases"), &range);
+    assert_eq!((after.owner.as_deref(), &after.continuation), (Some("B"), &before.continuation), "position untouched");
+    gate.add_permits(1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_process_that_cannot_renew_stops_a_quarter_ttl_before_its_lease_expires() {
+    let store = Arc::new(MemoryStore::default());
+    append_one(&store, "Sku-1").await;
+    let ttl = Duration::from_secs(8);
+    let mut holder = Recorder::new(StartFrom::Beginning);
+    holder.gate = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    let holder = Arc::new(holder);
+    let clock = tokio_clock();
+    let mut runner =
+        FeedRunner::new(store.clone(), store.clone(), holder.clone()).with_lease_ttl(ttl).with_clock(clock.clone());
+    runner.prepare().await.expect("prepare");
+    let range = store.range_of("Sku-1");
+    let expires_at = lease_of(&store.leases("recorder").await.expect("leases"), &range).expires_at;
+    store.fail_lease_writes(true);
+    runner.step().await.expect("step");
+    let cancelled = holder.cancelled.lock().expect("lock").expect("the batch was dropped");
+    let since = chrono::Duration::from_std(Instant::now().duration_since(cancelled)).expect("a duration");
+    let stopped_at: DateTime<Utc> = clock() - since;
+    assert!(stopped_at <= expires_at - ttl / 4, "stopped at {stopped_at}, the lease expires at {expires_at}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_process_that_joins_is_handed_ranges_between_batches_never_in_one() {
+    let store = Arc::new(MemoryStore::default());
+    for i in 0..40 {
+        append_one(&store, &format!("Sku-{i}")).await;
+    }
+    let ttl = Duration::from_secs(8);
+    let clock = tokio_clock();
+    let runner = |owner: &str, recorder: Arc<Recorder>| {
+        FeedRunner::new(store.clone(), store.clone(), recorder)
+            .with_owner(owner)
+            .with_lease_ttl(ttl)
+            .with_clock(clock.clone())
+    };
+    let (a_seen, b_seen) =
+        (Arc::new(Recorder::new(StartFrom::Beginning)), Arc::new(Recorder::new(StartFrom::Beginning)));
+    let mut a = runner("A", a_seen.clone());
+    catch_up(&mut a).await;
+    let owners = |leases: &[Versioned<Lease>], owner: &str| {
+        leases.iter().filter(|l| l.value.owner.as_deref() == Some(owner)).count()
+    };
+    assert_eq!(owners(&store.leases("recorder").await.expect("leases"), "A"), 4);
+
+    let mut b = runner("B", b_seen.clone());
+    for _ in 0..6 {
+        tokio::time::advance(ttl / 4).await;
+        b.step().await.expect("b steps");
+        a.step().await.expect("a steps");
+    }
+    let leases = store.leases("recorder").await.expect("leases");
+    assert_eq!((owners(&leases, "A"), owners(&leases, "B")), (2, 2), "even shares");
+    // Handed over, not taken: B read no event twice that A had handled.
+    for i in 0..40 {
+        append_one(&store, &format!("Sku-{i}")).await;
+    }
+    catch_up(&mut a).await;
+    catch_up(&mut b).await;
+    let mut all: Vec<_> = a_seen.seen().into_iter().chain(b_seen.seen()).collect();
+    all.sort();
+    let expected: Vec<_> = (0..40)
+        .flat_map(|i| [(format!("Sku-{i}"), 0), (format!("Sku-{i}"), 1)])
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(all, expected, "every event handled exactly once between them");
+}

@@ -1,0 +1,153 @@
+//! Change-feed leases and refused reactions on SQLite. One `serve` holds a
+//! data directory, but a replay may run beside it: lease writes are
+//! conditional on the version, as on every store.
+
+use async_trait::async_trait;
+use chrono::DateTime;
+use orderflow_pipeline::ports::{Lease, LeaseStore, Refusals, RefusedReaction, Versioned};
+use orderflow_pipeline::StoreError;
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::events::parse_json;
+use crate::read_models::timestamp;
+use crate::writer::unavailable;
+use crate::SqliteStore;
+
+const LEASE_COLUMNS: &str = "consumer, range, continuation, owner, expires_at, requested_by, version";
+
+type LeaseRow = (String, String, Option<String>, Option<String>, String, Option<String>, String);
+
+fn lease_row(row: &Row) -> rusqlite::Result<LeaseRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+}
+
+fn to_lease(
+    (consumer, range, continuation, owner, expires_at, requested_by, version): LeaseRow,
+) -> Result<Versioned<Lease>, StoreError> {
+    let expires_at = DateTime::parse_from_rfc3339(&expires_at)
+        .map_err(|e| StoreError::Corrupt(format!("lease expiry {expires_at}: {e}")))?
+        .to_utc();
+    Ok(Versioned { value: Lease { consumer, range, continuation, owner, expires_at, requested_by }, version })
+}
+
+#[async_trait]
+impl LeaseStore for SqliteStore {
+    async fn leases(&self, consumer: &str) -> Result<Vec<Versioned<Lease>>, StoreError> {
+        let consumer = consumer.to_string();
+        let rows = self
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {LEASE_COLUMNS} FROM leases WHERE consumer = ?1 ORDER BY range"
+                ))?;
+                let rows = statement.query_map([consumer], lease_row)?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        rows.into_iter().map(to_lease).collect()
+    }
+
+    async fn lease(&self, consumer: &str, range: &str) -> Result<Option<Versioned<Lease>>, StoreError> {
+        let (consumer, range) = (consumer.to_string(), range.to_string());
+        let row = self
+            .read(move |conn| {
+                conn.prepare_cached(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE consumer = ?1 AND range = ?2"))?
+                    .query_row([consumer, range], lease_row)
+                    .optional()
+            })
+            .await?;
+        row.map(to_lease).transpose()
+    }
+
+    async fn put(&self, lease: &Lease, version: Option<&str>) -> Result<Option<String>, StoreError> {
+        let lease = lease.clone();
+        let expected = version.map(str::to_string);
+        self.write(move |conn| {
+            // A version never used before, so that a lease deleted and
+            // created again cannot match a version read before.
+            let version = uuid::Uuid::new_v4().simple().to_string();
+            let expires_at = timestamp(lease.expires_at);
+            let (owner, continuation, requested_by) = (&lease.owner, &lease.continuation, &lease.requested_by);
+            let changed = match &expected {
+                None => conn
+                    .prepare_cached(
+                        "INSERT INTO leases (consumer, range, continuation, owner, expires_at, requested_by, version)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![lease.consumer, lease.range, continuation, owner, expires_at, requested_by, version])
+                    }),
+                Some(expected) => conn
+                    .prepare_cached(
+                        "UPDATE leases SET continuation = ?3, owner = ?4, expires_at = ?5, requested_by = ?6, version = ?7
+                         WHERE consumer = ?1 AND range = ?2 AND version = ?8",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            lease.consumer,
+                            lease.range,
+                            continuation,
+                            owner,
+                            expires_at,
+                            requested_by,
+                            version,
+                            expected
+                        ])
+                    }),
+            }
+            .map_err(unavailable)?;
+            Ok((changed == 1).then_some(version))
+        })
+        .await
+    }
+
+    async fn delete(&self, consumer: &str, range: &str, version: Option<&str>) -> Result<bool, StoreError> {
+        let (consumer, range, version) = (consumer.to_string(), range.to_string(), version.map(str::to_string));
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "DELETE FROM leases WHERE consumer = ?1 AND range = ?2 AND (?3 IS NULL OR version = ?3)",
+                )
+                .and_then(|mut s| s.execute(params![consumer, range, version]))
+                .map_err(unavailable)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Refusals for SqliteStore {
+    async fn record(&self, refusal: &RefusedReaction) -> Result<(), StoreError> {
+        let json = serde_json::to_string(refusal).map_err(|e| StoreError::Corrupt(format!("refusal: {e}")))?;
+        let (id, time) = (refusal.id.clone(), timestamp(refusal.time));
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO refused_reactions (id, time, refusal) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![id, time, json]))
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn latest(&self, limit: usize) -> Result<(Vec<RefusedReaction>, u64), StoreError> {
+        let (rows, count) = self
+            .read(move |conn| {
+                let mut statement =
+                    conn.prepare_cached("SELECT refusal FROM refused_reactions ORDER BY time DESC LIMIT ?1")?;
+                let rows = statement.query_map([limit as i64], |row| row.get::<_, String>(0))?;
+                let rows = rows.collect::<Result<Vec<_>, _>>()?;
+                let count: u64 = conn.query_row("SELECT COUNT(*) FROM refused_reactions", [], |row| row.get(0))?;
+                Ok((rows, count))
+            })
+            .await?;
+        let refusals = rows
+            .iter()
+            .map(|text| {
+                serde_json::from_value(parse_json(text)?).map_err(|e| StoreError::Corrupt(format!("refusal: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((refusals, count))
+    }
+}
