@@ -215,6 +215,12 @@ async fn a_retry_with_the_same_idempotency_key_returns_the_first_answer() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_means_one_request_whatever_else_happens() {
+    let (_dir, server) = server();
+    support::lifecycle::keys_mean_one_request_whatever_else_happens(&server).await;
+}
+
+#[tokio::test]
 async fn if_match_makes_a_command_conditional_and_reads_carry_etags() {
     let (_dir, server) = server();
     server.place("o-5", &[("A", 1, 5)]).await;
@@ -272,6 +278,16 @@ async fn api_keys_when_configured_are_required() {
     let bearer = [("authorization", "Bearer k-1")];
     server.send(Method::GET, "/api/orders/x", None, &bearer).await.assert_problem(404, "not-found");
     assert_eq!(server.get("/health").await.status, 200, "health needs no key");
+
+    // Each API key's Idempotency-Keys are its own.
+    let server = &server;
+    let restock = |api_key: &'static str| {
+        let headers = [("x-api-key", api_key), ("idempotency-key", "restock-1")];
+        async move { server.send(Method::POST, "/api/inventory/S/restock", Some(json!({"quantity": 2})), &headers).await }
+    };
+    assert_eq!(restock("k-1").await.body["version"], 1);
+    assert_eq!(restock("k-2").await.body["version"], 2, "another caller's key of the same text");
+    assert_eq!(restock("k-1").await.body["version"], 1, "the first caller's retry");
 }
 
 #[tokio::test]
@@ -298,6 +314,7 @@ async fn the_openapi_document_describes_every_route_and_needs_no_key() {
         "post /api/orders/{order_id}/cancel",
         "get /api/customers/{customer_id}/orders",
         "get /api/inventory/{sku}",
+        "get /api/inventory/{sku}/events",
         "post /api/inventory/{sku}/restock",
         "post /api/events",
     ];

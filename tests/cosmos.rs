@@ -95,6 +95,14 @@ async fn idempotency_and_restarts_hold_on_cosmos_db() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_means_one_request_whatever_else_happens_on_cosmos_db() {
+    let account = Account::start();
+    let dir = TempDir::new().expect("temp dir");
+    let server = account.serve(&dir.path().join("data"), &database());
+    support::lifecycle::keys_mean_one_request_whatever_else_happens(&server).await;
+}
+
+#[tokio::test]
 async fn two_servers_share_one_account_and_the_survivor_takes_over() {
     let account = Account::start();
     let dir = TempDir::new().expect("temp dir");

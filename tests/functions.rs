@@ -372,6 +372,10 @@ fn every_function_json_is_complete_and_names_only_defined_settings() {
                     "{name}"
                 );
                 assert_eq!(function["retry"]["maxRetryCount"], -1, "{name}");
+                // Effects beyond the store are never done again for old
+                // history when a trigger starts without leases.
+                let from_beginning = name == "project-snapshots";
+                assert_eq!(trigger["startFromBeginning"], json!(from_beginning), "{name}");
             }
             other => panic!("{name}: unexpected trigger {other:?}"),
         }

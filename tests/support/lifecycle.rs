@@ -86,3 +86,46 @@ pub async fn every_event_is_on_the_orders_topic(server: &Server, order_id: &str)
     let inventory = topic(&server.data_dir, "orderflow.inventory");
     assert!(inventory.iter().any(|e| e["type"] == "orderflow.inventory.stockreserved" && e["subject"] == "Sku-SKU-A"));
 }
+
+/// DESIGN §5's idempotency as clients rely on it: a key means one request
+/// for the whole retention, however many commands its stream takes
+/// meanwhile, and whatever stream a reuse of it names.
+pub async fn keys_mean_one_request_whatever_else_happens(server: &Server) {
+    let restock = |sku: &str, key: &str, quantity: u64| {
+        let path = format!("/api/inventory/{sku}/restock");
+        let key = key.to_string();
+        async move {
+            server
+                .send(reqwest::Method::POST, &path, Some(json!({"quantity": quantity})), &[("idempotency-key", &key)])
+                .await
+        }
+    };
+    let first = restock("SKU-K", "restock-k", 10).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    // More keyed commands than any "recent keys" window would hold.
+    for i in 0..150 {
+        assert_eq!(restock("SKU-K", &format!("other-{i}"), 1).await.status, 200);
+    }
+    let retried = restock("SKU-K", "restock-k", 10).await;
+    assert_eq!((retried.status, &retried.body), (first.status, &first.body), "answered as the first time");
+    server.eventually("/api/inventory/SKU-K", |s| s["version"] == 151).await;
+    let stock = server.get("/api/inventory/SKU-K").await;
+    assert_eq!(stock.body["onHand"], 160, "applied once: {:?}", stock.body);
+
+    // The same key on another resource, or with another body, is refused.
+    restock("SKU-L", "restock-k", 10).await.assert_problem(422, "idempotency-key-reused");
+    assert_eq!(server.get("/api/inventory/SKU-L/events").await.status, 404, "nothing happened there");
+    let order = |id: &str| json!({"orderId": id, "customerId": "c", "currency": "EUR", "lines": [{"sku": "SKU-K", "quantity": 1, "unitPriceMinor": 5}]});
+    let key = [("idempotency-key", "place-k")];
+    assert_eq!(server.send(reqwest::Method::POST, "/api/orders", Some(order("k-1")), &key).await.status, 201);
+    let another = server.send(reqwest::Method::POST, "/api/orders", Some(order("k-2")), &key).await;
+    another.assert_problem(422, "idempotency-key-reused");
+    assert_eq!(server.get("/api/orders/k-2/events").await.status, 404, "no second order");
+
+    // A CloudEvent id reused by its source for other data is a conflicting duplicate.
+    let received = server.event("stock-k", "stock.received", json!({"sku": "SKU-M", "quantity": 3})).await;
+    assert_eq!(received.body["outcome"], "applied", "{received:?}");
+    let reused = server.event("stock-k", "stock.received", json!({"sku": "SKU-N", "quantity": 3})).await;
+    reused.assert_problem(422, "conflicting-duplicate");
+    assert_eq!(server.get("/api/inventory/SKU-N/events").await.status, 404);
+}

@@ -84,6 +84,7 @@ pub fn router(app: App, config: &ApiConfig) -> Router {
         .route("/orders/{order_id}/cancel", post(commands::cancel))
         .route("/customers/{customer_id}/orders", get(queries::customer_orders))
         .route("/inventory/{sku}", get(queries::get_inventory))
+        .route("/inventory/{sku}/events", get(queries::sku_events))
         .route("/inventory/{sku}/restock", post(commands::restock))
         .route("/events", post(events::post_events))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_api_key))

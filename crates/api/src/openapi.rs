@@ -29,6 +29,7 @@ use crate::{commands, events, queries};
         queries::order_events,
         queries::customer_orders,
         queries::get_inventory,
+        queries::sku_events,
         events::post_events,
     ),
     components(schemas(ProblemBody)),

@@ -59,7 +59,7 @@ pub struct CustomerOrders {
     orders: Vec<OrderSummary>,
 }
 
-/// One event of an order's history.
+/// One event of a stream's history.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEvent {
@@ -70,6 +70,36 @@ pub struct HistoryEvent {
     index: u64,
     time: DateTime<Utc>,
     data: Value,
+    /// The message that caused it: `http:{Idempotency-Key}`, a CloudEvent's
+    /// `{source}#{id}`, a reaction's `{eventId}/{n}`, or a request id.
+    message_id: String,
+    /// The trace (or caller's correlation id) it belongs to.
+    correlation_id: String,
+    /// The request, message or event that caused it.
+    causation_id: String,
+}
+
+/// A stream's events from `query.from` on, as the history routes answer.
+async fn history(app: &App, stream_id: &str, query: HistoryQuery, what: &str) -> Result<Response, Problem> {
+    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
+    let events = app.events.read_stream(stream_id, query.from, limit).await?;
+    if events.is_empty() && query.from == 0 {
+        return Err(Problem::not_found(format!("no such {what}")));
+    }
+    let body: Vec<_> = events
+        .into_iter()
+        .map(|e| HistoryEvent {
+            event_id: e.event_id.to_string(),
+            event_type: e.event_type,
+            index: e.index,
+            time: e.time,
+            data: e.data,
+            message_id: e.message_id,
+            correlation_id: e.correlation_id,
+            causation_id: e.causation_id,
+        })
+        .collect();
+    Ok(Json(body).into_response())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -161,23 +191,24 @@ pub async fn order_events(
 ) -> Result<Response, Problem> {
     checked_id("orderId", &order_id)?;
     let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
-    let stream_id = order_stream(&order_id);
-    let events = app.events.read_stream(&stream_id, query.from, limit).await?;
-    if events.is_empty() && query.from == 0 {
-        return Err(Problem::not_found("no such order"));
-    }
-    let body: Vec<_> = events
-        .into_iter()
-        .map(|e| HistoryEvent {
-            event_id: e.event_id.to_string(),
-            event_type: e.event_type,
-            index: e.index,
-            time: e.time,
-            data: e.data,
-        })
-        .collect();
-    Ok(Json(body).into_response())
+    history(&app, &order_stream(&order_id), query, "order").await
+}
+
+/// A SKU's events (restocks, reservations, releases, shipments), oldest
+/// first, from the event store.
+#[utoipa::path(
+    get, path = "/api/inventory/{sku}/events", tag = "inventory",
+    params(SkuPath, HistoryQuery),
+    responses((status = 200, body = Vec<HistoryEvent>), QueryRefusals, Refusals),
+)]
+pub async fn sku_events(
+    State(app): State<App>,
+    Ids(SkuPath { sku }): Ids<SkuPath>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    checked_id("sku", &sku)?;
+    let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+    history(&app, &sku_stream(&sku), query, "SKU").await
 }
 
 #[derive(Deserialize, IntoParams)]
