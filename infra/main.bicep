@@ -29,8 +29,8 @@ param cosmosCapacity string = size == 'small' ? 'serverless' : 'autoscale'
 
 var profiles = {
   small: { cosmosMaxThroughput: 1000, kafkaPartitions: 4, eventHubsCapacity: 1, maximumInstanceCount: 40, zoneRedundant: false }
-  medium: { cosmosMaxThroughput: 10000, kafkaPartitions: 16, eventHubsCapacity: 2, maximumInstanceCount: 100, zoneRedundant: true }
-  large: { cosmosMaxThroughput: 100000, kafkaPartitions: 32, eventHubsCapacity: 8, maximumInstanceCount: 500, zoneRedundant: true }
+  medium: { cosmosMaxThroughput: 20000, kafkaPartitions: 16, eventHubsCapacity: 2, maximumInstanceCount: 100, zoneRedundant: true }
+  large: { cosmosMaxThroughput: 200000, kafkaPartitions: 32, eventHubsCapacity: 8, maximumInstanceCount: 500, zoneRedundant: true }
 }
 var profile = profiles[size]
 var suffix = uniqueString(resourceGroup().id, name)

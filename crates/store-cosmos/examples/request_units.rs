@@ -64,6 +64,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("| {length} | {batch_units:.2} | {cached:.2} | {cold:.2} |");
     }
     println!();
+    // A command with a key that may name any stream: its claim, and the
+    // idempotency record created in its batch.
+    let (claims, batches) = (units(&store, "claim-key"), units(&store, "append-batch"));
+    let key = IdempotencyKey::http("", "restock-keyed", "restock 1".into());
+    processor.execute(&restock, &Envelope::idempotent("http:restock-keyed", key)).await?;
+    let (claim, batch) = (units(&store, "claim-key") - claims, units(&store, "append-batch") - batches);
+    println!(
+        "| command with an Idempotency-Key | claim {claim:.2} RU | batch {batch:.2} RU | total {:.2} RU |",
+        claim + batch
+    );
+    println!();
     print_units("one stream growing to 10,000 events", &store.request_units(), length, "command");
     orders(&client).await
 }
