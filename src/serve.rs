@@ -63,7 +63,10 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         }
         // Before any request is taken: a range first started "now" must not
         // miss an event committed meanwhile.
-        runner.prepare().await.context("cannot take the change-feed leases")?;
+        runner
+            .prepare()
+            .await
+            .context("cannot take the change-feed leases (after an upgrade, run `orderflow init` once)")?;
         tasks.push(tokio::spawn(runner.run(stopped.clone())));
     }
     if let Some(consumer) = kafka_consumer {

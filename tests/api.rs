@@ -288,6 +288,15 @@ async fn api_keys_when_configured_are_required() {
     assert_eq!(restock("k-1").await.body["version"], 1);
     assert_eq!(restock("k-2").await.body["version"], 2, "another caller's key of the same text");
     assert_eq!(restock("k-1").await.body["version"], 1, "the first caller's retry");
+    let place = |api_key: &'static str| {
+        let headers = [("x-api-key", api_key), ("idempotency-key", "order-1")];
+        let order =
+            json!({"customerId": "c", "currency": "EUR", "lines": [{"sku": "S", "quantity": 1, "unitPriceMinor": 5}]});
+        async move { server.send(Method::POST, "/api/orders", Some(order), &headers).await }
+    };
+    let (mine, theirs) = (place("k-1").await, place("k-2").await);
+    assert_eq!((mine.status.as_u16(), theirs.status.as_u16()), (201, 201), "{theirs:?}");
+    assert_ne!(mine.body["orderId"], theirs.body["orderId"], "two callers' orders");
 }
 
 #[tokio::test]

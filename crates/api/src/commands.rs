@@ -99,6 +99,7 @@ pub struct CommandRequest {
     body: Bytes,
     envelope: Envelope,
     headers: HeaderMap,
+    caller: Caller,
 }
 
 impl<S: Send + Sync> FromRequest<S> for CommandRequest {
@@ -114,7 +115,7 @@ impl<S: Send + Sync> FromRequest<S> for CommandRequest {
         let caller = request.extensions().get::<Caller>().cloned().unwrap_or_default();
         let body = body_bytes(Bytes::from_request(request, state).await)?;
         let envelope = envelope(&headers, &caller, &method, &path, &body)?;
-        Ok(CommandRequest { body, envelope, headers })
+        Ok(CommandRequest { body, envelope, headers, caller })
     }
 }
 
@@ -141,10 +142,14 @@ fn order_answer(status: StatusCode, order_id: String, receipt: Receipt) -> Respo
 pub async fn place_order(State(app): State<App>, request: CommandRequest) -> Result<Response, Problem> {
     let place: PlaceOrder = required_json(&request.headers, &request.body)?;
     // Without an id, a retry with the same Idempotency-Key must reach the same
-    // order: derive the id from the key.
+    // order: derive the id from the key (and its caller's API key, so that
+    // two callers' keys of the same text name two orders).
     let order_id = match (place.order_id, idempotency_key(&request.headers)?) {
         (Some(id), _) => id,
-        (None, Some(key)) => Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()).to_string(),
+        (None, Some(key)) => {
+            let name = if request.caller.0.is_empty() { key } else { format!("{}/{key}", request.caller.0) };
+            Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+        }
         (None, None) => Uuid::new_v4().to_string(),
     };
     checked_id("orderId", &order_id)?;

@@ -333,6 +333,84 @@ pub async fn snapshots_never_go_back(stores: &Stores) {
     assert_eq!(many.len(), 1);
 }
 
+/// Appends one event to a stream at its current version: what tests of the
+/// change feed need, whatever the event says.
+pub async fn append_one(events: &dyn EventStore, stream_id: &str) {
+    let version = events.load(stream_id, None).await.expect("load").tip.map_or(0, |t| t.version);
+    let append = Append {
+        stream_id: stream_id.into(),
+        expected_version: version,
+        events: vec![event(stream_id, version)],
+        state: json!({}),
+        idempotency: None,
+    };
+    assert!(matches!(events.append(append).await.expect("append"), AppendOutcome::Appended { .. }));
+}
+
+/// A change-feed consumer for tests of the feed runner: it remembers what it
+/// handled, in order; with a gate, each batch waits for a permit (to hold a
+/// batch in hand while time passes), and a batch dropped unfinished is noted.
+pub struct Recorder {
+    start: StartFrom,
+    seen: std::sync::Mutex<Vec<(String, u64)>>,
+    gate: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    dropped: std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+}
+
+impl Recorder {
+    pub fn new(start: StartFrom) -> Recorder {
+        Recorder { start, seen: Default::default(), gate: None, dropped: Default::default() }
+    }
+
+    /// A recorder whose batches wait for a permit of `gate`.
+    pub fn gated(start: StartFrom, gate: std::sync::Arc<tokio::sync::Semaphore>) -> Recorder {
+        Recorder { gate: Some(gate), ..Recorder::new(start) }
+    }
+
+    /// (stream, index) of every event handled, in the order handled.
+    pub fn seen(&self) -> Vec<(String, u64)> {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// When a batch in hand was dropped unfinished, if one was.
+    pub fn dropped_at(&self) -> Option<tokio::time::Instant> {
+        *self.dropped.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Notes the moment a batch in hand is dropped unfinished.
+struct Unfinished(std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>, bool);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.1 {
+            *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tokio::time::Instant::now());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::consumers::Consumer for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    async fn handle(&self, events: &[EventRecord]) -> Result<(), StoreError> {
+        let mut unfinished = Unfinished(self.dropped.clone(), false);
+        if let Some(gate) = &self.gate {
+            let _pass = gate.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.extend(events.iter().map(|e| (e.stream_id.clone(), e.index)));
+        unfinished.1 = true;
+        Ok(())
+    }
+
+    fn start(&self) -> StartFrom {
+        self.start
+    }
+}
+
 /// Generates one `#[tokio::test]` per conformance check; `$stores` is an
 /// async expression giving a fresh [`UnderTest`].
 #[macro_export]

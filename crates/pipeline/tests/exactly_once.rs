@@ -4,15 +4,15 @@
 //! that change hands, split, or start on a feed with history. Time is
 //! tokio's paused clock, so leases expire when a test says so.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloudevents::{EventBuilder, EventBuilderV10};
 use orderflow_domain::inventory::InventoryCommand;
 use orderflow_domain::order::{OrderCommand, OrderLine};
 use orderflow_domain::Command;
+use orderflow_pipeline::conformance::{append_one, Recorder};
 use orderflow_pipeline::consumers::{Clock, Consumer, FeedRunner, Fulfillment, Projector, Step};
 use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin};
 use orderflow_pipeline::memory::MemoryStore;
@@ -184,93 +184,18 @@ async fn a_reaction_its_target_refuses_is_recorded_once() {
     assert_eq!(store.latest(10).await.expect("refusals").1, 1);
 }
 
-/// A consumer that remembers what it handled, optionally waiting on a gate
-/// inside each batch (to hold a batch in hand while time passes).
-struct Recorder {
-    start: StartFrom,
-    seen: Mutex<Vec<(String, u64)>>,
-    gate: Option<Arc<tokio::sync::Semaphore>>,
-    cancelled: Arc<Mutex<Option<Instant>>>,
-}
-
-impl Recorder {
-    fn new(start: StartFrom) -> Recorder {
-        Recorder { start, seen: Mutex::default(), gate: None, cancelled: Arc::default() }
-    }
-
-    fn seen(&self) -> Vec<(String, u64)> {
-        self.seen.lock().expect("lock").clone()
-    }
-}
-
-/// Notes when a batch in hand was dropped unfinished.
-struct OnDrop(Arc<Mutex<Option<Instant>>>, bool);
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        if !self.1 {
-            *self.0.lock().expect("lock") = Some(Instant::now());
-        }
-    }
-}
-
-#[async_trait]
-impl Consumer for Recorder {
-    fn name(&self) -> &'static str {
-        "recorder"
-    }
-
-    async fn handle(&self, events: &[EventRecord]) -> Result<(), StoreError> {
-        let mut guard = OnDrop(self.cancelled.clone(), false);
-        if let Some(gate) = &self.gate {
-            let _pass = gate.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        }
-        self.seen.lock().expect("lock").extend(events.iter().map(|e| (e.stream_id.clone(), e.index)));
-        guard.1 = true;
-        Ok(())
-    }
-
-    fn start(&self) -> StartFrom {
-        self.start
-    }
-}
-
-async fn append_one(store: &MemoryStore, stream_id: &str) {
-    let loaded = store.load(stream_id, None).await.expect("load");
-    let version = loaded.tip.map_or(0, |t| t.version);
-    let event = EventRecord {
-        event_id: uuid::Uuid::new_v4(),
-        stream_id: stream_id.into(),
-        index: version,
-        event_type: "Restocked".into(),
-        data: json!({"quantity": 1}),
-        time: Utc::now(),
-        correlation_id: "c".into(),
-        causation_id: "c".into(),
-        message_id: "m".into(),
-    };
-    let append = Append {
-        stream_id: stream_id.into(),
-        expected_version: version,
-        events: vec![event],
-        state: json!({}),
-        idempotency: None,
-    };
-    assert!(matches!(store.append(append).await.expect("append"), AppendOutcome::Appended { .. }));
-}
-
 #[tokio::test]
 async fn a_consumer_with_side_effects_starts_from_now_on_a_feed_with_history() {
     let store = Arc::new(MemoryStore::default());
     for i in 0..20 {
-        append_one(&store, &format!("Sku-{i}")).await;
+        append_one(&*store, &format!("Sku-{i}")).await;
     }
     let fresh = Arc::new(Recorder::new(StartFrom::Now));
     let mut runner = FeedRunner::new(store.clone(), store.clone(), fresh.clone());
     runner.prepare().await.expect("prepare");
     catch_up(&mut runner).await;
     assert!(fresh.seen().is_empty(), "history is not handled again: {:?}", fresh.seen());
-    append_one(&store, "Sku-3").await;
+    append_one(&*store, "Sku-3").await;
     catch_up(&mut runner).await;
     assert_eq!(fresh.seen(), [("Sku-3".to_string(), 1)], "what comes after is");
     // A read model is built from all of history.
@@ -283,7 +208,7 @@ async fn a_range_that_splits_goes_on_as_its_parts_without_replaying_or_skipping(
     let store = Arc::new(MemoryStore::default());
     let streams: Vec<String> = (0..40).map(|i| format!("Sku-{i}")).collect();
     for stream in &streams {
-        append_one(&store, stream).await;
+        append_one(&*store, stream).await;
     }
     let recorder = Arc::new(Recorder::new(StartFrom::Beginning));
     let mut runner = FeedRunner::new(store.clone(), store.clone(), recorder.clone());
@@ -293,7 +218,7 @@ async fn a_range_that_splits_goes_on_as_its_parts_without_replaying_or_skipping(
     let busiest = store.range_of(&streams[0]);
     let (left, right) = store.split(&busiest).expect("split");
     for stream in &streams {
-        append_one(&store, stream).await;
+        append_one(&*store, stream).await;
     }
     // The next look at the ranges (a quarter TTL on) sees the split.
     tokio::time::advance(Duration::from_secs(30)).await;
@@ -316,13 +241,11 @@ fn lease_of(leases: &[Versioned<Lease>], range: &str) -> Lease {
 #[tokio::test(start_paused = true)]
 async fn a_process_that_loses_its_lease_mid_batch_stops_before_another_may_take_it() {
     let store = Arc::new(MemoryStore::default());
-    append_one(&store, "Sku-1").await;
+    append_one(&*store, "Sku-1").await;
     let range = store.range_of("Sku-1");
     let ttl = Duration::from_secs(8);
-    let mut holder = Recorder::new(StartFrom::Beginning);
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    holder.gate = Some(gate.clone());
-    let holder = Arc::new(holder);
+    let holder = Arc::new(Recorder::gated(StartFrom::Beginning, gate.clone()));
     let clock = tokio_clock();
     let mut runner = FeedRunner::new(store.clone(), store.clone(), holder.clone())
         .with_owner("A")
@@ -347,7 +270,7 @@ async fn a_process_that_loses_its_lease_mid_batch_stops_before_another_may_take_
     let began = Instant::now();
     let stepped = runner.step().await.expect("step");
     taker.await.expect("taker");
-    let cancelled = holder.cancelled.lock().expect("lock").expect("the batch in hand was dropped");
+    let cancelled = holder.dropped_at().expect("the batch in hand was dropped");
     assert!(holder.seen().is_empty(), "nothing was handled");
     // It let go at its first renewal after the take-over: a quarter TTL in.
     assert_eq!(cancelled.duration_since(began), ttl / 4);
@@ -360,11 +283,9 @@ async fn a_process_that_loses_its_lease_mid_batch_stops_before_another_may_take_
 #[tokio::test(start_paused = true)]
 async fn a_process_that_cannot_renew_stops_a_quarter_ttl_before_its_lease_expires() {
     let store = Arc::new(MemoryStore::default());
-    append_one(&store, "Sku-1").await;
+    append_one(&*store, "Sku-1").await;
     let ttl = Duration::from_secs(8);
-    let mut holder = Recorder::new(StartFrom::Beginning);
-    holder.gate = Some(Arc::new(tokio::sync::Semaphore::new(0)));
-    let holder = Arc::new(holder);
+    let holder = Arc::new(Recorder::gated(StartFrom::Beginning, Arc::new(tokio::sync::Semaphore::new(0))));
     let clock = tokio_clock();
     let mut runner =
         FeedRunner::new(store.clone(), store.clone(), holder.clone()).with_lease_ttl(ttl).with_clock(clock.clone());
@@ -373,7 +294,7 @@ async fn a_process_that_cannot_renew_stops_a_quarter_ttl_before_its_lease_expire
     let expires_at = lease_of(&store.leases("recorder").await.expect("leases"), &range).expires_at;
     store.fail_lease_writes(true);
     runner.step().await.expect("step");
-    let cancelled = holder.cancelled.lock().expect("lock").expect("the batch was dropped");
+    let cancelled = holder.dropped_at().expect("the batch was dropped");
     let since = chrono::Duration::from_std(Instant::now().duration_since(cancelled)).expect("a duration");
     let stopped_at: DateTime<Utc> = clock() - since;
     assert!(stopped_at <= expires_at - ttl / 4, "stopped at {stopped_at}, the lease expires at {expires_at}");
@@ -383,7 +304,7 @@ async fn a_process_that_cannot_renew_stops_a_quarter_ttl_before_its_lease_expire
 async fn a_process_that_joins_is_handed_ranges_between_batches_never_in_one() {
     let store = Arc::new(MemoryStore::default());
     for i in 0..40 {
-        append_one(&store, &format!("Sku-{i}")).await;
+        append_one(&*store, &format!("Sku-{i}")).await;
     }
     let ttl = Duration::from_secs(8);
     let clock = tokio_clock();
@@ -412,7 +333,7 @@ async fn a_process_that_joins_is_handed_ranges_between_batches_never_in_one() {
     assert_eq!((owners(&leases, "A"), owners(&leases, "B")), (2, 2), "even shares");
     // Handed over, not taken: B read no event twice that A had handled.
     for i in 0..40 {
-        append_one(&store, &format!("Sku-{i}")).await;
+        append_one(&*store, &format!("Sku-{i}")).await;
     }
     catch_up(&mut a).await;
     catch_up(&mut b).await;

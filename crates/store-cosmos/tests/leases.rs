@@ -4,67 +4,13 @@
 //! physical partition that splits is read on as its two halves — each from
 //! where its parent stopped, with nothing replayed and nothing skipped.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use orderflow_pipeline::consumers::{Consumer, FeedRunner, Step};
-use orderflow_pipeline::ports::{
-    Append, AppendOutcome, EventRecord, EventStore, LeaseStore, StartFrom, StoreError, Stores,
-};
+use orderflow_pipeline::conformance::{append_one, Recorder};
+use orderflow_pipeline::consumers::{FeedRunner, Step};
+use orderflow_pipeline::ports::{LeaseStore, StartFrom, Stores};
 use orderflow_store_cosmos::{emulator, init, CosmosStore};
-use serde_json::json;
-
-/// Remembers what it handled.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(String, u64)>>);
-
-impl Recorder {
-    fn seen(&self) -> Vec<(String, u64)> {
-        let mut seen = self.0.lock().expect("lock").clone();
-        seen.sort();
-        seen
-    }
-}
-
-#[async_trait]
-impl Consumer for Recorder {
-    fn name(&self) -> &'static str {
-        "recorder"
-    }
-
-    async fn handle(&self, events: &[EventRecord]) -> Result<(), StoreError> {
-        self.0.lock().expect("lock").extend(events.iter().map(|e| (e.stream_id.clone(), e.index)));
-        Ok(())
-    }
-
-    fn start(&self) -> StartFrom {
-        StartFrom::Beginning
-    }
-}
-
-async fn append_one(store: &CosmosStore, stream_id: &str) {
-    let version = store.load(stream_id, None).await.expect("load").tip.map_or(0, |t| t.version);
-    let event = EventRecord {
-        event_id: uuid::Uuid::new_v4(),
-        stream_id: stream_id.into(),
-        index: version,
-        event_type: "Restocked".into(),
-        data: json!({"quantity": 1}),
-        time: chrono::Utc::now(),
-        correlation_id: "c".into(),
-        causation_id: "c".into(),
-        message_id: "m".into(),
-    };
-    let append = Append {
-        stream_id: stream_id.into(),
-        expected_version: version,
-        events: vec![event],
-        state: json!({}),
-        idempotency: None,
-    };
-    assert!(matches!(store.append(append).await.expect("append"), AppendOutcome::Appended { .. }));
-}
 
 async fn catch_up(runner: &mut FeedRunner) {
     while runner.step().await.expect("step") == Step::Progressed {}
@@ -88,10 +34,11 @@ async fn two_processes_share_the_ranges_and_one_takes_over_when_the_other_stops(
     let b = Arc::new(CosmosStore::connect(&client, "orderflow").await.expect("connect"));
     let streams: Vec<String> = (0..24).map(|i| format!("Sku-{i}")).collect();
     for stream in &streams {
-        append_one(&a, stream).await;
+        append_one(&*a, stream).await;
     }
     let ttl = Duration::from_secs(2);
-    let (a_seen, b_seen) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let (a_seen, b_seen) =
+        (Arc::new(Recorder::new(StartFrom::Beginning)), Arc::new(Recorder::new(StartFrom::Beginning)));
     let mut runner_a = runner(&a, "A", a_seen.clone(), ttl);
     catch_up(&mut runner_a).await;
     let ranges = owners(&a).await.len();
@@ -112,13 +59,13 @@ async fn two_processes_share_the_ranges_and_one_takes_over_when_the_other_stops(
     // A stops renewing (it died): after the TTL, B holds everything and
     // goes on from A's positions: every event handled once between them.
     for stream in &streams {
-        append_one(&a, stream).await;
+        append_one(&*a, stream).await;
     }
     catch_up(&mut runner_a).await;
     drop(runner_a);
     tokio::time::sleep(ttl + Duration::from_millis(500)).await;
     for stream in &streams {
-        append_one(&b, stream).await;
+        append_one(&*b, stream).await;
     }
     catch_up(&mut runner_b).await;
     catch_up(&mut runner_b).await;
@@ -140,9 +87,9 @@ async fn a_partition_that_splits_is_read_on_as_its_halves() {
     let store = Arc::new(CosmosStore::connect(&client, "orderflow").await.expect("connect"));
     let streams: Vec<String> = (0..40).map(|i| format!("Sku-{i}")).collect();
     for stream in &streams {
-        append_one(&store, stream).await;
+        append_one(&*store, stream).await;
     }
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(Recorder::new(StartFrom::Beginning));
     let mut runner = runner(&store, "A", recorder.clone(), Duration::from_millis(400));
     catch_up(&mut runner).await;
     let before = owners(&store).await.len();
@@ -150,13 +97,14 @@ async fn a_partition_that_splits_is_read_on_as_its_halves() {
 
     account.split("orderflow", "events", 0).await;
     for stream in &streams {
-        append_one(&store, stream).await;
+        append_one(&*store, stream).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     catch_up(&mut runner).await;
     catch_up(&mut runner).await;
     assert_eq!(owners(&store).await.len(), before + 1, "one range became two");
-    let seen = recorder.seen();
+    let mut seen = recorder.seen();
+    seen.sort();
     for stream in &streams {
         let indexes: Vec<u64> = seen.iter().filter(|(s, _)| s == stream).map(|(_, i)| *i).collect();
         assert_eq!(indexes, [0, 1], "{stream}: each event once");
