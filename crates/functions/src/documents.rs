@@ -4,27 +4,27 @@
 //! events, and how they read, is the Cosmos DB store's to say.
 
 use orderflow_pipeline::ports::EventRecord;
-use orderflow_store_cosmos::event_of_document;
+use orderflow_store_cosmos::events_of_documents;
 use serde_json::Value;
 
 use crate::invocation::decode_json;
 
-/// The events of a change-feed batch, in the order of the batch (per stream,
-/// the order they were committed); tips and idempotency records are
-/// skipped. A document that is none of them is an error: the batch is
+/// The events of a change-feed batch, each stream's in index order (one
+/// command's events share a change-feed position, and may come in any
+/// order); tips and idempotency records are skipped. A document that is none of them is an error: the batch is
 /// retried, never half-handled.
 pub fn decode_events(value: &Value) -> Result<Vec<EventRecord>, String> {
     let Some(Value::Array(documents)) = decode_json(value, Value::is_array) else {
         return Err("the trigger value is not an array of documents".into());
     };
-    let mut events = Vec::with_capacity(documents.len());
-    for (position, document) in documents.into_iter().enumerate() {
-        let document = decode_json(&document, Value::is_object)
-            .ok_or_else(|| format!("document {position} is not a JSON object"))?;
-        let event = event_of_document(document).map_err(|e| format!("document {position} is not an event: {e}"))?;
-        events.extend(event);
-    }
-    Ok(events)
+    let documents = documents
+        .into_iter()
+        .enumerate()
+        .map(|(position, document)| {
+            decode_json(&document, Value::is_object).ok_or_else(|| format!("document {position} is not a JSON object"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    events_of_documents(documents)
 }
 
 #[cfg(test)]
@@ -49,6 +49,11 @@ mod tests {
         let batch = Value::String(json!([event("Order-a", 0), tip, key, event("Order-a", 1)]).to_string());
         let events = decode_events(&batch).expect("decodes");
         assert_eq!(events.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 1]);
+        // One command's events share a position: whatever order they come in.
+        let batch = json!([event("Order-a", 10), event("Order-b", 0), event("Order-a", 9)]);
+        let events = decode_events(&batch).expect("decodes");
+        let order: Vec<_> = events.iter().map(|e| (e.stream_id.as_str(), e.index)).collect();
+        assert_eq!(order, [("Order-a", 9), ("Order-b", 0), ("Order-a", 10)]);
     }
 
     #[test]

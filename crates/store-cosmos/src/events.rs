@@ -1,7 +1,8 @@
 //! The event store on the `events` container, and key claims on
 //! `idempotency`.
 //!
-//! A stream's partition holds its event documents (`id` = the index), its
+//! A stream's partition holds its event documents (`id` = the index,
+//! zero-padded), its
 //! tip (`kind: "tip"`: version and folded state) and one small document per
 //! keyed command that changed it (`kind: "key"`: the answer, with a TTL of
 //! the key retention), created in the same transactional batch as the
@@ -80,6 +81,20 @@ pub struct EventDoc {
     pub record: EventRecord,
 }
 
+impl EventDoc {
+    pub fn of(record: &EventRecord) -> EventDoc {
+        EventDoc { id: event_doc_id(record.index), record: record.clone() }
+    }
+}
+
+/// The `id` of an event document: its index, zero-padded so that ids sort
+/// as indexes do. The events of one command share one change-feed position
+/// (LSN), and the order among them is not the service's promise (the SDK's
+/// emulator orders them by id, as text: "10" before "9").
+fn event_doc_id(index: u64) -> String {
+    format!("{index:020}")
+}
+
 /// The event a document of `events` holds; `None` for the other documents
 /// of a stream's partition (its tip, its idempotency records), which
 /// change-feed consumers skip.
@@ -88,6 +103,27 @@ pub fn event_of_document(document: Value) -> Result<Option<EventRecord>, String>
         return Ok(None);
     }
     serde_json::from_value::<EventDoc>(document).map(|doc| Some(doc.record)).map_err(|e| e.to_string())
+}
+
+/// The events among change-feed documents, each stream's in index order:
+/// a page of the feed (or a trigger's batch) may hold one command's events
+/// in any order, since they share a change-feed position. Streams keep the
+/// places they had in the page.
+pub fn events_of_documents(documents: Vec<Value>) -> Result<Vec<EventRecord>, String> {
+    let mut events = Vec::with_capacity(documents.len());
+    for (position, document) in documents.into_iter().enumerate() {
+        events.extend(event_of_document(document).map_err(|e| format!("document {position} is not an event: {e}"))?);
+    }
+    let places: Vec<String> = events.iter().map(|e| e.stream_id.clone()).collect();
+    let mut by_stream: std::collections::HashMap<String, Vec<EventRecord>> = std::collections::HashMap::new();
+    for event in events {
+        by_stream.entry(event.stream_id.clone()).or_default().push(event);
+    }
+    for stream in by_stream.values_mut() {
+        // Popped from the end: the highest index last.
+        stream.sort_by_key(|e| std::cmp::Reverse(e.index));
+    }
+    Ok(places.iter().filter_map(|stream_id| by_stream.get_mut(stream_id).and_then(Vec::pop)).collect())
 }
 
 /// A tip as last seen, with its ETag.
@@ -244,9 +280,7 @@ impl EventStore for CosmosStore {
                 };
             }
             for record in &append.events {
-                batch = batch
-                    .create_item(EventDoc { id: record.index.to_string(), record: record.clone() })
-                    .map_err(corrupt)?;
+                batch = batch.create_item(EventDoc::of(record)).map_err(corrupt)?;
             }
             batch = match current.as_ref() {
                 None => batch.create_item(&tip).map_err(corrupt)?,

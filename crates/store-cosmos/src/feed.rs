@@ -25,7 +25,7 @@ use orderflow_pipeline::ports::{ChangeFeed, FeedPage, FeedPosition, PlannedRange
 use orderflow_pipeline::StoreError;
 use serde_json::Value;
 
-use crate::events::event_of_document;
+use crate::events::events_of_documents;
 use crate::{unavailable, CosmosStore};
 
 /// How often an idle consumer asks the feed again.
@@ -128,14 +128,7 @@ impl ChangeFeed for CosmosStore {
     async fn read(&self, range: &str, continuation: Option<&str>, max: usize) -> Result<FeedPage, StoreError> {
         let (documents, token) = self.page(range, ChangeFeedStartFrom::Beginning, continuation, max).await?;
         let moved = !documents.is_empty();
-        let mut events = Vec::with_capacity(documents.len());
-        for document in documents {
-            if let Some(event) = event_of_document(document)
-                .map_err(|e| StoreError::Corrupt(format!("event document on the feed: {e}")))?
-            {
-                events.push(event);
-            }
-        }
+        let events = events_of_documents(documents).map_err(|e| StoreError::Corrupt(format!("change feed: {e}")))?;
         Ok(FeedPage { events, continuation: Some(token), moved })
     }
 

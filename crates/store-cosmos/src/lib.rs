@@ -4,7 +4,7 @@
 //!
 //! | container | partition key | holds |
 //! |---|---|---|
-//! | `events` | `/streamId` | one document per event (`id` = its index), one `tip` per stream, and the idempotency record of each keyed command (TTL) |
+//! | `events` | `/streamId` | one document per event (`id` = its index, zero-padded), one `tip` per stream, and the idempotency record of each keyed command (TTL) |
 //! | `snapshots` | `/id` | the read model of each stream, with its version |
 //! | `leases` | `/id` | per consumer and feed range: the position, its owner and lease expiry |
 //! | `idempotency` | `/id` | which request each outside key (HTTP, CloudEvent) was first used for (TTL) |
@@ -36,7 +36,7 @@ use orderflow_pipeline::ports::DEFAULT_KEY_RETENTION;
 use orderflow_pipeline::StoreError;
 
 pub use connect::{client, ConnectionString};
-pub use events::event_of_document;
+pub use events::{event_of_document, events_of_documents};
 pub use request_units::Charge;
 pub use schema::init;
 
