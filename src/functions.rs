@@ -27,6 +27,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events: pipeline.stores.events.clone(),
         snapshots: pipeline.stores.snapshots.clone(),
         refusals: pipeline.stores.refusals.clone(),
+        parking: pipeline.stores.parking.clone(),
     };
     let api = orderflow_api::router(pipeline.app(&config), &config.api);
     let listener = TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("cannot listen on {port}"))?;

@@ -4,6 +4,7 @@ mod config;
 mod functions;
 mod load;
 mod ops;
+mod parked;
 mod pipeline;
 mod refused;
 mod replay;
@@ -109,6 +110,12 @@ enum Commands {
         #[command(subcommand)]
         command: ConfigCommands,
     },
+    /// Streams a change-feed consumer could not handle: their events wait,
+    /// in order, while every other stream goes on.
+    Parked {
+        #[command(subcommand)]
+        command: ParkedCommands,
+    },
     /// Reactions of the fulfillment policy that their target stream refused.
     Refused {
         #[command(subcommand)]
@@ -160,6 +167,34 @@ fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&chrono::Utc))
         .map_err(|e| format!("{e} (expected RFC 3339, such as 2026-11-25T08:00:00Z)"))
+}
+
+#[derive(Subcommand)]
+enum ParkedCommands {
+    /// List them: the consumer, the stream, the event it stopped at, how far
+    /// the stream's events are held back, and why [store settings as for serve]
+    List {
+        /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Handle them again (once what failed is fixed), here and now: each
+    /// stream's held-back events in order; a stream that gets through is
+    /// unparked, one that fails again stays parked with the new reason.
+    /// Fails when one stays parked [store settings as for serve]
+    Retry {
+        /// Only this stream (such as Order-42)
+        stream: Option<String>,
+        /// Only this consumer's (project-snapshots, publish-events, fulfillment)
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -328,6 +363,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Commands::Replay { command: ReplayCommands::Topics { from, data_dir, quiet } } => {
             replay::topics(Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, from, quiet).await
+        }
+        Commands::Parked { command: ParkedCommands::List { data_dir, json } } => {
+            parked::list(&Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, json).await
+        }
+        Commands::Parked { command: ParkedCommands::Retry { stream, consumer, data_dir } } => {
+            let config = Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?;
+            parked::retry_parked(&config, stream, consumer).await
         }
         Commands::Refused { command: RefusedCommands::List { data_dir, limit, json } } => {
             refused::list(&Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, limit, json).await

@@ -1,5 +1,6 @@
 //! What operators reach on `serve` besides the API: Prometheus metrics at
-//! `/metrics`, liveness at `/health/live`, readiness at `/health/ready`, and
+//! `/metrics`, liveness at `/health/live`, readiness at `/health/ready`, the
+//! change-feed consumers at `/health/pipeline`, and
 //! the status page for people at `/`.
 
 use std::sync::Arc;
@@ -13,10 +14,10 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use orderflow_pipeline::consumers::FeedHealth;
 use orderflow_pipeline::ingest::Ingestor;
-use orderflow_pipeline::ports::{EventStore, Refusals, SnapshotStore};
+use orderflow_pipeline::ports::{EventStore, Lease, LeaseStore, Parking, Refusals, SnapshotStore, StoreError};
 use serde_json::json;
 
-/// A consumer failing, or behind, for longer than this makes `serve` unready.
+/// A consumer failing, or behind, for longer than this is a pipeline problem.
 const STUCK_AFTER: Duration = Duration::from_secs(30);
 /// How long the store may take to answer the readiness probe.
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,7 +28,11 @@ pub struct Ops {
     pub snapshots: Arc<dyn SnapshotStore>,
     pub ingestor: Arc<Ingestor>,
     pub refusals: Arc<dyn Refusals>,
+    pub parking: Arc<dyn Parking>,
+    pub leases: Arc<dyn LeaseStore>,
     pub feeds: FeedHealth,
+    /// This process, as the leases name it.
+    pub instance: String,
     pub store_name: String,
 }
 
@@ -53,6 +58,7 @@ pub fn router(ops: Ops) -> Router {
         .route("/metrics", get(metrics))
         .route("/health/live", get(|| async { Json(json!({"status": "alive"})) }))
         .route("/health/ready", get(ready))
+        .route("/health/pipeline", get(pipeline))
         .route("/", get(crate::status::page))
         .route("/status.json", get(crate::status::status))
         .with_state(Arc::new(ops))
@@ -62,19 +68,54 @@ async fn metrics(State(ops): State<Arc<Ops>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], ops.metrics.render()).into_response()
 }
 
-/// Ready when the store answers and no consumer is stuck or far behind;
-/// otherwise 503 with the reasons.
+/// Ready to take requests when the store answers a read and takes a write
+/// within 2 s (the write is this instance's heartbeat). How the change-feed
+/// consumers are doing is said beside it, and does not make the API unready:
+/// `/health/pipeline` answers for them.
 async fn ready(State(ops): State<Arc<Ops>>) -> Response {
-    let mut reasons = Vec::new();
-    match tokio::time::timeout(STORE_PROBE_TIMEOUT, ops.events.load("Readiness-probe", None)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => reasons.push(format!("the store is unreachable: {error}")),
-        Err(_) => reasons.push(format!("the store did not answer within {} s", STORE_PROBE_TIMEOUT.as_secs())),
-    }
-    reasons.extend(ops.feeds.problems(STUCK_AFTER));
+    let probe = async {
+        ops.events.load("Readiness-probe", None).await?;
+        heartbeat(ops.leases.as_ref(), &ops.instance).await
+    };
+    let reasons: Vec<String> = match tokio::time::timeout(STORE_PROBE_TIMEOUT, probe).await {
+        Ok(Ok(())) => Vec::new(),
+        Ok(Err(error)) => vec![format!("the store does not take reads and writes: {error}")],
+        Err(_) => vec![format!("the store did not answer within {} s", STORE_PROBE_TIMEOUT.as_secs())],
+    };
+    let pipeline = ops.feeds.problems(STUCK_AFTER);
     if reasons.is_empty() {
-        Json(json!({"status": "ready"})).into_response()
+        Json(json!({"status": "ready", "pipeline": pipeline})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not-ready", "reasons": reasons}))).into_response()
+        let body = json!({"status": "not-ready", "reasons": reasons, "pipeline": pipeline});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
+
+/// The change-feed consumers: 503 with the reasons while one has been
+/// failing, or lagging, for over 30 s.
+async fn pipeline(State(ops): State<Arc<Ops>>) -> Response {
+    let problems = ops.feeds.problems(STUCK_AFTER);
+    if problems.is_empty() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "behind", "reasons": problems}))).into_response()
+    }
+}
+
+/// Writes this instance's heartbeat (a lease of the `heartbeat` consumer
+/// named after the instance, expiring now): proves the store takes writes.
+async fn heartbeat(leases: &dyn LeaseStore, instance: &str) -> Result<(), StoreError> {
+    let current = leases.lease(HEARTBEAT, instance).await?;
+    let lease = Lease {
+        consumer: HEARTBEAT.into(),
+        range: instance.into(),
+        continuation: None,
+        owner: Some(instance.into()),
+        expires_at: chrono::Utc::now(),
+        requested_by: None,
+    };
+    // `None` (another probe wrote it first) is a write that worked too.
+    leases.put(&lease, current.as_ref().map(|c| c.version.as_str())).await.map(|_| ())
+}
+
+const HEARTBEAT: &str = "heartbeat";

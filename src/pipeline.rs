@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use orderflow_api::App;
 use orderflow_kafka::KafkaProducer;
+use orderflow_pipeline::consumers::{Consumer, Fulfillment, Projector, Publisher};
 use orderflow_pipeline::ingest::Ingestor;
 use orderflow_pipeline::ports::{MessageProducer, Stores};
 use orderflow_pipeline::processor::CommandProcessor;
@@ -58,6 +59,16 @@ impl Pipeline {
         let processor = Arc::new(CommandProcessor::new(stores.events.clone()));
         let ingestor = Arc::new(Ingestor::new(processor.clone(), producer.clone()));
         Ok(Pipeline { stores, producer, processor, ingestor, kafka, store_name })
+    }
+
+    /// The change-feed consumers (DESIGN §1), by name.
+    pub fn consumers(&self) -> [Arc<dyn Consumer>; 3] {
+        let stores = &self.stores;
+        [
+            Arc::new(Projector::new(stores.events.clone(), stores.snapshots.clone())),
+            Arc::new(Publisher::new(self.producer.clone())),
+            Arc::new(Fulfillment::new(self.processor.clone(), stores.refusals.clone())),
+        ]
     }
 
     /// The HTTP API's state.

@@ -93,8 +93,7 @@ async fn replay(
         progress.println(format!("{name}: resuming an interrupted replay from its checkpoint"));
     }
     let replay = Arc::new(Replay { name, step, from, progress: progress.clone() });
-    let mut runner =
-        FeedRunner::new(stores.feed.clone(), stores.leases.clone(), replay).with_owner(&format!("{name}@{instance}"));
+    let mut runner = FeedRunner::new(stores, replay).with_owner(&format!("{name}@{instance}"));
     runner.batch_size = 1_000;
     // Until a pass over every range finds nothing new: the head as it was
     // when the replay caught up (serve's own steps handle what comes after).

@@ -4,12 +4,11 @@
 //! ingestion consumer — on the embedded store or on Cosmos DB, with the
 //! operator endpoints beside the API (status page, metrics, health).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use orderflow_api::router;
-use orderflow_pipeline::consumers::{Consumer, FeedHealth, FeedRunner, Fulfillment, Projector, Publisher};
+use orderflow_pipeline::consumers::{FeedHealth, FeedRunner};
 use orderflow_pipeline::ports::StartFrom;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -44,20 +43,13 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
     let feeds = FeedHealth::default();
     let stores = &pipeline.stores;
     let (stop, stopped) = watch::channel(false);
-    let consumers: [Arc<dyn Consumer>; 3] = [
-        Arc::new(Projector::new(stores.events.clone(), stores.snapshots.clone())),
-        Arc::new(Publisher::new(pipeline.producer.clone())),
-        Arc::new(Fulfillment::new(pipeline.processor.clone(), stores.refusals.clone())),
-    ];
     let mut tasks = Vec::new();
-    for consumer in consumers {
+    for consumer in pipeline.consumers() {
         let owner = format!("{}@{}", consumer.name(), options.instance);
         // Consumers with effects beyond the store start where the setting says.
         let start = if consumer.start() == StartFrom::Now { options.feed_start } else { consumer.start() };
-        let mut runner = FeedRunner::new(stores.feed.clone(), stores.leases.clone(), consumer)
-            .with_owner(&owner)
-            .with_start(start)
-            .with_health(feeds.clone());
+        let mut runner =
+            FeedRunner::new(stores, consumer).with_owner(&owner).with_start(start).with_health(feeds.clone());
         if let Some(cosmos) = &options.cosmos {
             runner = runner.with_lease_ttl(cosmos.lease_ttl);
         }
@@ -82,7 +74,10 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         snapshots: stores.snapshots.clone(),
         ingestor: pipeline.ingestor.clone(),
         refusals: stores.refusals.clone(),
+        parking: stores.parking.clone(),
+        leases: stores.leases.clone(),
         feeds,
+        instance: options.instance.clone(),
         store_name: pipeline.store_name.clone(),
     };
     let routes = router(pipeline.app(&options), &options.api)

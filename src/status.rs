@@ -28,6 +28,7 @@ pub async fn status(State(ops): State<Arc<Ops>>) -> Response {
                 "lagSeconds": health.lag.as_secs_f64(),
                 "failingForSeconds": health.failing_since.map(|since| since.elapsed().as_secs()),
                 "lastError": health.last_error,
+                "parked": health.parked,
             })
         })
         .collect();
@@ -45,6 +46,10 @@ pub async fn status(State(ops): State<Arc<Ops>>) -> Response {
             .collect(),
         Err(error) => vec![json!({"error": error.to_string()})],
     };
+    let parked = match ops.parking.parked(None).await {
+        Ok(parked) => json!(parked.into_iter().take(50).map(|p| p.value).collect::<Vec<_>>()),
+        Err(error) => json!({"error": error.to_string()}),
+    };
     let refused = match ops.refusals.latest(10).await {
         Ok((latest, count)) => json!({"count": count, "latest": latest}),
         Err(error) => json!({"error": error.to_string()}),
@@ -54,6 +59,7 @@ pub async fn status(State(ops): State<Arc<Ops>>) -> Response {
         "consumers": consumers,
         "deadLettered": ops.ingestor.dead_lettered(),
         "refusedReactions": refused,
+        "parkedStreams": parked,
         "recentOrders": orders,
     }))
     .into_response()

@@ -171,13 +171,21 @@ async fn bad_input_gets_a_clear_4xx_and_has_no_effect() {
         .assert_problem(400, "invalid-data");
     let batch = [("content-type", "application/cloudevents-batch+json")];
     server.post_raw("/api/events", "{\"not\": \"an array\"}", &batch).await.assert_problem(400, "undecodable");
+    // Outside text is bounded: a field too long never reaches an event.
+    let long = json!({"orderId": "o", "shipmentId": "s", "carrier": "x".repeat(129), "trackingNumber": "T"});
+    server.event("e-4", "shipment.dispatched", long).await.assert_problem(400, "invalid-data");
+    // The same bad message again: the same dead letter id.
+    server.post_raw("/api/events", "garbage", &json_type).await.assert_problem(400, "undecodable");
 
     // Nothing reached the event store; every bad message is kept as a dead letter.
     assert_eq!(server.get("/api/inventory/A").await.status, 404);
     let dead = topic(&server.data_dir, "orderflow.deadletter");
     let kinds: Vec<_> = dead.iter().map(|d| d["data"]["kind"].as_str().unwrap_or_default().to_string()).collect();
-    assert_eq!(kinds, ["undecodable", "unknown-type", "invalid-data", "invalid-data", "undecodable"]);
+    let expected =
+        ["undecodable", "unknown-type", "invalid-data", "invalid-data", "undecodable", "invalid-data", "undecodable"];
+    assert_eq!(kinds, expected);
     assert_eq!(dead[0]["data"]["payload"], "garbage");
+    assert_eq!(dead[0]["id"], dead[6]["id"], "one bad message, one dead letter id");
     assert_eq!(dead[1]["data"]["headers"]["ce-type"], "order.exploded");
     assert_eq!(topic(&server.data_dir, "orderflow.orders").len(), 0);
 }
@@ -349,6 +357,8 @@ async fn metrics_and_health_tell_operators_what_happened() {
     assert_eq!(server.get("/health/live").await.status, 200);
     let ready = server.get("/health/ready").await;
     assert_eq!((ready.status.as_u16(), &ready.body["status"]), (200, &json!("ready")), "{ready:?}");
+    let pipeline = server.get("/health/pipeline").await;
+    assert_eq!((pipeline.status.as_u16(), &pipeline.body["status"]), (200, &json!("ok")), "{pipeline:?}");
 
     let metrics = server.client.get(server.url("/metrics")).send().await.expect("metrics");
     assert_eq!(metrics.status(), 200);

@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::HashSet;
+use std::process::Command;
 
 use serde_json::{json, Value};
 use support::{cli, topic, until, Server};
@@ -94,6 +95,53 @@ async fn topics_read_prints_cloudevents_as_json_lines() {
     assert_eq!(event["data"], json!({"quantity": 5}));
     assert_eq!(event["streamindex"], "0");
     assert!(cli(&["topics", "read", "no.such.topic", "--data-dir", &data_arg], dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn a_stream_a_step_cannot_handle_is_parked_and_nothing_else_waits() {
+    let dir = TempDir::new().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = support::Server::start(&data);
+    // An event this version cannot read (written by a newer one, say),
+    // straight into the store.
+    let db = rusqlite::Connection::open(data.join("orderflow.db")).expect("open the store");
+    db.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
+    db.execute(
+        "INSERT INTO events (stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id)
+         VALUES ('Order-future', 0, ?1, 'FromTheFuture', '{}', '2026-11-30T00:00:00.000000Z', 'c', 'c', 'm')",
+        [uuid::Uuid::new_v4().to_string()],
+    )
+    .expect("insert");
+
+    // Every other stream goes on.
+    server.restock("SKU-P", 5).await;
+    server.place("o-p", &[("SKU-P", 1, 100)]).await;
+    server.post_empty("/api/orders/o-p/confirm").await;
+    server.order_status("o-p", "Reserved").await;
+    let list = || cli(&["parked", "list", "--json", "--data-dir", &data.to_string_lossy()], dir.path());
+    let parked = until(list, |out| out.lines().count() == 2).await;
+    let consumers: Vec<Value> = parked.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    let mut names: Vec<&str> = consumers.iter().filter_map(|p| p["consumer"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["fulfillment", "project-snapshots"], "publishing needs not read it");
+    assert!(consumers.iter().all(|p| p["streamId"] == "Order-future" && p["fromIndex"] == 0));
+
+    // The API stays ready; the pipeline says what waits.
+    assert_eq!(server.get("/health/ready").await.status, 200);
+    let pipeline = server.get("/health/pipeline").await;
+    assert_eq!(pipeline.status, 503, "{pipeline:?}");
+    assert!(pipeline.body.to_string().contains("parked"), "{pipeline:?}");
+
+    // A retry that cannot get through says so, and leaves it parked.
+    let retry = Command::new(support::BIN)
+        .args(["parked", "retry", "Order-future", "--data-dir", &data.to_string_lossy()])
+        .current_dir(dir.path())
+        .output()
+        .expect("orderflow parked retry");
+    assert!(!retry.status.success());
+    assert!(String::from_utf8_lossy(&retry.stdout).contains("still parked"), "{retry:?}");
+    let again: Vec<Value> = list().lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    assert!(again.iter().all(|p| p["retries"] == 1), "{again:?}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-// The Cosmos DB for NoSQL account, database and the three containers of
-// DESIGN §3, with allow-list indexing (only the paths queries use).
+// The Cosmos DB for NoSQL account, database and the containers of DESIGN §3
+// (and orderflow's own: key claims, refused reactions, parked streams), with
+// allow-list indexing (only the paths queries use).
 
 param accountName string
 param location string
@@ -13,11 +14,16 @@ param databaseName string = 'orderflow'
 var serverless = capacity == 'serverless'
 
 // Indexing is an allow-list: everything is excluded but the paths the
-// queries filter or sort on.
+// queries filter or sort on. In `expiring` containers TTL is on with no
+// default expiry (`defaultTtl: -1`): idempotency records and key claims
+// carry their own `ttl` (the idempotency retention); the rest is kept.
 var containers = [
-  { name: 'events', partitionKey: '/streamId', includedPaths: [{ path: '/index/?' }] }
-  { name: 'snapshots', partitionKey: '/id', includedPaths: [{ path: '/customerId/?' }, { path: '/updatedAt/?' }] }
-  { name: 'leases', partitionKey: '/id', includedPaths: [] }
+  { name: 'events', partitionKey: '/streamId', includedPaths: [{ path: '/index/?' }], expiring: true }
+  { name: 'snapshots', partitionKey: '/id', includedPaths: [{ path: '/customerId/?' }, { path: '/updatedAt/?' }], expiring: false }
+  { name: 'leases', partitionKey: '/id', includedPaths: [{ path: '/consumer/?' }], expiring: false }
+  { name: 'idempotency', partitionKey: '/id', includedPaths: [], expiring: true }
+  { name: 'refusals', partitionKey: '/id', includedPaths: [], expiring: false }
+  { name: 'parked', partitionKey: '/id', includedPaths: [{ path: '/consumer/?' }], expiring: false }
 ]
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
@@ -53,16 +59,19 @@ resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
     parent: database
     name: c.name
     properties: {
-      resource: {
-        id: c.name
-        partitionKey: { paths: [c.partitionKey], kind: 'Hash', version: 2 }
-        indexingPolicy: {
-          indexingMode: 'consistent'
-          automatic: true
-          includedPaths: c.includedPaths
-          excludedPaths: [{ path: '/*' }]
-        }
-      }
+      resource: union(
+        {
+          id: c.name
+          partitionKey: { paths: [c.partitionKey], kind: 'Hash', version: 2 }
+          indexingPolicy: {
+            indexingMode: 'consistent'
+            automatic: true
+            includedPaths: c.includedPaths
+            excludedPaths: [{ path: '/*' }]
+          }
+        },
+        c.expiring ? { defaultTtl: -1 } : {}
+      )
     }
   }
 ]

@@ -7,6 +7,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orderflow_domain::inventory::InventoryCommand;
+use orderflow_domain::limits::{MAX_REFERENCE, MAX_TEXT};
 use orderflow_domain::order::{OrderCommand, OrderLine};
 use orderflow_domain::Command;
 use orderflow_pipeline::processor::{Envelope, Receipt};
@@ -19,8 +20,6 @@ use crate::problem::Problem;
 use crate::request::{body_bytes, checked_id, envelope, etag, idempotency_key, optional_json, required_json, Caller};
 use crate::request::{Ids, LinePath, OrderPath, SkuPath};
 use crate::App;
-
-const MAX_TEXT: usize = 1000;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -153,8 +152,10 @@ pub async fn place_order(State(app): State<App>, request: CommandRequest) -> Res
         (None, None) => Uuid::new_v4().to_string(),
     };
     checked_id("orderId", &order_id)?;
-    if place.customer_id.len() > 128 || place.customer_id.chars().any(char::is_control) {
-        return Err(Problem::bad_request("customerId must be at most 128 characters, without control characters"));
+    if place.customer_id.len() > MAX_REFERENCE || place.customer_id.chars().any(char::is_control) {
+        return Err(Problem::bad_request(format!(
+            "customerId must be at most {MAX_REFERENCE} characters, without control characters"
+        )));
     }
     let lines = place.lines.into_iter().map(Line::into_domain).collect::<Result<Vec<_>, _>>()?;
     let command = OrderCommand::Place { customer_id: place.customer_id, currency: place.currency, lines };

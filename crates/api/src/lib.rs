@@ -130,7 +130,14 @@ async fn measure(request: Request, next: Next) -> Response {
 
 async fn overloaded(error: BoxError) -> Problem {
     if error.is::<tower::timeout::error::Elapsed>() {
-        return Problem::unavailable("the request took too long; retry");
+        // The command may still be applied after this answer: no "retry"
+        // (a retry with the same Idempotency-Key is safe, and tells).
+        return Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "the request took too long and may still take effect; send it again with the same Idempotency-Key, \
+             or read the resource, to learn its outcome",
+        );
     }
     Problem { status: StatusCode::SERVICE_UNAVAILABLE, ..Problem::unavailable("too many requests in flight; retry") }
 }

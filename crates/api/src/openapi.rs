@@ -113,6 +113,11 @@ pub enum Refusals {
     /// Too many requests in flight, or the store is unavailable: retry after `Retry-After`.
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(ProblemBody),
+    /// The request took too long (30 s) and may still take effect: send it
+    /// again with the same Idempotency-Key, or read the resource, to learn
+    /// its outcome.
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(ProblemBody),
 }
 
 /// The answers of a command that was not applied.
@@ -165,10 +170,12 @@ pub enum EventRefusals {
 pub struct StructuredEvent {
     #[schema(pattern = r"^(1\.0|0\.3)$")]
     specversion: String,
-    /// Unique per `source`: a redelivery with the same pair is recognised.
-    #[schema(min_length = 1)]
+    /// Unique per `source`: a redelivery with the same pair is recognised
+    /// (at most `MAX_EVENT_ID` characters).
+    #[schema(min_length = 1, max_length = 256)]
     id: String,
-    #[schema(min_length = 1)]
+    /// At most `MAX_SOURCE` characters.
+    #[schema(min_length = 1, max_length = 512)]
     source: String,
     /// Such as `payments.authorized`, `warehouse.shipped`, `stock.received` (DESIGN §6).
     #[serde(rename = "type")]

@@ -58,7 +58,7 @@ impl From<StoreError> for Problem {
                 tracing::warn!(%error, "store unavailable");
                 Problem::unavailable("the store is unavailable; retry shortly")
             }
-            StoreError::Corrupt(_) => {
+            StoreError::Corrupt(_) | StoreError::Refused(_) => {
                 tracing::error!(%error, "unreadable data in the store");
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server could not read its own data")
             }

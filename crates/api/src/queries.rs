@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use orderflow_domain::inventory::SkuState;
+use orderflow_domain::limits::MAX_REFERENCE;
 use orderflow_domain::order::{OrderLine, OrderState, OrderStatus, Payment, Shipment};
 use orderflow_pipeline::ports::Snapshot;
 use orderflow_pipeline::streams::{order_stream, sku_stream, Category};
@@ -231,8 +232,8 @@ pub async fn customer_orders(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-    if customer_id.is_empty() || customer_id.len() > 128 {
-        return Err(Problem::bad_request("customerId must be 1 to 128 characters"));
+    if customer_id.is_empty() || customer_id.len() > MAX_REFERENCE {
+        return Err(Problem::bad_request(format!("customerId must be 1 to {MAX_REFERENCE} characters")));
     }
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let snapshots = app.snapshots.by_customer(&customer_id, limit).await?;

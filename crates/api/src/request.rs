@@ -6,6 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
+use orderflow_domain::limits::MAX_CORRELATION_ID;
 use orderflow_pipeline::processor::{fingerprint, Envelope, IdempotencyKey};
 use orderflow_pipeline::streams::is_valid_id;
 use orderflow_pipeline::trace;
@@ -154,8 +155,11 @@ pub fn envelope(
     let trace = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(trace::trace_id);
     let correlation = match headers.get(CORRELATION_ID).map(|v| v.to_str()) {
         None => None,
-        Some(Ok(id)) if is_token(id, 128) => Some(id.to_string()),
-        Some(_) => return Err(Problem::bad_request("X-Correlation-Id must be 1 to 128 visible ASCII characters")),
+        Some(Ok(id)) if is_token(id, MAX_CORRELATION_ID) => Some(id.to_string()),
+        Some(_) => {
+            let detail = format!("X-Correlation-Id must be 1 to {MAX_CORRELATION_ID} visible ASCII characters");
+            return Err(Problem::bad_request(detail));
+        }
     };
     envelope.correlation_id = trace.or(correlation).unwrap_or_else(trace::new_trace_id);
     envelope.expected_version = if_match_version(headers)?;

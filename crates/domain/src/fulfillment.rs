@@ -8,8 +8,11 @@
 //! | order `ReservationDeclined` | `Release` of that SKU's reservation |
 //! | order `Shipped` | `Ship` on the SKU of every line (the stock leaves) |
 //!
-//! Every command it produces is safe to receive twice: the streams treat a
-//! repeat as a no-op.
+//! Each reaction carries what its target needs to decide (a release or a
+//! shipment names its quantity, which the order recorded), so the SKU's
+//! state stays two counters. Repeats: orders treat a repeated reaction as a
+//! no-op; SKUs count on the pipeline, which applies each reaction once (its
+//! idempotency key is the event and the reaction's number).
 
 use crate::inventory::{InventoryCommand, InventoryEvent};
 use crate::order::{LineQuantity, OrderCommand, OrderEvent};
@@ -57,15 +60,21 @@ fn react_to_order(order_id: &str, event: &OrderEvent) -> Vec<Command> {
             quantity: line.quantity,
         }),
         OrderEvent::Backordered { attempt, release, .. } | OrderEvent::Cancelled { attempt, release, .. } => {
-            for_each_line(release, &|_| InventoryCommand::Release { order_id: order_id.clone(), attempt: *attempt })
+            for_each_line(release, &|line| InventoryCommand::Release {
+                order_id: order_id.clone(),
+                attempt: *attempt,
+                quantity: line.quantity,
+            })
         }
-        OrderEvent::ReservationDeclined { attempt, sku, .. } => vec![Command::Inventory {
+        OrderEvent::ReservationDeclined { attempt, sku, quantity } => vec![Command::Inventory {
             sku: sku.clone(),
-            command: InventoryCommand::Release { order_id, attempt: *attempt },
+            command: InventoryCommand::Release { order_id, attempt: *attempt, quantity: *quantity },
         }],
-        OrderEvent::Shipped { attempt, lines, .. } => {
-            for_each_line(lines, &|_| InventoryCommand::Ship { order_id: order_id.clone(), attempt: *attempt })
-        }
+        OrderEvent::Shipped { attempt, lines, .. } => for_each_line(lines, &|line| InventoryCommand::Ship {
+            order_id: order_id.clone(),
+            attempt: *attempt,
+            quantity: line.quantity,
+        }),
         _ => vec![],
     }
 }
@@ -218,7 +227,7 @@ mod tests {
             react(&event),
             vec![Command::Inventory {
                 sku: "A".into(),
-                command: InventoryCommand::Release { order_id: "o1".into(), attempt: 2 }
+                command: InventoryCommand::Release { order_id: "o1".into(), attempt: 2, quantity: 1 }
             }]
         );
         let placed = Event::Order { order_id: "o1".into(), event: OrderEvent::ReadyToShip {} };

@@ -11,6 +11,7 @@
 
 pub mod fulfillment;
 pub mod inventory;
+pub mod limits;
 pub mod order;
 mod rejection;
 

@@ -370,6 +370,13 @@ pub fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEve
                 status if status.is_shipped() => return Err(not_in_status("paid", status)),
                 _ => {}
             }
+            // An order whose lines were all removed has nothing to pay for.
+            if state.lines.is_empty() {
+                return Err(Rejection::rule("no-lines", "an order without lines cannot be paid"));
+            }
+            if *amount_minor == 0 {
+                return Err(Rejection::rule("invalid-amount", "a payment must be of more than 0"));
+            }
             if currency != &state.currency {
                 return Err(Rejection::rule(
                     "currency-mismatch",
@@ -701,6 +708,10 @@ mod tests {
         assert_eq!(rejected_code(&paid, &failed), "already-paid");
         let cancelled = given(&[place(), C::Cancel { reason: None }]);
         assert_eq!(rejected_code(&cancelled, &pay(1250)), "invalid-status");
+        let emptied = given(&[place(), C::RemoveLine { sku: "A".into() }, C::RemoveLine { sku: "B".into() }]);
+        assert_eq!(rejected_code(&emptied, &pay(0)), "no-lines");
+        let free = C::Place { customer_id: "c".into(), currency: "EUR".into(), lines: vec![line("A", 1, 0)] };
+        assert_eq!(rejected_code(&given(&[free]), &pay(0)), "invalid-amount");
     }
 
     #[test]

@@ -16,9 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use orderflow_pipeline::cloudevents::{DEADLETTER_TOPIC, INVENTORY_TOPIC, ORDERS_TOPIC};
-use orderflow_pipeline::consumers::{Consumer, Fulfillment, Projector, Publisher};
+use orderflow_pipeline::consumers::{Consumer, Fulfillment, Parked, Projector, Publisher};
 use orderflow_pipeline::ingest::{Ingested, Ingestor, Received};
-use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, Refusals, SnapshotStore, StoreError};
+use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, Parking, Refusals, SnapshotStore, StoreError};
 use orderflow_pipeline::processor::CommandProcessor;
 use serde_json::{json, Value};
 
@@ -43,6 +43,7 @@ pub struct Steps {
     pub events: Arc<dyn EventStore>,
     pub snapshots: Arc<dyn SnapshotStore>,
     pub refusals: Arc<dyn Refusals>,
+    pub parking: Arc<dyn Parking>,
 }
 
 /// The handler: `api` is the HTTP API router, served at `/api/...` for the
@@ -86,23 +87,27 @@ async fn ingest(State(steps): State<Arc<Steps>>, body: Bytes) -> Response {
 
 /// `publish-events` (cosmosDBTrigger): the batch's events as CloudEvents on
 /// the `orders` and `inventory` outputs.
-async fn publish_events(body: Bytes) -> Response {
+async fn publish_events(State(steps): State<Arc<Steps>>, body: Bytes) -> Response {
     let outbox = Arc::new(Outbox::default());
-    consume(&Publisher::new(outbox.clone()), &body, &outbox).await
+    consume(&steps, Arc::new(Publisher::new(outbox.clone())), &body, &outbox).await
 }
 
 /// `project-snapshots` (cosmosDBTrigger): the read models.
 async fn project_snapshots(State(steps): State<Arc<Steps>>, body: Bytes) -> Response {
-    consume(&Projector::new(steps.events.clone(), steps.snapshots.clone()), &body, &Outbox::default()).await
+    let projector = Arc::new(Projector::new(steps.events.clone(), steps.snapshots.clone()));
+    consume(&steps, projector, &body, &Outbox::default()).await
 }
 
 /// `fulfillment` (cosmosDBTrigger): the process manager's reactions.
 async fn fulfillment(State(steps): State<Arc<Steps>>, body: Bytes) -> Response {
-    consume(&Fulfillment::new(steps.processor.clone(), steps.refusals.clone()), &body, &Outbox::default()).await
+    let fulfillment = Arc::new(Fulfillment::new(steps.processor.clone(), steps.refusals.clone()));
+    consume(&steps, fulfillment, &body, &Outbox::default()).await
 }
 
-/// Runs a change-feed consumer over the trigger's documents.
-async fn consume(consumer: &dyn Consumer, body: &[u8], outbox: &Outbox) -> Response {
+/// Runs a change-feed consumer over the trigger's documents, its poison
+/// streams parked (their events held back, every other stream handled), so
+/// that one bad event never makes the host retry the batch forever.
+async fn consume(steps: &Steps, consumer: Arc<dyn Consumer>, body: &[u8], outbox: &Outbox) -> Response {
     let name = consumer.name();
     let request = InvocationRequest::parse(body);
     let events = request.as_ref().map_err(Clone::clone).and_then(|request| match request.data.get(COSMOS_TRIGGER) {
@@ -120,7 +125,13 @@ async fn consume(consumer: &dyn Consumer, body: &[u8], outbox: &Outbox) -> Respo
     if events.is_empty() {
         return succeeded(outbox, vec![format!("{name}: no events{attempt}")]);
     }
-    match consumer.handle(&events).await {
+    // The trigger's leases move ranges between instances: read the parked
+    // streams before each batch.
+    let parked = Parked::new(consumer, steps.parking.clone());
+    if let Err(error) = parked.refresh().await {
+        return failed(name, &error.to_string());
+    }
+    match parked.handle(&events).await {
         Ok(()) => succeeded(outbox, vec![format!("{name}: {} events{attempt}", events.len())]),
         Err(error) => failed(name, &error.to_string()),
     }

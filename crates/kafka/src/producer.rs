@@ -43,8 +43,16 @@ impl KafkaProducer {
     }
 }
 
+/// A produce error: for good when the record itself is what the broker
+/// refuses (its size, its form), else something to retry.
 fn unavailable(error: KafkaError) -> StoreError {
-    StoreError::Unavailable(format!("kafka: {error}"))
+    use RDKafkaErrorCode::*;
+    match error.rdkafka_error_code() {
+        Some(MessageSizeTooLarge | InvalidMessageSize | InvalidMessage | MessageBatchTooLarge | InvalidRecord) => {
+            StoreError::Refused(format!("kafka: {error}"))
+        }
+        _ => StoreError::Unavailable(format!("kafka: {error}")),
+    }
 }
 
 #[async_trait]

@@ -2,20 +2,24 @@
 //! `POST /api/events`) mapped to commands and executed, idempotent by the
 //! CloudEvents `source` + `id`. A message that cannot be decoded, mapped or
 //! applied is written to `orderflow.deadletter` with its original bytes,
-//! headers, origin and the reason: never blocked on, never silently dropped.
+//! headers, origin and the reason (bounded: [`dead_letters`]): never blocked
+//! on, never silently dropped.
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
+use cloudevents::{AttributesReader, Event};
 use orderflow_domain::inventory::InventoryCommand;
+use orderflow_domain::limits::{
+    check_length, MAX_CORRELATION_ID, MAX_EVENT_ID, MAX_REFERENCE, MAX_SOURCE, MAX_TEXT, MAX_TRACEPARENT,
+};
 use orderflow_domain::order::OrderCommand;
 use orderflow_domain::Command;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use crate::cloudevents::{data_json, extension_text, to_message, DEADLETTER_TOPIC};
+use crate::cloudevents::{data_json, extension_text};
+use crate::dead_letters;
 use crate::ports::{MessageProducer, StoreError};
 use crate::processor::{fingerprint, CommandError, CommandProcessor, Envelope, IdempotencyKey, Receipt};
 use crate::streams::is_valid_id;
@@ -112,7 +116,21 @@ pub fn command_for(event: &Event) -> Result<Command, IngestError> {
         return Err(IngestError::UnknownType(event_type.to_string()));
     }
     let invalid = |reason: String| IngestError::InvalidData { event_type: event_type.to_string(), reason };
+    bounded_attributes(event).map_err(invalid)?;
     data_json(event).and_then(|data| map_data(event_type, data)).map_err(invalid)
+}
+
+/// The attributes that reach events and messages are bounded (see
+/// `orderflow_domain::limits`).
+fn bounded_attributes(event: &Event) -> Result<(), String> {
+    check_length("id", event.id(), MAX_EVENT_ID)?;
+    check_length("source", event.source(), MAX_SOURCE)?;
+    for (name, max) in [("correlationid", MAX_CORRELATION_ID), ("traceparent", MAX_TRACEPARENT)] {
+        if let Some(value) = extension_text(event, name) {
+            check_length(name, &value, max)?;
+        }
+    }
+    Ok(())
 }
 
 fn map_data(event_type: &str, data: Value) -> Result<Command, String> {
@@ -161,8 +179,54 @@ fn map_data(event_type: &str, data: Value) -> Result<Command, String> {
     }
 }
 
-fn parse<T: DeserializeOwned>(data: Value) -> Result<T, String> {
-    serde_json::from_value(data).map_err(|e| e.to_string())
+fn parse<T: DeserializeOwned + Bounded>(data: Value) -> Result<T, String> {
+    let parsed: T = serde_json::from_value(data).map_err(|e| e.to_string())?;
+    parsed.bounded()?;
+    Ok(parsed)
+}
+
+/// Data whose text fields have limits.
+trait Bounded {
+    fn bounded(&self) -> Result<(), String>;
+}
+
+impl Bounded for PaymentAuthorized {
+    fn bounded(&self) -> Result<(), String> {
+        check_length("paymentId", &self.payment_id, MAX_REFERENCE)
+    }
+}
+
+impl Bounded for PaymentFailed {
+    fn bounded(&self) -> Result<(), String> {
+        check_length("paymentId", &self.payment_id, MAX_REFERENCE)?;
+        check_length("reason", &self.reason, MAX_TEXT)
+    }
+}
+
+impl Bounded for ShipmentDispatched {
+    fn bounded(&self) -> Result<(), String> {
+        check_length("shipmentId", &self.shipment_id, MAX_REFERENCE)?;
+        check_length("carrier", &self.carrier, MAX_REFERENCE)?;
+        check_length("trackingNumber", &self.tracking_number, MAX_REFERENCE)
+    }
+}
+
+impl Bounded for ShipmentDelivered {
+    fn bounded(&self) -> Result<(), String> {
+        check_length("shipmentId", &self.shipment_id, MAX_REFERENCE)
+    }
+}
+
+impl Bounded for StockReceived {
+    fn bounded(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl Bounded for StockAdjusted {
+    fn bounded(&self) -> Result<(), String> {
+        check_length("reason", &self.reason, MAX_TEXT)
+    }
 }
 
 fn checked_id(field: &str, id: &str) -> Result<(), String> {
@@ -316,10 +380,20 @@ impl Ingestor {
 
     /// Writes the message as it arrived to `orderflow.deadletter`.
     pub async fn dead_letter(&self, delivery: &Delivery, error: &IngestError) -> Result<(), StoreError> {
-        let message = dead_letter_message(delivery, error).map_err(StoreError::Corrupt)?;
+        let message = dead_letters::dead_letter(delivery, error).map_err(StoreError::Corrupt)?;
         tracing::warn!(kind = error.kind(), reason = %error, origin = ?delivery.origin, "message dead-lettered");
         metrics::counter!("orderflow_dead_letters_total", "kind" => error.kind()).increment(1);
-        self.producer.send(vec![message]).await?;
+        match self.producer.send(vec![message]).await {
+            Ok(()) => {}
+            // The topic will never take it (too large for it, say): what
+            // cannot be too large goes instead, rather than a retry forever.
+            Err(StoreError::Refused(reason)) => {
+                tracing::warn!(reason, "dead letter refused by its topic; writing it reduced");
+                let reduced = dead_letters::reduced(delivery, error).map_err(StoreError::Corrupt)?;
+                self.producer.send(vec![reduced]).await?;
+            }
+            Err(error) => return Err(error),
+        }
         self.dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
@@ -336,45 +410,11 @@ impl From<IngestError> for IngestFailure {
     }
 }
 
-/// The dead letter of a delivery: a CloudEvent `orderflow.deadletter` whose
-/// data holds the reason, the origin, the headers and the original bytes. Its
-/// id is a digest of origin and payload, so a redelivered bad message yields a
-/// dead letter with the same id.
-pub fn dead_letter_message(delivery: &Delivery, error: &IngestError) -> Result<crate::ports::Message, String> {
-    let origin = serde_json::to_value(&delivery.origin).map_err(|e| e.to_string())?;
-    let headers: Map<String, Value> = delivery
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            let value = match std::str::from_utf8(value) {
-                Ok(text) => Value::String(text.to_string()),
-                Err(_) => json!({"base64": base64::engine::general_purpose::STANDARD.encode(value)}),
-            };
-            (name.clone(), value)
-        })
-        .collect();
-    let data = json!({
-        "kind": error.kind(),
-        "reason": error.to_string(),
-        "origin": origin,
-        "key": delivery.key,
-        "headers": headers,
-        "payload": std::str::from_utf8(&delivery.payload).ok(),
-        "payloadBase64": base64::engine::general_purpose::STANDARD.encode(&delivery.payload),
-    });
-    let event = EventBuilderV10::new()
-        .id(fingerprint(&[origin.to_string().as_bytes(), &delivery.payload]))
-        .source("/orderflow/ingest")
-        .ty("orderflow.deadletter")
-        .time(chrono::Utc::now())
-        .data("application/json", data)
-        .build()
-        .map_err(|e| e.to_string())?;
-    Ok(to_message(DEADLETTER_TOPIC, delivery.key.clone(), &event))
-}
-
 #[cfg(test)]
 mod tests {
+    use cloudevents::{EventBuilder, EventBuilderV10};
+    use serde_json::json;
+
     use super::*;
 
     fn event(ty: &str, data: Value) -> Event {
@@ -405,9 +445,40 @@ mod tests {
             ("stock.received", json!({"sku":"A","quantity":-5})),
             ("stock.received", json!({"sku":"a b","quantity":5})),
             ("payment.authorized", json!([1, 2])),
+            ("stock.adjusted", json!({"sku":"A","delta":-2,"reason": "x".repeat(1001)})),
+            (
+                "shipment.dispatched",
+                json!({"orderId":"o1","shipmentId":"s","carrier":"x".repeat(129),"trackingNumber":"T"}),
+            ),
         ];
         for (ty, data) in bad {
             assert_eq!(command_for(&event(ty, data.clone())).unwrap_err().kind(), "invalid-data", "{data}");
+        }
+        let data = json!({"sku":"A","quantity":5});
+        let long_id = EventBuilderV10::new()
+            .id("i".repeat(257))
+            .source("/s")
+            .ty("stock.received")
+            .data("application/json", data.clone())
+            .build()
+            .unwrap();
+        let long_source = EventBuilderV10::new()
+            .id("1")
+            .source("s".repeat(513))
+            .ty("stock.received")
+            .data("application/json", data.clone())
+            .build()
+            .unwrap();
+        let long_correlation = EventBuilderV10::new()
+            .id("1")
+            .source("/s")
+            .ty("stock.received")
+            .extension("correlationid", "c".repeat(129))
+            .data("application/json", data)
+            .build()
+            .unwrap();
+        for event in [long_id, long_source, long_correlation] {
+            assert_eq!(command_for(&event).unwrap_err().kind(), "invalid-data", "{event}");
         }
     }
 }

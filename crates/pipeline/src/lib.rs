@@ -12,6 +12,7 @@ pub mod cloudevents;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod consumers;
+pub mod dead_letters;
 pub mod feed_ranges;
 pub mod ingest;
 #[cfg(any(test, feature = "memory"))]

@@ -40,6 +40,7 @@ struct State {
     lease_writes: u64,
     snapshots: HashMap<String, Snapshot>,
     refusals: BTreeMap<String, RefusedReaction>,
+    parked: BTreeMap<(String, String), Versioned<ParkedStream>>,
     messages: Vec<Message>,
     /// Appends to these streams lose to a pretend concurrent writer this
     /// many more times.
@@ -360,6 +361,36 @@ impl Refusals for MemoryStore {
         let count = all.len() as u64;
         all.truncate(limit);
         Ok((all, count))
+    }
+}
+
+#[async_trait]
+impl Parking for MemoryStore {
+    async fn parked(&self, consumer: Option<&str>) -> Result<Vec<Versioned<ParkedStream>>, StoreError> {
+        let state = self.state();
+        Ok(state.parked.values().filter(|p| consumer.is_none_or(|c| p.value.consumer == c)).cloned().collect())
+    }
+
+    async fn put_parked(&self, parked: &ParkedStream, version: Option<&str>) -> Result<Option<String>, StoreError> {
+        let mut state = self.state();
+        let id = (parked.consumer.clone(), parked.stream_id.clone());
+        if state.parked.get(&id).map(|p| p.version.as_str()) != version {
+            return Ok(None);
+        }
+        state.lease_writes += 1;
+        let version = state.lease_writes.to_string();
+        state.parked.insert(id, Versioned { value: parked.clone(), version: version.clone() });
+        Ok(Some(version))
+    }
+
+    async fn unpark(&self, consumer: &str, stream_id: &str, version: &str) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let id = (consumer.to_string(), stream_id.to_string());
+        if state.parked.get(&id).is_some_and(|p| p.version == version) {
+            state.parked.remove(&id);
+            return Ok(true);
+        }
+        Ok(false)
     }
 }
 

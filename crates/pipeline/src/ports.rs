@@ -21,6 +21,19 @@ pub enum StoreError {
     Unavailable(String),
     #[error("unreadable data in store: {0}")]
     Corrupt(String),
+    /// The store or topic will never take this write as it is (a message
+    /// too large for a topic): retrying it unchanged cannot help.
+    #[error("refused for good: {0}")]
+    Refused(String),
+}
+
+impl StoreError {
+    /// Whether trying again, unchanged, cannot help: data that does not
+    /// read, a write refused for what it is. (An unavailable store may come
+    /// back.)
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StoreError::Corrupt(_) | StoreError::Refused(_))
+    }
 }
 
 /// How long idempotency records and key claims are kept unless configured
@@ -254,6 +267,41 @@ pub trait Refusals: Send + Sync {
     async fn latest(&self, limit: usize) -> Result<(Vec<RefusedReaction>, u64), StoreError>;
 }
 
+/// A stream one change-feed consumer could not handle: the event it stopped
+/// at and why. That event and every later one of the stream wait (in order)
+/// until `orderflow parked retry` gets them through; the consumer goes on
+/// with every other stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParkedStream {
+    pub consumer: String,
+    pub stream_id: String,
+    /// The first event not handled.
+    pub from_index: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub reason: String,
+    pub parked_at: DateTime<Utc>,
+    /// The highest index of the stream held back so far.
+    pub held_through: u64,
+    /// Retries that failed, and the last one's time.
+    pub retries: u32,
+    pub retried_at: Option<DateTime<Utc>>,
+}
+
+/// Parked streams, stored: every write is conditional on the version last
+/// read (the consumer holding events back and a retry meet here).
+#[async_trait]
+pub trait Parking: Send + Sync {
+    /// The streams parked for `consumer`, or for every consumer.
+    async fn parked(&self, consumer: Option<&str>) -> Result<Vec<Versioned<ParkedStream>>, StoreError>;
+    /// Writes it if the stored one is still at `version` (`None`: if there
+    /// is none). The new version, or `None` when another writer came first.
+    async fn put_parked(&self, parked: &ParkedStream, version: Option<&str>) -> Result<Option<String>, StoreError>;
+    /// Deletes it if it is still at `version`; false when it moved on or is gone.
+    async fn unpark(&self, consumer: &str, stream_id: &str, version: &str) -> Result<bool, StoreError>;
+}
+
 /// The read model of one stream, and the version of the stream it reflects.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
@@ -289,17 +337,22 @@ pub struct Stores {
     pub leases: Arc<dyn LeaseStore>,
     pub snapshots: Arc<dyn SnapshotStore>,
     pub refusals: Arc<dyn Refusals>,
+    pub parking: Arc<dyn Parking>,
 }
 
 impl Stores {
     /// All the ports from one adapter that implements them all.
-    pub fn of<S: EventStore + ChangeFeed + LeaseStore + SnapshotStore + Refusals + 'static>(store: Arc<S>) -> Stores {
+    pub fn of<S>(store: Arc<S>) -> Stores
+    where
+        S: EventStore + ChangeFeed + LeaseStore + SnapshotStore + Refusals + Parking + 'static,
+    {
         Stores {
             events: store.clone(),
             feed: store.clone(),
             leases: store.clone(),
             snapshots: store.clone(),
-            refusals: store,
+            refusals: store.clone(),
+            parking: store,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! stored event records and domain events.
 
 use orderflow_domain::inventory::{Inventory, InventoryEvent};
+use orderflow_domain::limits::MAX_ID;
 use orderflow_domain::order::{Order, OrderEvent};
 use orderflow_domain::{Aggregate, Command, Event};
 use serde::de::DeserializeOwned;
@@ -11,13 +12,11 @@ use serde_json::{json, Value};
 use crate::ports::EventRecord;
 use crate::StoreError;
 
-pub const MAX_ID_LEN: usize = 64;
-
 /// Order ids and SKUs: 1 to 64 characters of letters, digits and `-_.:`.
 /// They become stream ids, document ids, message keys and URL segments.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
-        && id.len() <= MAX_ID_LEN
+        && id.len() <= MAX_ID
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 

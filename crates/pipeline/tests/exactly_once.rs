@@ -144,7 +144,7 @@ async fn a_reaction_that_loses_to_contention_fails_the_batch_and_lands_when_retr
     processor.execute(&restock("A", 5), &Envelope::new()).await.expect("restock");
     place_and_confirm(&processor, "o1", "A").await;
     let fulfillment = Arc::new(Fulfillment::new(processor.clone(), store.clone()));
-    let mut runner = FeedRunner::new(store.clone(), store.clone(), fulfillment).with_start(StartFrom::Beginning);
+    let mut runner = FeedRunner::new(&store.stores(), fulfillment).with_start(StartFrom::Beginning);
     // Every attempt to reserve loses to a pretend concurrent writer.
     store.conflict_next_appends("Sku-A", 100);
     let failed = runner.step().await;
@@ -170,7 +170,7 @@ async fn a_reaction_its_target_refuses_is_recorded_once() {
         .await
         .expect("reserve");
     let fulfillment = Arc::new(Fulfillment::new(processor.clone(), store.clone()));
-    let mut runner = FeedRunner::new(store.clone(), store.clone(), fulfillment).with_start(StartFrom::Beginning);
+    let mut runner = FeedRunner::new(&store.stores(), fulfillment).with_start(StartFrom::Beginning);
     catch_up(&mut runner).await;
     let (refused, count) = store.latest(10).await.expect("refusals");
     assert_eq!(count, 1, "{refused:?}");
@@ -191,7 +191,7 @@ async fn a_consumer_with_side_effects_starts_from_now_on_a_feed_with_history() {
         append_one(&*store, &format!("Sku-{i}")).await;
     }
     let fresh = Arc::new(Recorder::new(StartFrom::Now));
-    let mut runner = FeedRunner::new(store.clone(), store.clone(), fresh.clone());
+    let mut runner = FeedRunner::new(&store.stores(), fresh.clone());
     runner.prepare().await.expect("prepare");
     catch_up(&mut runner).await;
     assert!(fresh.seen().is_empty(), "history is not handled again: {:?}", fresh.seen());
@@ -211,7 +211,7 @@ async fn a_range_that_splits_goes_on_as_its_parts_without_replaying_or_skipping(
         append_one(&*store, stream).await;
     }
     let recorder = Arc::new(Recorder::new(StartFrom::Beginning));
-    let mut runner = FeedRunner::new(store.clone(), store.clone(), recorder.clone());
+    let mut runner = FeedRunner::new(&store.stores(), recorder.clone());
     catch_up(&mut runner).await;
     assert_eq!(recorder.seen().len(), 40);
 
@@ -247,10 +247,8 @@ async fn a_process_that_loses_its_lease_mid_batch_stops_before_another_may_take_
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let holder = Arc::new(Recorder::gated(StartFrom::Beginning, gate.clone()));
     let clock = tokio_clock();
-    let mut runner = FeedRunner::new(store.clone(), store.clone(), holder.clone())
-        .with_owner("A")
-        .with_lease_ttl(ttl)
-        .with_clock(clock.clone());
+    let mut runner =
+        FeedRunner::new(&store.stores(), holder.clone()).with_owner("A").with_lease_ttl(ttl).with_clock(clock.clone());
     runner.prepare().await.expect("prepare");
     let before = lease_of(&store.leases("recorder").await.expect("leases"), &range);
     assert_eq!(before.owner.as_deref(), Some("A"));
@@ -287,8 +285,7 @@ async fn a_process_that_cannot_renew_stops_a_quarter_ttl_before_its_lease_expire
     let ttl = Duration::from_secs(8);
     let holder = Arc::new(Recorder::gated(StartFrom::Beginning, Arc::new(tokio::sync::Semaphore::new(0))));
     let clock = tokio_clock();
-    let mut runner =
-        FeedRunner::new(store.clone(), store.clone(), holder.clone()).with_lease_ttl(ttl).with_clock(clock.clone());
+    let mut runner = FeedRunner::new(&store.stores(), holder.clone()).with_lease_ttl(ttl).with_clock(clock.clone());
     runner.prepare().await.expect("prepare");
     let range = store.range_of("Sku-1");
     let expires_at = lease_of(&store.leases("recorder").await.expect("leases"), &range).expires_at;
@@ -309,10 +306,7 @@ async fn a_process_that_joins_is_handed_ranges_between_batches_never_in_one() {
     let ttl = Duration::from_secs(8);
     let clock = tokio_clock();
     let runner = |owner: &str, recorder: Arc<Recorder>| {
-        FeedRunner::new(store.clone(), store.clone(), recorder)
-            .with_owner(owner)
-            .with_lease_ttl(ttl)
-            .with_clock(clock.clone())
+        FeedRunner::new(&store.stores(), recorder).with_owner(owner).with_lease_ttl(ttl).with_clock(clock.clone())
     };
     let (a_seen, b_seen) =
         (Arc::new(Recorder::new(StartFrom::Beginning)), Arc::new(Recorder::new(StartFrom::Beginning)));

@@ -128,10 +128,8 @@ async fn orders(client: &azure_data_cosmos::CosmosClient) -> Result<(), Box<dyn 
         Arc::new(Publisher::new(Arc::new(Discard))),
         Arc::new(Fulfillment::new(processor.clone(), stores.refusals.clone())),
     ];
-    let mut runners: Vec<FeedRunner> = consumers
-        .into_iter()
-        .map(|c| FeedRunner::new(stores.feed.clone(), stores.leases.clone(), c).with_start(StartFrom::Beginning))
-        .collect();
+    let mut runners: Vec<FeedRunner> =
+        consumers.into_iter().map(|c| FeedRunner::new(&stores, c).with_start(StartFrom::Beginning)).collect();
     for sku in ["MUG", "TEE"] {
         let restock = Command::Inventory { sku: sku.into(), command: InventoryCommand::Restock { quantity: 1_000 } };
         processor.execute(&restock, &Envelope::new()).await?;

@@ -9,6 +9,7 @@
 //! | `leases` | `/id` | per consumer and feed range: the position, its owner and lease expiry |
 //! | `idempotency` | `/id` | which request each outside key (HTTP, CloudEvent) was first used for (TTL) |
 //! | `refusals` | `/id` | reactions their target refused, for operators |
+//! | `parked` | `/id` | streams a consumer could not handle, and how far their events wait |
 //!
 //! A command costs one transactional batch in the stream's partition: create
 //! its idempotency record (if keyed) and the event documents, and replace the
@@ -22,6 +23,7 @@ pub mod emulator;
 mod events;
 mod feed;
 mod leases;
+mod parking;
 mod read_models;
 mod refusals;
 mod request_units;
@@ -46,6 +48,7 @@ pub const SNAPSHOTS: &str = "snapshots";
 pub const LEASES: &str = "leases";
 pub const IDEMPOTENCY: &str = "idempotency";
 pub const REFUSALS: &str = "refusals";
+pub const PARKED: &str = "parked";
 
 #[derive(Clone)]
 pub struct CosmosStore {
@@ -58,6 +61,7 @@ struct Inner {
     leases: ContainerClient,
     idempotency: ContainerClient,
     refusals: ContainerClient,
+    parked: ContainerClient,
     tips: events::TipCache,
     units: request_units::RequestUnits,
     /// How long idempotency records and key claims count (also their TTL).
@@ -91,6 +95,7 @@ impl CosmosStore {
                 leases: container(LEASES).await?,
                 idempotency: container(IDEMPOTENCY).await?,
                 refusals: container(REFUSALS).await?,
+                parked: container(PARKED).await?,
                 tips: events::TipCache::new(10_000),
                 units: request_units::RequestUnits::default(),
                 key_retention,

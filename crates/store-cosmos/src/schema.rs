@@ -7,7 +7,7 @@ use azure_data_cosmos::models::{ContainerProperties, IndexingMode, IndexingPolic
 use azure_data_cosmos::CosmosClient;
 use orderflow_pipeline::StoreError;
 
-use crate::{status, unavailable, EVENTS, IDEMPOTENCY, LEASES, REFUSALS, SNAPSHOTS};
+use crate::{status, unavailable, EVENTS, IDEMPOTENCY, LEASES, PARKED, REFUSALS, SNAPSHOTS};
 
 /// Indexing policy that indexes only `paths`.
 fn allow_list(paths: &[&str]) -> IndexingPolicy {
@@ -26,7 +26,7 @@ pub struct Container {
     pub expiring: bool,
 }
 
-pub const CONTAINERS: [Container; 5] = [
+pub const CONTAINERS: [Container; 6] = [
     // Reading a stream's history queries by index within its partition;
     // idempotency records expire.
     Container { name: EVENTS, partition_key: "/streamId", indexed: &["/index/?"], expiring: true },
@@ -38,6 +38,8 @@ pub const CONTAINERS: [Container; 5] = [
     Container { name: IDEMPOTENCY, partition_key: "/id", indexed: &[], expiring: true },
     // Refusals are few: listed whole.
     Container { name: REFUSALS, partition_key: "/id", indexed: &[], expiring: false },
+    // A consumer's parked streams are listed by consumer.
+    Container { name: PARKED, partition_key: "/id", indexed: &["/consumer/?"], expiring: false },
 ];
 
 pub async fn init(client: &CosmosClient, database: &str) -> Result<(), StoreError> {

@@ -17,8 +17,7 @@ async fn catch_up(runner: &mut FeedRunner) {
 }
 
 fn runner(store: &Arc<CosmosStore>, owner: &str, recorder: Arc<Recorder>, ttl: Duration) -> FeedRunner {
-    let stores = Stores::of(store.clone());
-    FeedRunner::new(stores.feed, stores.leases, recorder).with_owner(owner).with_lease_ttl(ttl)
+    FeedRunner::new(&Stores::of(store.clone()), recorder).with_owner(owner).with_lease_ttl(ttl)
 }
 
 async fn owners(store: &CosmosStore) -> Vec<Option<String>> {

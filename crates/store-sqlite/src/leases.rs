@@ -1,10 +1,11 @@
-//! Change-feed leases and refused reactions on SQLite. One `serve` holds a
-//! data directory, but a replay may run beside it: lease writes are
-//! conditional on the version, as on every store.
+//! Change-feed leases, parked streams and refused reactions on SQLite. One
+//! `serve` holds a data directory, but a replay or a retry may run beside
+//! it: lease and park writes are conditional on the version, as on every
+//! store.
 
 use async_trait::async_trait;
 use chrono::DateTime;
-use orderflow_pipeline::ports::{Lease, LeaseStore, Refusals, RefusedReaction, Versioned};
+use orderflow_pipeline::ports::{Lease, LeaseStore, ParkedStream, Parking, Refusals, RefusedReaction, Versioned};
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -149,5 +150,67 @@ impl Refusals for SqliteStore {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok((refusals, count))
+    }
+}
+
+#[async_trait]
+impl Parking for SqliteStore {
+    async fn parked(&self, consumer: Option<&str>) -> Result<Vec<Versioned<ParkedStream>>, StoreError> {
+        let consumer = consumer.map(str::to_string);
+        let rows = self
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT parked, version FROM parked_streams WHERE ?1 IS NULL OR consumer = ?1
+                     ORDER BY consumer, stream_id",
+                )?;
+                let rows = statement.query_map([consumer], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
+                rows.collect::<Result<Vec<(String, String)>, _>>()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(parked, version)| {
+                let value = serde_json::from_value(parse_json(&parked)?)
+                    .map_err(|e| StoreError::Corrupt(format!("parked stream: {e}")))?;
+                Ok(Versioned { value, version })
+            })
+            .collect()
+    }
+
+    async fn put_parked(&self, parked: &ParkedStream, version: Option<&str>) -> Result<Option<String>, StoreError> {
+        let json = serde_json::to_string(parked).map_err(|e| StoreError::Corrupt(format!("parked stream: {e}")))?;
+        let (consumer, stream_id) = (parked.consumer.clone(), parked.stream_id.clone());
+        let expected = version.map(str::to_string);
+        self.write(move |conn| {
+            let version = uuid::Uuid::new_v4().simple().to_string();
+            let changed = match &expected {
+                None => conn
+                    .prepare_cached(
+                        "INSERT INTO parked_streams (consumer, stream_id, parked, version) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .and_then(|mut s| s.execute(params![consumer, stream_id, json, version])),
+                Some(expected) => conn
+                    .prepare_cached(
+                        "UPDATE parked_streams SET parked = ?3, version = ?4
+                         WHERE consumer = ?1 AND stream_id = ?2 AND version = ?5",
+                    )
+                    .and_then(|mut s| s.execute(params![consumer, stream_id, json, version, expected])),
+            }
+            .map_err(unavailable)?;
+            Ok((changed == 1).then_some(version))
+        })
+        .await
+    }
+
+    async fn unpark(&self, consumer: &str, stream_id: &str, version: &str) -> Result<bool, StoreError> {
+        let (consumer, stream_id, version) = (consumer.to_string(), stream_id.to_string(), version.to_string());
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("DELETE FROM parked_streams WHERE consumer = ?1 AND stream_id = ?2 AND version = ?3")
+                .and_then(|mut s| s.execute(params![consumer, stream_id, version]))
+                .map_err(unavailable)?;
+            Ok(changed == 1)
+        })
+        .await
     }
 }

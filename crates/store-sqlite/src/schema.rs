@@ -68,6 +68,14 @@ CREATE TABLE IF NOT EXISTS refused_reactions (
     refusal  TEXT NOT NULL                -- JSON
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS refused_reactions_by_time ON refused_reactions (time);
+-- Streams a consumer could not handle, and how far their events wait.
+CREATE TABLE IF NOT EXISTS parked_streams (
+    consumer  TEXT NOT NULL,
+    stream_id TEXT NOT NULL,
+    parked    TEXT NOT NULL,              -- JSON
+    version   TEXT NOT NULL,              -- changes with every write
+    PRIMARY KEY (consumer, stream_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS topic_messages (
     topic     TEXT    NOT NULL,
     offset    INTEGER NOT NULL,

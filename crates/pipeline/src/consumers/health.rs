@@ -19,6 +19,8 @@ pub struct ConsumerHealth {
     pub lag: Duration,
     /// Events handled since the process started.
     pub handled: u64,
+    /// Streams it has parked (as last read).
+    pub parked: usize,
 }
 
 impl FeedHealth {
@@ -49,6 +51,12 @@ impl FeedHealth {
         });
     }
 
+    /// It has `count` parked streams.
+    pub fn parked(&self, consumer: &'static str, count: usize) {
+        metrics::gauge!("orderflow_parked_streams", "consumer" => consumer).set(count as f64);
+        self.update(consumer, |health| health.parked = count);
+    }
+
     pub fn snapshot(&self) -> BTreeMap<&'static str, ConsumerHealth> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
@@ -63,6 +71,9 @@ impl FeedHealth {
                 problems.push(format!("{consumer} has failed for {} s: {error}", since.elapsed().as_secs()));
             } else if health.lag > threshold {
                 problems.push(format!("{consumer} is {} s behind", health.lag.as_secs()));
+            }
+            if health.parked > 0 {
+                problems.push(format!("{consumer} has {} parked stream(s): orderflow parked list", health.parked));
             }
         }
         problems

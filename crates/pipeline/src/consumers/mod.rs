@@ -8,12 +8,14 @@
 mod fulfillment;
 mod health;
 mod leases;
+mod parking;
 mod projector;
 mod publisher;
 
 pub use fulfillment::Fulfillment;
 pub use health::FeedHealth;
-pub use leases::{Clock, Leases};
+pub use leases::Clock;
+pub use parking::{retry, Parked, Retried};
 pub use projector::{project, Projector};
 pub use publisher::Publisher;
 
@@ -25,7 +27,8 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::ports::{ChangeFeed, EventRecord, FeedPosition, LeaseStore, StartFrom, StoreError};
+use crate::ports::{ChangeFeed, EventRecord, FeedPosition, StartFrom, StoreError, Stores};
+use leases::Leases;
 
 #[async_trait]
 pub trait Consumer: Send + Sync {
@@ -47,26 +50,28 @@ pub trait Consumer: Send + Sync {
 /// consumers are idempotent). All lease writes happen on this one task.
 pub struct FeedRunner {
     feed: Arc<dyn ChangeFeed>,
-    consumer: Arc<dyn Consumer>,
+    /// The consumer, its poison streams parked.
+    consumer: Arc<Parked>,
     leases: Leases,
     pub batch_size: usize,
     /// How long to wait for news when the feed has none (a change notification
     /// usually comes sooner).
     pub idle_wait: Duration,
     /// Where the runner reports how it is doing (readiness, status).
-    pub health: FeedHealth,
+    health: FeedHealth,
 }
 
 impl FeedRunner {
     /// A runner named after its consumer plus a random suffix; `serve`
     /// names it after the process instead ([`FeedRunner::with_owner`]).
-    pub fn new(feed: Arc<dyn ChangeFeed>, leases: Arc<dyn LeaseStore>, consumer: Arc<dyn Consumer>) -> Self {
+    pub fn new(stores: &Stores, consumer: Arc<dyn Consumer>) -> Self {
         let owner = format!("{}-{}", consumer.name(), uuid::Uuid::new_v4());
-        let mut lease_manager = Leases::new(leases, feed.clone(), consumer.name(), &owner);
+        let feed = stores.feed.clone();
+        let mut lease_manager = Leases::new(stores.leases.clone(), feed.clone(), consumer.name(), &owner);
         lease_manager.set_start(consumer.start());
         FeedRunner {
             feed,
-            consumer,
+            consumer: Arc::new(Parked::new(consumer, stores.parking.clone())),
             leases: lease_manager,
             batch_size: 500,
             idle_wait: Duration::from_secs(1),
@@ -109,7 +114,16 @@ impl FeedRunner {
     /// never read with their start positions. `serve` does this before it
     /// takes requests, so that "start from now" cannot miss an event.
     pub async fn prepare(&mut self) -> Result<(), StoreError> {
-        self.leases.balance().await
+        self.balance().await
+    }
+
+    /// Takes the ranges to hold, then reads which streams are parked (a
+    /// range taken over holds back what its former owner parked).
+    async fn balance(&mut self) -> Result<(), StoreError> {
+        self.leases.balance().await?;
+        self.consumer.refresh().await?;
+        self.health.parked(self.consumer.name(), self.consumer.parked_count());
+        Ok(())
     }
 
     /// Runs until `stop` turns true, finishing the batch in hand first;
@@ -158,7 +172,7 @@ impl FeedRunner {
     /// `Idle` with the positions reached when no range had anything new.
     pub async fn step(&mut self) -> Result<Step, StoreError> {
         if self.leases.balance_due() {
-            self.leases.balance().await?;
+            self.balance().await?;
         } else if Instant::now() >= self.leases.renewal_due() {
             self.leases.renew().await?;
         }
@@ -184,6 +198,7 @@ impl FeedRunner {
                     continue;
                 }
                 self.report(page.events.len(), lag);
+                self.health.parked(self.consumer.name(), self.consumer.parked_count());
             }
             if page.moved {
                 if let Some(continuation) = &page.continuation {
