@@ -110,6 +110,14 @@ async fn business_rules_are_answered_with_422_and_change_nothing() {
     server.order_status("o-4", "Backordered").await;
     let types: Vec<_> = server.history("o-4").await.iter().map(|e| e["type"].clone()).collect();
     assert_eq!(types, [json!("Placed"), json!("Confirmed"), json!("Backordered")]);
+
+    // An order whose lines were all removed cannot be paid, not even 0.
+    server.place("o-4e", &[("SKU-A", 1, 100)]).await;
+    server.send(Method::DELETE, "/api/orders/o-4e/lines/SKU-A", None, &[]).await;
+    let nothing = json!({"orderId": "o-4e", "paymentId": "p", "amountMinor": 0, "currency": "EUR"});
+    let refused = server.event("pay-0", "payment.authorized", nothing).await;
+    refused.assert_problem(422, "rejected");
+    assert!(refused.body["detail"].as_str().is_some_and(|d| d.contains("no-lines")), "{refused:?}");
 }
 
 #[tokio::test]

@@ -258,6 +258,8 @@ async fn kafka_batches_are_applied_once_and_bad_records_dead_lettered() {
         ),
         Value::String("garbage".into()),
         cloud_event(4, "r-4", "stock.exploded", json!({"sku": "SKU-K"})),
+        // Outside text is bounded: an id that long never reaches an event.
+        cloud_event(5, &"i".repeat(257), "stock.received", json!({"sku": "SKU-K", "quantity": 9})),
     ]);
     for round in ["first delivery", "redelivery"] {
         let (status, answer) = host.invoke("ingest-stock", json!({"events": batch})).await;
@@ -270,13 +272,13 @@ async fn kafka_batches_are_applied_once_and_bad_records_dead_lettered() {
             .collect();
         // Partitions are applied side by side: their dead letters come in any order.
         kinds.sort();
-        assert_eq!(kinds, ["undecodable", "unknown-type"], "{round}: {answer}");
+        assert_eq!(kinds, ["invalid-data", "undecodable", "unknown-type"], "{round}: {answer}");
         let expected = if round == "first delivery" { "2 applied, 0 duplicates" } else { "0 applied, 2 duplicates" };
         assert!(answer["Logs"][0].as_str().is_some_and(|log| log.contains(expected)), "{round}: {answer}");
     }
 
     // The docs' single encoding (an array, not its text), an empty batch.
-    let single = json!([cloud_event(5, "r-5", "stock.received", json!({"sku": "SKU-K", "quantity": 1}))]);
+    let single = json!([cloud_event(6, "r-6", "stock.received", json!({"sku": "SKU-K", "quantity": 1}))]);
     assert_eq!(host.invoke("ingest-stock", json!({"events": single})).await.0, 200);
     let (status, answer) = host.invoke("ingest-stock", json!({"events": "[]"})).await;
     assert_eq!((status.as_u16(), &answer["Outputs"]), (200, &json!({})));
@@ -313,6 +315,48 @@ async fn change_feed_batches_skip_tips_and_retry_what_cannot_be_read() {
     assert_eq!(host.invoke("publish-events", json!({"documents": unreadable.to_string()})).await.0, 500);
     assert_eq!(host.invoke("fulfillment", json!({"documents": 42})).await.0, 500);
     assert_eq!(host.invoke_raw("project-snapshots", "nope".into()).await.0, 500);
+}
+
+#[tokio::test]
+async fn an_event_a_function_cannot_handle_parks_its_stream_and_the_batch_succeeds() {
+    let mut host = Host::start();
+    let (status, _) = host
+        .http(
+            reqwest::Method::POST,
+            "/api/orders",
+            Some(json!({"orderId": "q", "customerId": "c", "currency": "EUR", "lines": [{"sku": "S", "quantity": 1, "unitPriceMinor": 5}]})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // An event this version cannot read (written by a newer one, say) in
+    // the same batch as a good one.
+    let future = |index: u64| {
+        json!({"id": index.to_string(), "streamId": "Order-p", "index": index, "eventId": uuid::Uuid::new_v4(),
+               "type": "FromTheFuture", "data": {}, "time": "2026-11-30T10:00:00Z", "correlationId": "c",
+               "causationId": "c", "messageId": "m", "_lsn": 100 + index})
+    };
+    let (documents, _) = host.next_documents();
+    let mut batch: Vec<Value> = serde_json::from_str(documents.as_str().unwrap_or_default()).expect("documents");
+    batch.insert(0, future(0));
+    let (status, answer) =
+        host.invoke("project-snapshots", json!({"documents": Value::Array(batch).to_string()})).await;
+    assert_eq!(status, 200, "the batch succeeds rather than being retried forever: {answer}");
+    let (status, order) = host.http(reqwest::Method::GET, "/api/orders/q", None).await;
+    assert_eq!((status.as_u16(), &order["status"]), (200, &json!("Placed")), "the other stream went on");
+    // The parked stream's later events wait behind it.
+    let later = json!([future(1)]).to_string();
+    assert_eq!(host.invoke("project-snapshots", json!({"documents": later})).await.0, 200);
+    let db = rusqlite::Connection::open(host.dir.path().join("data").join("orderflow.db")).expect("open the store");
+    let parked: Vec<String> = db
+        .prepare("SELECT parked FROM parked_streams WHERE consumer = 'project-snapshots'")
+        .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
+        .expect("parked streams");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    let parked: Value = serde_json::from_str(&parked[0]).expect("JSON");
+    assert_eq!(
+        (&parked["streamId"], &parked["fromIndex"], &parked["heldThrough"]),
+        (&json!("Order-p"), &json!(0), &json!(1))
+    );
 }
 
 /// The function folders as the host reads them: v4 extension names, app

@@ -222,16 +222,30 @@ async fn bad_messages_are_dead_lettered_and_do_not_block_their_partition() {
                 "payment.authorized",
                 json!({"orderId": "none", "paymentId": "p", "amountMinor": 1, "currency": "EUR"}),
             ),
+            binary(
+                "stock",
+                "X",
+                "long-1",
+                "stock.adjusted",
+                json!({"sku": "X", "delta": 1, "reason": "r".repeat(1001)}),
+            ),
+            // The same bad bytes again, at another offset.
+            Message { topic: "stock".into(), key: Some("X".into()), headers: vec![], value: vec![0xff, 0x00, 0x13] },
             binary("stock", "X", "ok-1", "stock.received", json!({"sku": "X", "quantity": 7})),
         ],
     )
     .await;
     // The good message behind the bad ones on the same partition is applied.
     server.eventually("/api/inventory/X", |s| s["onHand"] == 7).await;
-    let dead = until_async(|| topics.read("orderflow.deadletter"), |d| d.len() >= 5).await;
+    let dead = until_async(|| topics.read("orderflow.deadletter"), |d| d.len() >= 7).await;
     let mut kinds: Vec<&str> = dead.iter().filter_map(|d| d["data"]["kind"].as_str()).collect();
     kinds.sort_unstable();
-    assert_eq!(kinds, ["invalid-data", "invalid-data", "rejected", "undecodable", "unknown-type"]);
+    assert_eq!(
+        kinds,
+        ["invalid-data", "invalid-data", "invalid-data", "rejected", "undecodable", "undecodable", "unknown-type"]
+    );
+    let garbage: Vec<&Value> = dead.iter().filter(|d| d["data"]["kind"] == "undecodable").map(|d| &d["id"]).collect();
+    assert_eq!(garbage[0], garbage[1], "the same bad message, the same dead letter id");
     let undecodable = dead.iter().find(|d| d["data"]["kind"] == "undecodable").expect("the garbage");
     assert_eq!(
         (&undecodable["data"]["payload"], &undecodable["data"]["payloadEncoding"]),

@@ -197,9 +197,14 @@ async fn kafka_records_are_applied_once_and_bad_ones_dead_lettered() {
     event["records"] = json!({"stock-0": [record(7, "m-1", 2), record(8, "m-2", 3)]});
     let first = lambda.invoke(event.clone()).await.expect("applied");
     assert_eq!((&first["applied"], &first["duplicates"]), (&json!(2), &json!(0)), "{first}");
-    let again = lambda.invoke(event).await.expect("redelivered");
+    let again = lambda.invoke(event.clone()).await.expect("redelivered");
     assert_eq!((&again["applied"], &again["duplicates"]), (&json!(0), &json!(2)), "{again}");
 
+    // Outside text is bounded: an id that long is invalid data, never an event.
+    event["records"] = json!({"stock-0": [record(9, &"i".repeat(257), 4)]});
+    let long = lambda.invoke(event).await.expect("dead-lettered, the batch succeeds");
+    assert_eq!((&long["applied"], &long["deadLettered"][0]["kind"]), (&json!(0), &json!("invalid-data")), "{long}");
+
     let dead_letters = support::topic(&lambda.dir.path().join("data"), "orderflow.deadletter");
-    assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
+    assert_eq!(dead_letters.len(), 2, "{dead_letters:?}");
 }

@@ -35,6 +35,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Requests handled at once; more are refused with 503 and Retry-After.
     pub max_in_flight: usize,
+    /// How long a request may take before it is answered 504.
+    pub request_timeout: Duration,
     /// When not empty, every `/api` request needs one of these keys in
     /// `X-API-Key` or `Authorization: Bearer` (401 otherwise).
     pub api_keys: Vec<String>,
@@ -42,7 +44,12 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { max_body_bytes: 256 * 1024, max_in_flight: 1024, api_keys: Vec::new() }
+        ApiConfig {
+            max_body_bytes: 256 * 1024,
+            max_in_flight: 1024,
+            request_timeout: Duration::from_secs(30),
+            api_keys: Vec::new(),
+        }
     }
 }
 
@@ -105,7 +112,7 @@ pub fn router(app: App, config: &ApiConfig) -> Router {
                 // One limit for the whole router: `Router::layer` gives each
                 // route its own copy of a layer's service.
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(config.max_in_flight))
-                .timeout(Duration::from_secs(30)),
+                .timeout(config.request_timeout),
         )
         .layer(middleware::from_fn(measure))
         .with_state(app)

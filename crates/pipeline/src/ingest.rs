@@ -481,4 +481,38 @@ mod tests {
             assert_eq!(command_for(&event).unwrap_err().kind(), "invalid-data", "{event}");
         }
     }
+
+    /// A topic that takes only small messages.
+    #[derive(Default)]
+    struct SmallTopic(std::sync::Mutex<Vec<crate::ports::Message>>);
+
+    #[async_trait::async_trait]
+    impl MessageProducer for SmallTopic {
+        async fn send(&self, messages: Vec<crate::ports::Message>) -> Result<(), StoreError> {
+            if messages.iter().any(|m| m.value.len() > 2048) {
+                return Err(StoreError::Refused("message too large".into()));
+            }
+            self.0.lock().expect("lock").extend(messages);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_its_topic_refuses_goes_reduced_instead_of_blocking() {
+        let store = Arc::new(crate::memory::MemoryStore::default());
+        let topic = Arc::new(SmallTopic::default());
+        let ingestor = Ingestor::new(Arc::new(CommandProcessor::new(store)), topic.clone());
+        let delivery = Delivery {
+            origin: Origin::Http { request_id: "r".into() },
+            key: None,
+            headers: vec![],
+            payload: vec![b'x'; 50_000],
+        };
+        let outcome = ingestor.ingest(&delivery, Err("not a CloudEvent".into())).await.expect("dead-lettered");
+        assert!(matches!(outcome, Ingested::DeadLettered { kind: "undecodable", .. }), "{outcome:?}");
+        let written = topic.0.lock().expect("lock").clone();
+        assert_eq!(written.len(), 1);
+        let data: Value = serde_json::from_slice(&written[0].value).expect("JSON");
+        assert_eq!((&data["reduced"], &data["payloadBytes"]), (&json!(true), &json!(50_000)));
+    }
 }

@@ -340,3 +340,50 @@ async fn a_process_that_joins_is_handed_ranges_between_batches_never_in_one() {
         .collect();
     assert_eq!(all, expected, "every event handled exactly once between them");
 }
+
+/// A consumer that says when a batch is in hand, then waits to be let go.
+struct Slow {
+    started: tokio::sync::mpsc::UnboundedSender<()>,
+    go: Arc<tokio::sync::Semaphore>,
+    handled: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Consumer for Slow {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+
+    async fn handle(&self, events: &[EventRecord]) -> Result<(), StoreError> {
+        let _ = self.started.send(());
+        let _pass = self.go.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.handled.fetch_add(events.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn start(&self) -> StartFrom {
+        StartFrom::Beginning
+    }
+}
+
+#[tokio::test]
+async fn a_clean_stop_finishes_the_batch_in_hand_and_saves_its_position() {
+    let store = Arc::new(MemoryStore::default());
+    append_one(&*store, "Sku-1").await;
+    let (started, mut in_hand) = tokio::sync::mpsc::unbounded_channel();
+    let go = Arc::new(tokio::sync::Semaphore::new(0));
+    let slow = Arc::new(Slow { started, go: go.clone(), handled: Default::default() });
+    let runner = FeedRunner::new(&store.stores(), slow.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(runner.run(stopped));
+    in_hand.recv().await.expect("a batch in hand");
+    stop.send(true).expect("stop");
+    go.add_permits(1);
+    running.await.expect("the runner stops");
+    assert_eq!(slow.handled.load(std::sync::atomic::Ordering::SeqCst), 1, "the batch in hand was finished");
+    let leases = store.leases("slow").await.expect("leases");
+    let range = store.range_of("Sku-1");
+    let lease = leases.iter().find(|l| l.value.range == range).expect("its lease");
+    assert_eq!(lease.value.continuation.as_deref(), Some("1"), "and its position saved");
+    assert_eq!(lease.value.owner, None, "the lease let go for the next owner");
+}
