@@ -1,13 +1,14 @@
-// orderflow on Azure: Cosmos DB (events, snapshots, leases), Event Hubs with
-// its Kafka endpoint (the topics), a Function App on the Flex Consumption
-// plan running the custom handler, Key Vault for the two secrets the Kafka
-// and Cosmos DB clients need, and Application Insights.
+// orderflow on Azure: Cosmos DB (events, snapshots, leases, key claims,
+// refusals, parked streams), Event Hubs with its Kafka endpoint (the topics),
+// a Function App on the Flex Consumption plan running the custom handler,
+// Key Vault for the one secret Kafka's SASL PLAIN needs, and Application
+// Insights.
 //
 //   az deployment group create -g <group> -f infra/main.bicep -p size=small
 //
-// Secure by default: TLS 1.2 only, HTTPS only, no keys in outputs, the Function
-// App reaches Storage, Key Vault, Application Insights and the Cosmos DB
-// trigger by its managed identity. See docs/deploy.md.
+// Secure by default: TLS 1.2 only, HTTPS only, no keys in outputs; the Function
+// App reaches Storage, Key Vault, Application Insights and Cosmos DB (whose
+// keys are disabled) by its managed identity. See docs/deploy.md.
 
 targetScope = 'resourceGroup'
 
@@ -27,9 +28,14 @@ param size string = 'small'
 @allowed(['serverless', 'autoscale'])
 param cosmosCapacity string = size == 'small' ? 'serverless' : 'autoscale'
 
+// Every profile has 32 partitions per topic, Event Hubs Standard's most: a
+// Standard event hub's partition count is fixed when it is created (only
+// Premium and Dedicated add partitions later), so a deployment that moves
+// to a larger profile keeps its topics. Partitions cost nothing by
+// themselves; throughput units are what a profile buys.
 var profiles = {
-  small: { cosmosMaxThroughput: 1000, kafkaPartitions: 4, eventHubsCapacity: 1, maximumInstanceCount: 40, zoneRedundant: false }
-  medium: { cosmosMaxThroughput: 20000, kafkaPartitions: 16, eventHubsCapacity: 2, maximumInstanceCount: 100, zoneRedundant: true }
+  small: { cosmosMaxThroughput: 1000, kafkaPartitions: 32, eventHubsCapacity: 1, maximumInstanceCount: 40, zoneRedundant: false }
+  medium: { cosmosMaxThroughput: 20000, kafkaPartitions: 32, eventHubsCapacity: 2, maximumInstanceCount: 100, zoneRedundant: true }
   large: { cosmosMaxThroughput: 200000, kafkaPartitions: 32, eventHubsCapacity: 8, maximumInstanceCount: 500, zoneRedundant: true }
 }
 var profile = profiles[size]

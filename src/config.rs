@@ -10,7 +10,7 @@ use std::time::Duration;
 use orderflow_api::ApiConfig;
 use orderflow_kafka::KafkaConfig;
 use orderflow_pipeline::ports::{StartFrom, DEFAULT_KEY_RETENTION};
-use orderflow_store_cosmos::ConnectionString;
+use orderflow_store_cosmos::{ConnectionString, CosmosAccount, Identity};
 
 use crate::settings::Settings;
 
@@ -75,7 +75,10 @@ pub struct Config {
 }
 
 pub struct CosmosConfig {
-    pub connection: ConnectionString,
+    /// `CosmosDBConnection` (a connection string with the account key), or
+    /// `CosmosDBConnection__accountEndpoint` (Entra ID, with
+    /// `__credential` and `__clientId` as Azure Functions reads them).
+    pub account: CosmosAccount,
     /// Setting `CosmosDatabase`, default `orderflow`.
     pub database: String,
     /// Setting `CosmosRegion`, the preferred region, default `East US`.
@@ -117,17 +120,33 @@ impl Config {
             }
             None => 60,
         };
-        let cosmos = settings.get("CosmosDBConnection").and_then(|text| match ConnectionString::parse(&text) {
-            Ok(connection) => Some(CosmosConfig {
-                connection,
-                database: settings.get("CosmosDatabase").unwrap_or_else(|| "orderflow".into()),
-                region: settings.get("CosmosRegion").unwrap_or_else(|| "East US".into()),
-                lease_ttl: std::time::Duration::from_secs(lease_seconds),
-            }),
-            Err(problem) => {
-                problems.push(format!("CosmosDBConnection: {problem}"));
-                None
+        let account = match (settings.get("CosmosDBConnection"), settings.get("CosmosDBConnection__accountEndpoint")) {
+            // An exact setting wins over the prefix (as in Azure Functions).
+            (Some(text), _) => match ConnectionString::parse(&text) {
+                Ok(connection) => Some(CosmosAccount::Key(connection)),
+                Err(problem) => {
+                    problems.push(format!("CosmosDBConnection: {problem}"));
+                    None
+                }
+            },
+            (None, Some(endpoint)) => {
+                let credential = settings.get("CosmosDBConnection__credential");
+                let identity = Identity::choose(credential.as_deref(), settings.get("CosmosDBConnection__clientId"));
+                match identity.and_then(|identity| CosmosAccount::identity(&endpoint, identity)) {
+                    Ok(account) => Some(account),
+                    Err(problem) => {
+                        problems.push(format!("CosmosDBConnection__accountEndpoint: {problem}"));
+                        None
+                    }
+                }
             }
+            (None, None) => None,
+        };
+        let cosmos = account.map(|account| CosmosConfig {
+            account,
+            database: settings.get("CosmosDatabase").unwrap_or_else(|| "orderflow".into()),
+            region: settings.get("CosmosRegion").unwrap_or_else(|| "East US".into()),
+            lease_ttl: std::time::Duration::from_secs(lease_seconds),
         });
         let key_retention = match settings.get("OrderflowIdempotencyRetention").map(|v| humantime::parse_duration(&v)) {
             Some(Ok(retention)) if retention >= Duration::from_secs(1) => retention,
@@ -224,7 +243,13 @@ impl Config {
         ];
         match &self.cosmos {
             Some(cosmos) => rows.extend([
-                ("CosmosDBConnection", format!("{:?}", cosmos.connection)),
+                match &cosmos.account {
+                    CosmosAccount::Key(connection) => ("CosmosDBConnection", format!("{connection:?}")),
+                    CosmosAccount::Identity { endpoint, .. } => {
+                        ("CosmosDBConnection__accountEndpoint", endpoint.clone())
+                    }
+                },
+                ("CosmosAuth", cosmos.account.auth()),
                 ("CosmosDatabase", cosmos.database.clone()),
                 ("CosmosRegion", cosmos.region.clone()),
                 ("CosmosLeaseSeconds", cosmos.lease_ttl.as_secs().to_string()),

@@ -345,9 +345,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let Some(cosmos) = &config.cosmos else {
                 anyhow::bail!("CosmosDBConnection is not set: the embedded store needs no init");
             };
-            let client = orderflow_store_cosmos::client(&cosmos.connection, &cosmos.region).await?;
+            let client = orderflow_store_cosmos::client(&cosmos.account, &cosmos.region).await?;
             orderflow_store_cosmos::init(&client, &cosmos.database).await?;
-            println!("database {} ready at {}", cosmos.database, cosmos.connection.endpoint);
+            println!("database {} ready at {}", cosmos.database, cosmos.account.endpoint());
             Ok(())
         }
         Commands::Config { command: ConfigCommands::Show { flags } } => {

@@ -43,7 +43,7 @@ impl Pipeline {
         let (stores, store_name) = match (&config.cosmos, &embedded) {
             (Some(cosmos), _) => (
                 Stores::of(Arc::new(connect_cosmos(cosmos, config.key_retention).await?)),
-                format!("Cosmos DB {} database {}", cosmos.connection.endpoint, cosmos.database),
+                format!("Cosmos DB {} database {}", cosmos.account.endpoint(), cosmos.database),
             ),
             (None, Some(store)) => (Stores::of(store.clone()), store.path().display().to_string()),
             (None, None) => anyhow::bail!("no store: set CosmosDBConnection or OrderflowDataDir"),
@@ -86,7 +86,7 @@ impl Pipeline {
 
 /// The Cosmos DB store, with a hint when its containers are missing.
 pub async fn connect_cosmos(cosmos: &CosmosConfig, key_retention: Duration) -> anyhow::Result<CosmosStore> {
-    let client = orderflow_store_cosmos::client(&cosmos.connection, &cosmos.region).await?;
+    let client = orderflow_store_cosmos::client(&cosmos.account, &cosmos.region).await?;
     CosmosStore::connect_with(&client, &cosmos.database, key_retention).await.with_context(|| {
         format!("cannot open database {} (CosmosDBConnection; run `orderflow init` first)", cosmos.database)
     })

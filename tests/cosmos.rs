@@ -138,6 +138,79 @@ async fn two_servers_share_one_account_and_the_survivor_takes_over() {
     second.eventually("/api/inventory/SKU-S", |s| s["reserved"] == 24 && s["version"] == 25).await;
 }
 
+/// What a managed-identity endpoint (App Service's `IDENTITY_ENDPOINT`) was
+/// asked: the resource and the `X-IDENTITY-HEADER` of each request.
+type Asked = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A managed-identity endpoint on loopback, as App Service and Functions
+/// give one: `GET ?resource=...&api-version=2019-08-01` with the
+/// `X-IDENTITY-HEADER`, answered with a bearer token.
+async fn identity_endpoint() -> (String, Asked) {
+    let asked: Asked = Default::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let seen = asked.clone();
+    let app = axum::Router::new().fallback(
+        move |query: axum::extract::Query<std::collections::HashMap<String, String>>,
+              headers: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let header = headers.get("x-identity-header").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let resource = query.get("resource").cloned().unwrap_or_default();
+                seen.lock().expect("lock").push((resource.clone(), header.to_string()));
+                let expires = (std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                axum::Json(json!({
+                    "access_token": "a-token-from-the-identity-endpoint", "expires_on": expires.to_string(),
+                    "resource": resource, "token_type": "Bearer", "client_id": "00000000-0000-0000-0000-000000000000"
+                }))
+            }
+        },
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}/msi/token"), asked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_based_connection_gets_its_token_from_the_managed_identity() {
+    let account = Account::start();
+    let Some(endpoint) = account.connection.split(';').find_map(|part| part.strip_prefix("AccountEndpoint=")) else {
+        panic!("no endpoint in {}", account.connection);
+    };
+    let (identity_endpoint, asked) = identity_endpoint().await;
+    let database = database();
+    let settings = [
+        ("CosmosDBConnection__accountEndpoint", endpoint),
+        ("CosmosDBConnection__credential", "managedidentity"),
+        ("CosmosDatabase", database.as_str()),
+        ("IDENTITY_ENDPOINT", identity_endpoint.as_str()),
+        ("IDENTITY_HEADER", "the-platform-header"),
+    ];
+    let dir = TempDir::new().expect("temp dir");
+    let run = |args: &[&str]| {
+        Command::new(BIN).args(args).env_remove("CosmosDBConnection").envs(settings).current_dir(dir.path()).output()
+    };
+    let init = run(&["init"]).expect("orderflow init");
+    assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
+    let shown = String::from_utf8_lossy(&run(&["config", "show"]).expect("config show").stdout).into_owned();
+    assert!(shown.contains("managed identity (system-assigned)"), "config show says which auth: {shown}");
+    assert!(!shown.contains("AccountKey"), "{shown}");
+
+    let server = Server::start_with(&dir.path().join("data"), &settings);
+    assert_eq!(server.place("mi-1", &[("SKU-I", 1, 5)]).await.status, 201);
+    server.order_status("mi-1", "Placed").await;
+    let asked = asked.lock().expect("lock").clone();
+    assert!(!asked.is_empty(), "the token came from the managed-identity endpoint");
+    assert!(
+        asked
+            .iter()
+            .all(|(resource, header)| resource == "https://cosmos.azure.com" && header == "the-platform-header"),
+        "{asked:?}"
+    );
+}
+
 const KEY: &str = "c2VjcmV0LWtleS1uZXZlci1wcmludGVk";
 
 /// `orderflow init` against `endpoint`, which must fail: its stderr.

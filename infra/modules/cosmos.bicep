@@ -29,7 +29,6 @@ var containers = [
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   // checkov:skip=CKV_AZURE_99:The Flex Consumption app reaches Cosmos DB over its public endpoint (no VNet in this template); access needs a key or an Entra role.
   // checkov:skip=CKV_AZURE_101:Same: public network access is how the Function App reaches the account without VNet integration.
-  // checkov:skip=CKV_AZURE_140:The handler's Rust SDK client authenticates with the account key (a Key Vault reference); the Cosmos DB trigger uses the managed identity.
   name: accountName
   location: location
   kind: 'GlobalDocumentDB'
@@ -40,6 +39,9 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
     capabilities: serverless ? [{ name: 'EnableServerless' }] : []
     minimalTlsVersion: 'Tls12'
     disableKeyBasedMetadataWriteAccess: true
+    // Entra ID only: the app, its triggers and operators reach the data by
+    // identity and the Cosmos DB Built-in Data Contributor role; no key works.
+    disableLocalAuth: true
     enableAutomaticFailover: false
     backupPolicy: { type: 'Continuous', continuousModeProperties: { tier: 'Continuous7Days' } }
   }
@@ -59,19 +61,18 @@ resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
     parent: database
     name: c.name
     properties: {
-      resource: union(
-        {
-          id: c.name
-          partitionKey: { paths: [c.partitionKey], kind: 'Hash', version: 2 }
-          indexingPolicy: {
-            indexingMode: 'consistent'
-            automatic: true
-            includedPaths: c.includedPaths
-            excludedPaths: [{ path: '/*' }]
-          }
-        },
-        c.expiring ? { defaultTtl: -1 } : {}
-      )
+      resource: {
+        id: c.name
+        partitionKey: { paths: [c.partitionKey], kind: 'Hash', version: 2 }
+        indexingPolicy: {
+          indexingMode: 'consistent'
+          automatic: true
+          includedPaths: c.includedPaths
+          excludedPaths: [{ path: '/*' }]
+        }
+        // null leaves TTL off (the property is omitted).
+        defaultTtl: c.expiring ? -1 : null
+      }
     }
   }
 ]

@@ -36,13 +36,8 @@ resource topics 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = [
   }
 ]
 
-// The consumer group of the ingest-* functions on each ingestion topic.
-resource consumerGroups 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = [
-  for (topic, i) in ingestionTopics: {
-    parent: topics[i]
-    name: 'orderflow-ingest'
-  }
-]
+// No consumer groups are declared: Kafka clients create theirs as they join
+// (one per ingest-* function, see functionapp.bicep).
 
 // Listen and Send only: the app never manages the namespace.
 resource appRule 'Microsoft.EventHub/namespaces/authorizationRules@2024-01-01' = {

@@ -1,7 +1,13 @@
 // The Function App on the Flex Consumption plan (Linux), running the custom
-// handler: its storage (reached by managed identity, no shared keys), a Key
-// Vault for the two secrets, the app settings that functions/*/function.json
-// and the handler read, and the roles its identity needs.
+// handler: its identity (user-assigned, so that its roles exist before the
+// app first starts), its storage (reached by that identity, no shared keys),
+// Cosmos DB by identity (no account key anywhere), a Key Vault for the one
+// secret left (the Event Hubs connection string Kafka's SASL PLAIN needs),
+// and the app settings that functions/*/function.json and the handler read.
+//
+// Checked against Microsoft's documentation (docs/deploy.md cites it):
+// Flex Consumption refuses siteConfig.ftpsState and the other properties
+// tests/infra.rs lists; utcNow() is allowed only as a parameter default.
 
 param name string
 param storageName string
@@ -14,6 +20,8 @@ param cosmosAccountName string
 param eventHubsNamespaceName string
 param eventHubsAuthorizationRuleName string
 param databaseName string = 'orderflow'
+@description('Now, for the Key Vault secret\'s expiry (Bicep takes the current time only as a parameter default).')
+param now string = utcNow()
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
@@ -21,6 +29,14 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 
 resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' existing = {
   name: cosmosAccountName
+}
+
+// The app's identity, created with its roles before the app itself (a
+// system-assigned one exists only once the app does, which then starts
+// without its roles).
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: '${name}-identity'
+  location: location
 }
 
 resource eventHubs 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
@@ -70,25 +86,15 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-// The Rust Cosmos DB client and the Kafka clients need these two secrets;
-// they go to Key Vault, never to outputs, and reach the app as references.
-resource cosmosSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  parent: vault
-  name: 'cosmos-connection'
-  properties: {
-    value: 'AccountEndpoint=${cosmos.properties.documentEndpoint};AccountKey=${cosmos.listKeys().primaryMasterKey};'
-    contentType: 'Cosmos DB connection string'
-    attributes: { exp: dateTimeToEpoch(dateTimeAdd(utcNow(), 'P1Y')) }
-  }
-}
-
+// Kafka's SASL PLAIN on Event Hubs takes the connection string as password:
+// it goes to Key Vault, never to outputs, and reaches the app as a reference.
 resource kafkaSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   parent: vault
   name: 'eventhubs-connection'
   properties: {
     value: eventHubs::appRule.listKeys().primaryConnectionString
     contentType: 'Event Hubs connection string (Kafka SASL password)'
-    attributes: { exp: dateTimeToEpoch(dateTimeAdd(utcNow(), 'P1Y')) }
+    attributes: { exp: dateTimeToEpoch(dateTimeAdd(now, 'P1Y')) }
   }
 }
 
@@ -103,36 +109,102 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 
 var keyVaultReference = 'https://${vault.name}${environment().suffixes.keyvaultDns}/secrets'
 
+// Built-in role definitions.
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+}
+
+// The host's storage (AzureWebJobsStorage): Blob Data Owner, and Table Data
+// Contributor for its diagnostic events.
+resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in [roles.storageBlobDataOwner, roles.storageTableDataContributor]: {
+    name: guid(storage.id, identity.id, role)
+    scope: storage
+    properties: {
+      principalId: identity.properties.principalId
+      principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+    }
+  }
+]
+
+resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, identity.id, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+  }
+}
+
+resource insightsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, identity.id, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+  }
+}
+
+// Cosmos DB Built-in Data Contributor: the handler's own client and the
+// change-feed triggers (their leases too) reach the account by identity.
+resource cosmosDataRole 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = {
+  parent: cosmos
+  name: guid(cosmos.id, identity.id, 'data-contributor')
+  properties: {
+    principalId: identity.properties.principalId
+    roleDefinitionId: '${cosmos.id}/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002'
+    scope: cosmos.id
+  }
+}
+
 resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222:The orders API is public by design; function keys (authLevel: function) guard it.
   // checkov:skip=CKV_AZURE_212:Flex Consumption adds instances on demand; always-ready instances are a cost choice (docs/cost.md).
   // checkov:skip=CKV_AZURE_213:Flex Consumption has no App Service health check; the platform replaces failed instances, and /health answers for external probes.
   // checkov:skip=CKV_AZURE_17:Client certificates are not how the API's callers authenticate.
+  // checkov:skip=CKV_AZURE_78:FTP(S) is not a Flex Consumption feature: ARM refuses siteConfig.ftpsState on a Flex site (error 51021).
+  // checkov:skip=CKV_AZURE_71:The app has a (user-assigned) managed identity; checkov looks for a system-assigned one.
   name: name
   location: location
   kind: 'functionapp,linux'
-  identity: { type: 'SystemAssigned' }
+  identity: { type: 'UserAssigned', userAssignedIdentities: { '${identity.id}': {} } }
+  // Its roles first: the app must not start without them.
+  dependsOn: [storageRoles, vaultRole, insightsRole, cosmosDataRole]
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
     clientCertEnabled: false
+    keyVaultReferenceIdentity: identity.id
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: [
         { name: 'AzureWebJobsStorage__accountName', value: storage.name }
         { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
+        { name: 'AzureWebJobsStorage__clientId', value: identity.properties.clientId }
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsights.properties.ConnectionString }
-        { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD' }
-        { name: 'CosmosDBConnection', value: '@Microsoft.KeyVault(SecretUri=${keyVaultReference}/cosmos-connection)' }
+        { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identity.properties.clientId};Authorization=AAD' }
+        // Identity-based: no key (the account has local auth disabled).
+        { name: 'CosmosDBConnection__accountEndpoint', value: cosmos.properties.documentEndpoint }
+        { name: 'CosmosDBConnection__credential', value: 'managedidentity' }
+        { name: 'CosmosDBConnection__clientId', value: identity.properties.clientId }
         { name: 'CosmosDatabase', value: databaseName }
         { name: 'KafkaBrokerList', value: '${eventHubs.name}.servicebus.windows.net:9093' }
         { name: 'KafkaProtocol', value: 'SASL_SSL' }
         { name: 'KafkaAuthenticationMode', value: 'PLAIN' }
         { name: 'KafkaUsername', value: '$ConnectionString' }
         { name: 'KafkaPassword', value: '@Microsoft.KeyVault(SecretUri=${keyVaultReference}/eventhubs-connection)' }
-        { name: 'KafkaConsumerGroup', value: 'orderflow-ingest' }
+        // One consumer group per Kafka function: on Flex each function
+        // scales on its own, and a shared group would rebalance them all.
+        { name: 'KafkaConsumerGroupPayments', value: 'orderflow-ingest-payments' }
+        { name: 'KafkaConsumerGroupWarehouse', value: 'orderflow-ingest-warehouse' }
+        { name: 'KafkaConsumerGroupStock', value: 'orderflow-ingest-stock' }
         { name: 'KafkaTopicPayments', value: 'payments' }
         { name: 'KafkaTopicWarehouse', value: 'warehouse' }
         { name: 'KafkaTopicStock', value: 'stock' }
@@ -146,7 +218,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         storage: {
           type: 'blobContainer'
           value: '${storage.properties.primaryEndpoints.blob}deployments'
-          authentication: { type: 'SystemAssignedIdentity' }
+          authentication: { type: 'UserAssignedIdentity', userAssignedIdentityResourceId: identity.id }
         }
       }
       scaleAndConcurrency: {
@@ -155,55 +227,6 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: { name: 'custom', version: '1.0' }
     }
-  }
-}
-
-// Built-in role definitions.
-var roles = {
-  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
-  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
-}
-
-resource storageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, app.id, roles.storageBlobDataOwner)
-  scope: storage
-  properties: {
-    principalId: app.identity.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
-  }
-}
-
-resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, app.id, roles.keyVaultSecretsUser)
-  scope: vault
-  properties: {
-    principalId: app.identity.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
-  }
-}
-
-resource insightsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(appInsights.id, app.id, roles.monitoringMetricsPublisher)
-  scope: appInsights
-  properties: {
-    principalId: app.identity.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
-  }
-}
-
-// Cosmos DB Built-in Data Contributor, for identity-based connections
-// (CosmosDBConnection__accountEndpoint) once the handler's own client uses one.
-resource cosmosDataRole 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = {
-  parent: cosmos
-  name: guid(cosmos.id, app.id, 'data-contributor')
-  properties: {
-    principalId: app.identity.principalId
-    roleDefinitionId: '${cosmos.id}/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002'
-    scope: cosmos.id
   }
 }
 

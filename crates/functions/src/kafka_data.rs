@@ -94,6 +94,7 @@ pub fn output_element(message: &Message) -> Value {
         "Topic": message.topic,
         "Partition": -1,
         "Offset": -1,
-        "Timestamp": chrono::Utc::now().to_rfc3339(),
+        // .NET's DateTime reads at most 7 fractional digits: milliseconds.
+        "Timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })
 }

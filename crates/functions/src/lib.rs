@@ -8,5 +8,7 @@ pub mod documents;
 pub mod handler;
 pub mod invocation;
 pub mod kafka_data;
+pub mod starting;
 
 pub use handler::{router, Steps};
+pub use starting::starting;

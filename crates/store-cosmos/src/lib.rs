@@ -37,7 +37,7 @@ use azure_data_cosmos::{CosmosClient, CosmosError};
 use orderflow_pipeline::ports::DEFAULT_KEY_RETENTION;
 use orderflow_pipeline::StoreError;
 
-pub use connect::{client, ConnectionString};
+pub use connect::{client, ConnectionString, CosmosAccount, Identity};
 pub use events::{event_of_document, events_of_documents};
 pub use request_units::Charge;
 pub use schema::init;

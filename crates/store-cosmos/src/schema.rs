@@ -42,10 +42,13 @@ pub const CONTAINERS: [Container; 6] = [
     Container { name: PARKED, partition_key: "/id", indexed: &["/consumer/?"], expiring: false },
 ];
 
+/// Creates what is missing. With an Entra ID identity (whose data-plane
+/// roles cannot create databases or containers: the Bicep template does)
+/// it checks that they are there instead.
 pub async fn init(client: &CosmosClient, database: &str) -> Result<(), StoreError> {
     match client.create_database(database, None).await {
         Ok(_) => {}
-        Err(error) if status(&error) == 409 => {}
+        Err(error) if matches!(status(&error), 409 | 403) => {}
         Err(error) => return Err(unavailable(error)),
     }
     let db = client.database_client(database);
@@ -58,6 +61,16 @@ pub async fn init(client: &CosmosClient, database: &str) -> Result<(), StoreErro
         match db.create_container(properties, None).await {
             Ok(_) => {}
             Err(error) if status(&error) == 409 => upgrade(&db, container).await?,
+            Err(error) if status(&error) == 403 => {
+                let exists = db.container_client(container.name, None).await;
+                if let Err(error) = exists {
+                    let name = container.name;
+                    return Err(StoreError::Unavailable(format!(
+                        "container {database}/{name} is missing, and this identity may not create it \
+                         (deploy infra/main.bicep, or run init with the account key): {error}"
+                    )));
+                }
+            }
             Err(error) => return Err(unavailable(error)),
         }
     }
@@ -84,7 +97,14 @@ async fn upgrade(db: &azure_data_cosmos::clients::DatabaseClient, container: &Co
     }
     if changed {
         tracing::info!(container = container.name, "bringing the container up to this version (indexing, TTL)");
-        client.replace(properties, None).await.map_err(unavailable)?;
+        match client.replace(properties, None).await {
+            Ok(_) => {}
+            Err(error) if status(&error) == 403 => tracing::warn!(
+                container = container.name,
+                "this identity may not change the container; deploy infra/main.bicep to bring it up to date"
+            ),
+            Err(error) => return Err(unavailable(error)),
+        }
     }
     Ok(())
 }

@@ -1,0 +1,175 @@
+//! The Azure templates and the Functions app, checked for the classes of
+//! mistake that make a deployment fail (no Bicep compiler runs here; each
+//! rule cites the documentation it comes from, see docs/deploy.md):
+//!
+//! - `utcNow()` anywhere but a parameter's default value (Bicep error
+//!   BCP065);
+//! - site properties and app settings that Flex Consumption refuses
+//!   (ARM error 51021, "Flex Consumption plan deprecations");
+//! - Kafka functions sharing a consumer group (on Flex each function scales
+//!   on its own: one scaling would rebalance every function of the group);
+//! - a Kafka extension that commits the offsets of a failed invocation
+//!   (`commitOnFailure` defaults to true);
+//! - account keys for Cosmos DB (local auth must be off; the app and its
+//!   triggers use their identity), and an app that could start before its
+//!   roles exist;
+//! - profiles that would change an Event Hubs Standard partition count
+//!   (fixed when a hub is created).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every Bicep file under infra/, with its lines that are code (not comments).
+fn bicep() -> BTreeMap<String, Vec<String>> {
+    let mut files = BTreeMap::new();
+    let mut dirs = vec![root().join("infra")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("infra/") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "bicep") {
+                let text = std::fs::read_to_string(&path).expect("a Bicep file");
+                let code = text.lines().filter(|l| !l.trim_start().starts_with("//")).map(String::from).collect();
+                files.insert(path.strip_prefix(root()).unwrap_or(&path).display().to_string(), code);
+            }
+        }
+    }
+    files
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("a JSON file")).expect("valid JSON")
+}
+
+#[test]
+fn utc_now_is_only_a_parameter_default() {
+    for (file, lines) in bicep() {
+        for line in lines.iter().filter(|l| l.contains("utcNow(")) {
+            let default = line.trim_start().starts_with("param ") && line.contains("= utcNow(");
+            assert!(default, "{file}: utcNow() outside a parameter default: {line}");
+        }
+    }
+}
+
+/// What Flex Consumption sites refuse or ignore: site configuration
+/// (`Site.SiteConfig.FtpsState` and others, ARM error 51021) and app
+/// settings replaced by `functionAppConfig`.
+const REFUSED_BY_FLEX: [&str; 18] = [
+    "ftpsState",
+    "use32BitWorkerProcess",
+    "alwaysOn",
+    "linuxFxVersion",
+    "windowsFxVersion",
+    "netFrameworkVersion",
+    "javaVersion",
+    "powerShellVersion",
+    "functionsRuntimeScaleMonitoringEnabled",
+    "preWarmedInstanceCount",
+    "functionAppScaleLimit",
+    "containerSize",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_NODE_DEFAULT_VERSION",
+];
+
+#[test]
+fn the_function_app_uses_nothing_flex_consumption_refuses() {
+    let files = bicep();
+    let app = files.get("infra/modules/functionapp.bicep").expect("the Function App's template");
+    for line in app {
+        let lower = line.to_ascii_lowercase();
+        for refused in REFUSED_BY_FLEX {
+            assert!(!lower.contains(&refused.to_ascii_lowercase()), "Flex Consumption refuses {refused}: {line}");
+        }
+    }
+    let text = app.join("\n");
+    assert!(text.contains("runtime: { name: 'custom'"), "a custom handler, declared in functionAppConfig.runtime");
+}
+
+/// Every function of the app: (name, function.json).
+fn functions() -> Vec<(String, Value)> {
+    let mut functions = Vec::new();
+    for entry in std::fs::read_dir(root().join("functions")).expect("functions/") {
+        let dir = entry.expect("entry").path();
+        let name = dir.file_name().and_then(|n| n.to_str()).expect("a name").to_string();
+        functions.push((name, json(&dir.join("function.json"))));
+    }
+    functions
+}
+
+#[test]
+fn each_kafka_function_has_a_consumer_group_of_its_own() {
+    let settings = json(&root().join("local.settings.json"));
+    let app = bicep().remove("infra/modules/functionapp.bicep").expect("the template").join("\n");
+    let mut groups = BTreeSet::new();
+    let mut kafka_functions = 0;
+    for (name, function) in functions() {
+        let bindings = function["bindings"].as_array().cloned().unwrap_or_default();
+        for trigger in bindings.iter().filter(|b| b["type"] == "kafkaTrigger") {
+            kafka_functions += 1;
+            let group = trigger["consumerGroup"].as_str().expect("a consumer group");
+            let setting = group.trim_matches('%');
+            let value = settings["Values"][setting].as_str().unwrap_or_default().to_string();
+            assert!(groups.insert(value.clone()), "{name}: consumer group {value:?} is shared");
+            assert!(app.contains(&format!("name: '{setting}'")), "{name}: infra sets {setting}");
+        }
+    }
+    assert_eq!(kafka_functions, 3);
+}
+
+#[test]
+fn a_failed_kafka_invocation_never_commits_its_offsets() {
+    let host = json(&root().join("host.json"));
+    assert_eq!(host["extensions"]["kafka"]["commitOnFailure"], false, "the extension's default commits them");
+    for (name, function) in functions() {
+        let kafka = function["bindings"].as_array().into_iter().flatten().any(|b| b["type"] == "kafkaTrigger");
+        if kafka {
+            assert_eq!(function["retry"]["maxRetryCount"], -1, "{name}: retried until it succeeds");
+        }
+    }
+}
+
+#[test]
+fn cosmos_db_is_reached_by_identity_only_and_roles_come_first() {
+    let files = bicep();
+    let cosmos = files.get("infra/modules/cosmos.bicep").expect("the account").join("\n");
+    assert!(cosmos.contains("disableLocalAuth: true"), "keys disabled on the account");
+    for (file, lines) in &files {
+        for line in lines {
+            assert!(!line.contains("AccountKey"), "{file}: an account key: {line}");
+            assert!(!(line.contains("cosmos") && line.contains("listKeys()")), "{file}: an account key: {line}");
+        }
+    }
+    let app = files.get("infra/modules/functionapp.bicep").expect("the app").join("\n");
+    for setting in
+        ["CosmosDBConnection__accountEndpoint", "CosmosDBConnection__credential", "CosmosDBConnection__clientId"]
+    {
+        assert!(app.contains(setting), "the identity-based connection sets {setting}");
+    }
+    assert!(
+        app.contains("'Microsoft.ManagedIdentity/userAssignedIdentities"),
+        "an identity that exists before the app"
+    );
+    assert!(app.contains("dependsOn: [storageRoles, vaultRole, insightsRole, cosmosDataRole]"), "roles before the app");
+}
+
+#[test]
+fn every_profile_keeps_the_partition_count_event_hubs_standard_cannot_change() {
+    let main = bicep().remove("infra/main.bicep").expect("main.bicep");
+    let counts: BTreeSet<&str> = main
+        .iter()
+        .filter_map(|line| line.split("kafkaPartitions:").nth(1))
+        .map(|rest| rest.split(',').next().unwrap_or_default().trim())
+        .collect();
+    assert_eq!(counts.len(), 1, "one partition count for every profile: {counts:?}");
+}
