@@ -32,11 +32,16 @@ param cosmosCapacity string = size == 'small' ? 'serverless' : 'autoscale'
 // Standard event hub's partition count is fixed when it is created (only
 // Premium and Dedicated add partitions later), so a deployment that moves
 // to a larger profile keeps its topics. Partitions cost nothing by
-// themselves; throughput units are what a profile buys.
+// themselves; throughput units are what a profile buys. The Cosmos DB
+// maxima fit `orderflow cost --ru-from planning` (about 335 RU an order).
+// Flex Consumption bills each instance's memory while it executes, at least
+// a second at a time: the handler needs under 100 MB, so the small profile
+// takes the smallest instance (512 MB) and the others the default (2,048 MB,
+// more concurrency per instance). src/cost/model.rs prices the same profiles.
 var profiles = {
-  small: { cosmosMaxThroughput: 1000, kafkaPartitions: 32, eventHubsCapacity: 1, maximumInstanceCount: 40, zoneRedundant: false }
-  medium: { cosmosMaxThroughput: 20000, kafkaPartitions: 32, eventHubsCapacity: 2, maximumInstanceCount: 100, zoneRedundant: true }
-  large: { cosmosMaxThroughput: 200000, kafkaPartitions: 32, eventHubsCapacity: 8, maximumInstanceCount: 500, zoneRedundant: true }
+  small: { cosmosMaxThroughput: 1000, kafkaPartitions: 32, eventHubsCapacity: 1, maximumInstanceCount: 40, instanceMemoryMB: 512, zoneRedundant: false }
+  medium: { cosmosMaxThroughput: 40000, kafkaPartitions: 32, eventHubsCapacity: 2, maximumInstanceCount: 100, instanceMemoryMB: 2048, zoneRedundant: true }
+  large: { cosmosMaxThroughput: 400000, kafkaPartitions: 32, eventHubsCapacity: 8, maximumInstanceCount: 500, instanceMemoryMB: 2048, zoneRedundant: true }
 }
 var profile = profiles[size]
 var suffix = uniqueString(resourceGroup().id, name)
@@ -76,6 +81,7 @@ module functionApp 'modules/functionapp.bicep' = {
     vaultName: take('${name}-${suffix}', 24)
     location: location
     maximumInstanceCount: profile.maximumInstanceCount
+    instanceMemoryMB: profile.instanceMemoryMB
     zoneRedundant: profile.zoneRedundant
     appInsightsName: monitoring.outputs.appInsightsName
     cosmosAccountName: cosmos.outputs.accountName

@@ -1,6 +1,7 @@
 //! The `orderflow` command line.
 
 mod config;
+mod cost;
 mod functions;
 mod load;
 mod ops;
@@ -109,6 +110,30 @@ enum Commands {
     Config {
         #[command(subcommand)]
         command: ConfigCommands,
+    },
+    /// What an order costs on the configured Cosmos DB account, measured
+    /// (request units per operation, document sizes), and the monthly cost
+    /// of the small / medium / large profiles, every price a flag
+    /// [settings CosmosDBConnection or CosmosDBConnection__accountEndpoint]
+    Cost {
+        /// Whole orders to run through every step
+        #[arg(long, default_value_t = 200)]
+        orders: u64,
+        /// The database to measure in: one of its own (created with the
+        /// account key; with an identity, one that exists)
+        #[arg(long, default_value = "orderflow-cost")]
+        database: String,
+        /// Price the months with the request units the account charged
+        /// (`measured`), or with the measured operations at Microsoft's
+        /// published per-KB rates (`planning`: what to plan with before
+        /// measuring a real account; the emulator's RU are a model)
+        #[arg(long, value_enum, default_value = "measured")]
+        ru_from: cost::RuFrom,
+        /// Print one JSON object (no progress bar)
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        prices: cost::Prices,
     },
     /// Streams a change-feed consumer could not handle: their events wait,
     /// in order, while every other stream goes on.
@@ -363,6 +388,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Commands::Replay { command: ReplayCommands::Topics { from, data_dir, quiet } } => {
             replay::topics(Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, from, quiet).await
+        }
+        Commands::Cost { orders, database, ru_from, json, prices } => {
+            if orders == 0 {
+                anyhow::bail!("--orders must be at least 1");
+            }
+            let config = Config::resolve(Flags::default(), &settings)?;
+            cost::run(&config, orders, &database, &prices, ru_from, json).await
         }
         Commands::Parked { command: ParkedCommands::List { data_dir, json } } => {
             parked::list(&Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, json).await

@@ -245,3 +245,31 @@ async fn a_wrong_endpoint_or_key_is_one_clear_line() {
         assert!(!message.contains(KEY), "{message}");
     }
 }
+
+/// `orderflow cost` runs its workload on the account and prices it: each
+/// order's 11 commands (5 of them with a key from outside), 13 downstream
+/// messages, and a month for each profile of the template.
+#[test]
+fn cost_measures_an_order_and_prices_the_profiles() {
+    let account = Account::start();
+    let database = database();
+    let settings = [("CosmosDBConnection", account.connection.as_str()), ("RUST_LOG", "warn")];
+    let output = Command::new(BIN)
+        .args(["cost", "--orders", "3", "--json", "--database", &database])
+        .envs(settings)
+        .output()
+        .expect("orderflow cost");
+    assert!(output.status.success(), "cost: {}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON document");
+    let per_order = &report["measured"]["perOrder"];
+    assert_eq!(per_order["append-batch"]["requests"], 11.0, "{per_order}");
+    assert_eq!(per_order["claim-key"]["requests"], 5.0, "{per_order}");
+    assert_eq!(report["measured"]["messagesOut"], 13.0, "{report}");
+    assert!(report["measured"]["ruPerOrder"].as_f64().is_some_and(|ru| ru > 0.0), "{report}");
+    let profiles: Vec<&str> =
+        report["profiles"].as_array().into_iter().flatten().filter_map(|p| p["profile"].as_str()).collect();
+    assert_eq!(profiles, ["small", "medium", "large"]);
+    for profile in report["profiles"].as_array().into_iter().flatten() {
+        assert!(profile["total"].as_f64().is_some_and(|total| total > 0.0), "{profile}");
+    }
+}

@@ -28,8 +28,13 @@ struct Host {
 
 impl Host {
     fn start() -> Host {
+        Host::start_with(&[])
+    }
+
+    /// The handler with more app settings.
+    fn start_with(settings: &[(&str, &str)]) -> Host {
         let dir = TempDir::new().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port();
+        let port = free_port();
         let mut handler = Command::new(BIN)
             .arg("functions")
             .current_dir(dir.path())
@@ -37,6 +42,7 @@ impl Host {
             .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", uuid::Uuid::new_v4().to_string())
             .env("OrderflowDataDir", dir.path().join("data"))
             .env("RUST_LOG", "warn")
+            .envs(settings.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -153,6 +159,10 @@ impl Drop for Host {
     }
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port()
+}
+
 fn metadata(function: &str) -> Value {
     json!({"sys": {"MethodName": function, "UtcNow": "2026-11-25T10:00:00Z", "RandGuid": uuid::Uuid::new_v4()}})
 }
@@ -241,6 +251,46 @@ async fn an_order_goes_through_every_function() {
     assert_eq!(value["lines"][0]["sku"], "SKU-F", "{value}");
     let subject = placed["Headers"].as_array().and_then(|h| h.iter().find(|h| h["Key"] == "ce_subject")).cloned();
     assert_eq!(subject.map(|h| h["Value"].clone()), Some(json!("Order-o-f1")));
+}
+
+/// The host starts the handler, probes `GET /` and gives up on an app
+/// that does not answer in time: the handler answers at once, whatever its
+/// store does, and holds invocations until the store is there.
+#[tokio::test]
+async fn the_handler_answers_the_host_before_its_store_is_reachable() {
+    let port = free_port();
+    let connection = format!("AccountEndpoint=http://127.0.0.1:{port}/;AccountKey=ZW11bGF0b3I=;");
+    let settings = [("CosmosDBConnection", connection.as_str()), ("CosmosDatabase", "orderflow")];
+    let host = Host::start_with(&settings);
+    let probe = host.client.get(format!("{}/", host.base)).send().await.expect("the readiness probe is answered");
+    assert!(probe.status().is_success(), "{}", probe.status());
+
+    // A request while nothing listens on the account's port waits…
+    let restock = tokio::spawn({
+        let request =
+            host.client.post(format!("{}/api/inventory/SKU-LATE/restock", host.base)).json(&json!({"quantity": 3}));
+        async move { request.send().await }
+    });
+    // …until the account is there (a dev emulator on that port), and is
+    // then applied.
+    let mut emulator = Command::new(BIN)
+        .args(["dev", "cosmos-emulator", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the dev emulator");
+    word_of_first_line(&mut emulator, |word| word.strip_prefix("CosmosDBConnection=").map(String::from));
+    let init = Command::new(BIN).arg("init").envs(settings).output().expect("orderflow init");
+    assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
+    let answer = restock.await.expect("the request task").expect("the held request is answered");
+    let status = answer.status();
+    let body: Value = answer.json().await.unwrap_or(Value::Null);
+    assert_eq!((status.as_u16(), &body["version"]), (200, &json!(1)), "{body}");
+    let (status, history) = host.http(reqwest::Method::GET, "/api/inventory/SKU-LATE/events", None).await;
+    let _ = emulator.kill();
+    let _ = emulator.wait();
+    assert_eq!(status, 200, "{history}");
+    assert!(history.to_string().contains("Restocked"), "the restock is in the SKU's history: {history}");
 }
 
 #[tokio::test]

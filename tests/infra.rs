@@ -173,3 +173,22 @@ fn every_profile_keeps_the_partition_count_event_hubs_standard_cannot_change() {
         .collect();
     assert_eq!(counts.len(), 1, "one partition count for every profile: {counts:?}");
 }
+
+#[test]
+fn the_cost_model_prices_the_profiles_the_template_deploys() {
+    let main = bicep().remove("infra/main.bicep").expect("main.bicep").join("\n");
+    let model = std::fs::read_to_string(root().join("src/cost/model.rs")).expect("the cost model");
+    // The numbers after each `marker`, in order (Rust's `40_000.0` too).
+    let numbers = |text: &str, marker: &str| -> Vec<f64> {
+        text.split(marker)
+            .skip(1)
+            .filter_map(|rest| rest.trim_start().split(|c: char| !c.is_ascii_digit() && c != '_' && c != '.').next())
+            .filter_map(|number| number.replace('_', "").trim_end_matches('.').parse().ok())
+            .collect()
+    };
+    let deployed = numbers(&main, "cosmosMaxThroughput:");
+    assert_eq!(deployed.len(), 3, "{deployed:?}");
+    assert_eq!(deployed[1..], numbers(&model, "autoscale_max: Some(")[..], "autoscale maxima (small is serverless)");
+    let memory: Vec<f64> = numbers(&model, "instance_gb:").iter().map(|gb| gb * 1024.0).collect();
+    assert_eq!(numbers(&main, "instanceMemoryMB:")[..3], memory[..], "instance memory of each profile");
+}

@@ -14,6 +14,8 @@ param storageName string
 param vaultName string
 param location string
 param maximumInstanceCount int
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int
 param zoneRedundant bool
 param appInsightsName string
 param cosmosAccountName string
@@ -223,7 +225,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       }
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
-        instanceMemoryMB: 2048
+        instanceMemoryMB: instanceMemoryMB
       }
       runtime: { name: 'custom', version: '1.0' }
     }
