@@ -12,7 +12,7 @@
 
 targetScope = 'resourceGroup'
 
-@description('Prefix of every resource name (letters and digits, 3-11 characters).')
+@description('Prefix of every resource name: 3-11 letters and digits, starting with a letter (Key Vault and Event Hubs names must); used in lower case (Cosmos DB and Storage names must be).')
 @minLength(3)
 @maxLength(11)
 param name string = 'orderflow'
@@ -37,24 +37,28 @@ param cosmosCapacity string = size == 'small' ? 'serverless' : 'autoscale'
 // Flex Consumption bills each instance's memory while it executes, at least
 // a second at a time: the handler needs under 100 MB, so the small profile
 // takes the smallest instance (512 MB) and the others the default (2,048 MB,
-// more concurrency per instance). src/cost/model.rs prices the same profiles.
+// more concurrency per instance). A region's Flex apps share a quota of
+// 512,000 MB per subscription: 250 instances of 2,048 MB (raise it with a
+// quota request before going further). src/cost/model.rs prices the same
+// profiles.
 var profiles = {
   small: { cosmosMaxThroughput: 1000, kafkaPartitions: 32, eventHubsCapacity: 1, maximumInstanceCount: 40, instanceMemoryMB: 512, zoneRedundant: false }
   medium: { cosmosMaxThroughput: 40000, kafkaPartitions: 32, eventHubsCapacity: 2, maximumInstanceCount: 100, instanceMemoryMB: 2048, zoneRedundant: true }
-  large: { cosmosMaxThroughput: 400000, kafkaPartitions: 32, eventHubsCapacity: 8, maximumInstanceCount: 500, instanceMemoryMB: 2048, zoneRedundant: true }
+  large: { cosmosMaxThroughput: 400000, kafkaPartitions: 32, eventHubsCapacity: 8, maximumInstanceCount: 250, instanceMemoryMB: 2048, zoneRedundant: true }
 }
 var profile = profiles[size]
-var suffix = uniqueString(resourceGroup().id, name)
+var prefix = toLower(name)
+var suffix = uniqueString(resourceGroup().id, prefix)
 
 module monitoring 'modules/monitoring.bicep' = {
   name: 'monitoring'
-  params: { name: name, location: location }
+  params: { name: prefix, location: location }
 }
 
 module cosmos 'modules/cosmos.bicep' = {
   name: 'cosmos'
   params: {
-    accountName: '${name}-${suffix}'
+    accountName: '${prefix}-${suffix}'
     location: location
     capacity: cosmosCapacity
     maxThroughput: profile.cosmosMaxThroughput
@@ -65,7 +69,7 @@ module cosmos 'modules/cosmos.bicep' = {
 module eventHubs 'modules/eventhubs.bicep' = {
   name: 'eventhubs'
   params: {
-    namespaceName: '${name}-${suffix}'
+    namespaceName: '${prefix}-${suffix}'
     location: location
     partitions: profile.kafkaPartitions
     capacity: profile.eventHubsCapacity
@@ -76,9 +80,9 @@ module eventHubs 'modules/eventhubs.bicep' = {
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
   params: {
-    name: '${name}-${suffix}'
-    storageName: take(toLower('${name}${suffix}'), 24)
-    vaultName: take('${name}-${suffix}', 24)
+    name: '${prefix}-${suffix}'
+    storageName: take('${prefix}${suffix}', 24)
+    vaultName: take('${prefix}-${suffix}', 24)
     location: location
     maximumInstanceCount: profile.maximumInstanceCount
     instanceMemoryMB: profile.instanceMemoryMB

@@ -14,7 +14,9 @@
 //!   triggers use their identity), and an app that could start before its
 //!   roles exist;
 //! - profiles that would change an Event Hubs Standard partition count
-//!   (fixed when a hub is created).
+//!   (fixed when a hub is created), or scale past a region's Flex
+//!   Consumption memory quota (512,000 MB per subscription);
+//! - Key Vault references that ARM could resolve before their secret exists.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -191,4 +193,34 @@ fn the_cost_model_prices_the_profiles_the_template_deploys() {
     assert_eq!(deployed[1..], numbers(&model, "autoscale_max: Some(")[..], "autoscale maxima (small is serverless)");
     let memory: Vec<f64> = numbers(&model, "instance_gb:").iter().map(|gb| gb * 1024.0).collect();
     assert_eq!(numbers(&main, "instanceMemoryMB:")[..3], memory[..], "instance memory of each profile");
+}
+
+#[test]
+fn every_profile_fits_a_regions_flex_consumption_memory_quota() {
+    const REGION_QUOTA_MB: u64 = 512_000;
+    let main = bicep().remove("infra/main.bicep").expect("main.bicep");
+    let setting = |line: &str, name: &str| -> Option<u64> {
+        let rest = line.split(&format!("{name}:")).nth(1)?;
+        rest.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    let profiles: Vec<(u64, u64)> = main
+        .iter()
+        .filter_map(|line| Some((setting(line, "maximumInstanceCount")?, setting(line, "instanceMemoryMB")?)))
+        .collect();
+    assert_eq!(profiles.len(), 3, "{profiles:?}");
+    for (instances, memory) in profiles {
+        assert!(instances * memory <= REGION_QUOTA_MB, "{instances} instances of {memory} MB exceed the quota");
+    }
+}
+
+#[test]
+fn key_vault_references_name_their_secret_resource() {
+    // A reference built from the secret resource's URI makes ARM create the
+    // secret before the app; one built from the vault's name does not, and
+    // the app would keep the unresolved reference as its setting for a day.
+    for (file, lines) in bicep() {
+        for line in lines.iter().filter(|l| l.contains("@Microsoft.KeyVault(")) {
+            assert!(line.contains(".properties.secretUri"), "{file}: {line}");
+        }
+    }
 }

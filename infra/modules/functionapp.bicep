@@ -52,11 +52,11 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35:The Flex Consumption runtime reaches its storage over the public endpoint (no VNet in this template); shared keys are off, so only Entra identities get in.
   // checkov:skip=CKV_AZURE_59:Same: public network access is needed without VNet integration.
   // checkov:skip=CKV_AZURE_43:The name is lower-case letters and digits (toLower of the name parameter and a uniqueString), which checkov cannot evaluate.
-  // checkov:skip=CKV_AZURE_206:The account holds only the deployment package and the host's locks; locally redundant storage is enough.
+  // checkov:skip=CKV_AZURE_206:Zone-redundant storage where the app is zone redundant (Microsoft's advice for zone-redundant Flex apps); locally redundant for the small profile, which stays in one zone.
   name: storageName
   location: location
   kind: 'StorageV2'
-  sku: { name: 'Standard_LRS' }
+  sku: { name: zoneRedundant ? 'Standard_ZRS' : 'Standard_LRS' }
   properties: {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
@@ -109,7 +109,6 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   properties: { reserved: true, zoneRedundant: zoneRedundant }
 }
 
-var keyVaultReference = 'https://${vault.name}${environment().suffixes.keyvaultDns}/secrets'
 
 // Built-in role definitions.
 var roles = {
@@ -201,7 +200,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'KafkaProtocol', value: 'SASL_SSL' }
         { name: 'KafkaAuthenticationMode', value: 'PLAIN' }
         { name: 'KafkaUsername', value: '$ConnectionString' }
-        { name: 'KafkaPassword', value: '@Microsoft.KeyVault(SecretUri=${keyVaultReference}/eventhubs-connection)' }
+        { name: 'KafkaPassword', value: '@Microsoft.KeyVault(SecretUri=${kafkaSecret.properties.secretUri})' }
         // One consumer group per Kafka function: on Flex each function
         // scales on its own, and a shared group would rebalance them all.
         { name: 'KafkaConsumerGroupPayments', value: 'orderflow-ingest-payments' }

@@ -50,6 +50,12 @@ pub struct Prices {
     /// Flex Consumption on demand, $ per million executions
     #[arg(long, default_value_t = 0.40, value_name = "USD")]
     pub flex_per_million_executions: f64,
+    /// Flex Consumption always ready, $ per GB-second of baseline (every always-ready instance, all the time)
+    #[arg(long, default_value_t = 0.000004, value_name = "USD")]
+    pub always_ready_baseline_per_gb_second: f64,
+    /// Flex Consumption always ready, $ per GB-second while an always-ready instance executes
+    #[arg(long, default_value_t = 0.000016, value_name = "USD")]
+    pub always_ready_per_gb_second: f64,
     /// Flex Consumption monthly free grant of GB-seconds
     #[arg(long, default_value_t = 100_000.0, value_name = "GB-S")]
     pub flex_free_gb_seconds: f64,
@@ -136,6 +142,10 @@ const FEED_BATCH: f64 = 500.0; // function.json maxItemsPerInvocation
 /// Application Insights' adaptive sampling (the Functions host's default):
 /// telemetry items a second per instance.
 const SAMPLED_ITEMS_PER_SECOND: f64 = 20.0;
+/// A zone-redundant Flex app keeps at least two always-ready instances
+/// per function group (HTTP) and per other function, billed as always
+/// ready ("Reliability in Azure Functions").
+const ZONE_REDUNDANT_ALWAYS_READY: f64 = 2.0;
 
 /// One function of the app under a load: invocations a second, and units
 /// of work a second (requests, records, events).
@@ -293,15 +303,20 @@ fn month(measured: &Measured, prices: &Prices, profile: &Profile, ru: f64) -> Mo
     );
     // Functions (Flex Consumption): per instance, per function.
     let (mut gb_seconds, mut executions, mut instances_busy) = (0.0, 0.0, 0.0);
+    let (mut baseline_gb_seconds, mut ready_gb_seconds) = (0.0, 0.0);
+    let always_ready = if profile.zone_redundant { ZONE_REDUNDANT_ALWAYS_READY } else { 0.0 };
     let mut busy = Vec::new();
     let instance_gb = prices.instance_gb.unwrap_or(profile.instance_gb);
     for load in loads(measured, rate) {
         // Sparse: an instance active a second or more from each invocation
         // (the minimum activity period); steady: whole instances, as many
-        // as the work needs.
+        // as the work needs. Always-ready instances take the work first.
         let steady = load.work / prices.instance_throughput;
         let instances = if steady > 1.0 { steady.ceil() } else { 1.0 - (-load.invocations).exp() };
-        gb_seconds += instances * SECONDS * instance_gb;
+        let ready = instances.min(always_ready);
+        baseline_gb_seconds += always_ready * SECONDS * instance_gb;
+        ready_gb_seconds += ready * SECONDS * instance_gb;
+        gb_seconds += (instances - ready) * SECONDS * instance_gb;
         executions += load.invocations * SECONDS;
         instances_busy += instances;
         busy.push(format!("{} {instances:.2}", load.name));
@@ -311,13 +326,27 @@ fn month(measured: &Measured, prices: &Prices, profile: &Profile, ru: f64) -> Mo
     line(
         "Functions time (Flex Consumption)",
         format!(
-            "instances active ({instance_gb} GB): {}; {:.1} M GB-s − free × ${}",
+            "instances active ({instance_gb} GB): {}; on demand {:.1} M GB-s − free × ${}",
             busy.join(", "),
             gb_seconds / 1e6,
             prices.flex_per_gb_second
         ),
         billed_gb_seconds * prices.flex_per_gb_second,
     );
+    if always_ready > 0.0 {
+        line(
+            "Functions always ready (zone redundant)",
+            format!(
+                "{always_ready} per function group: {:.1} M GB-s baseline × ${} + {:.1} M GB-s executing × ${}",
+                baseline_gb_seconds / 1e6,
+                prices.always_ready_baseline_per_gb_second,
+                ready_gb_seconds / 1e6,
+                prices.always_ready_per_gb_second
+            ),
+            baseline_gb_seconds * prices.always_ready_baseline_per_gb_second
+                + ready_gb_seconds * prices.always_ready_per_gb_second,
+        );
+    }
     line(
         "Functions executions",
         format!("{:.1} M − free × ${} per million", executions / 1e6, prices.flex_per_million_executions),
@@ -401,5 +430,63 @@ pub fn print(measured: &Measured, months: &[Month], prices: &Prices, from: RuFro
             println!();
             println!("Warning: {warning}.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cost::{PerOrder, Sizes};
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        prices: Prices,
+    }
+
+    fn measured() -> Measured {
+        let append = PerOrder { requests: 11.0, ru_per_request: 4.0, ru: 44.0 };
+        Measured {
+            orders: 10,
+            endpoint: "https://example.documents.azure.com/".into(),
+            per_order: BTreeMap::from([("append-batch", append)]),
+            ru_per_order: 44.0,
+            sizes: Sizes { records_per_order: 11.0, claims_per_order: 5.0, ..Sizes::default() },
+            messages_in: 3.0,
+            messages_out: 13.0,
+            message_bytes: 450.0,
+        }
+    }
+
+    fn item<'a>(month: &'a Month, name: &str) -> Option<&'a Line> {
+        month.lines.iter().find(|line| line.item.starts_with(name))
+    }
+
+    #[test]
+    fn zone_redundant_profiles_pay_for_always_ready_instances_and_small_does_not() {
+        let prices = Flags::parse_from(["cost"]).prices;
+        let months = monthly(&measured(), &prices, RuFrom::Measured);
+        assert!(item(&months[0], "Functions always ready").is_none());
+        for month in &months[1..] {
+            let always_ready = item(month, "Functions always ready").expect("zone redundant");
+            // Two instances of 2 GB for each of the 7 function groups, all month.
+            let baseline = 2.0 * 7.0 * 2.0 * SECONDS * prices.always_ready_baseline_per_gb_second;
+            assert!(always_ready.dollars >= baseline, "{} < {baseline}", always_ready.dollars);
+        }
+    }
+
+    #[test]
+    fn sparse_functions_are_billed_for_their_activity_periods_not_their_milliseconds() {
+        let prices = Flags::parse_from(["cost"]).prices;
+        let small = &monthly(&measured(), &prices, RuFrom::Measured)[0];
+        let time = item(small, "Functions time").expect("on demand");
+        // 1,000 orders an hour: each function is invoked less than once a
+        // second, so each invocation opens a billed second of a 0.5 GB
+        // instance — far more than its few milliseconds of work.
+        assert!(time.dollars > 50.0, "{}", time.arithmetic);
+        assert!(time.arithmetic.contains("0.5 GB"), "{}", time.arithmetic);
+        assert_eq!(small.total, small.lines.iter().map(|line| line.dollars).sum::<f64>());
     }
 }
