@@ -237,6 +237,12 @@ async fn an_idempotency_key_means_one_request_whatever_else_happens() {
 }
 
 #[tokio::test]
+async fn reads_naming_their_writes_version_are_never_stale_or_missing() {
+    let (_dir, server) = server();
+    support::lifecycle::reads_follow_their_writes(&server).await;
+}
+
+#[tokio::test]
 async fn if_match_makes_a_command_conditional_and_reads_carry_etags() {
     let (_dir, server) = server();
     server.place("o-5", &[("A", 1, 5)]).await;

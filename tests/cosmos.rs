@@ -103,6 +103,14 @@ async fn an_idempotency_key_means_one_request_whatever_else_happens_on_cosmos_db
 }
 
 #[tokio::test]
+async fn reads_naming_their_writes_version_are_never_stale_or_missing_on_cosmos_db() {
+    let account = Account::start();
+    let dir = TempDir::new().expect("temp dir");
+    let server = account.serve(&dir.path().join("data"), &database());
+    support::lifecycle::reads_follow_their_writes(&server).await;
+}
+
+#[tokio::test]
 async fn two_servers_share_one_account_and_the_survivor_takes_over() {
     let account = Account::start();
     let dir = TempDir::new().expect("temp dir");

@@ -129,3 +129,60 @@ pub async fn keys_mean_one_request_whatever_else_happens(server: &Server) {
     reused.assert_problem(422, "conflicting-duplicate");
     assert_eq!(server.get("/api/inventory/SKU-N/events").await.status, 404);
 }
+
+/// Read-your-writes: a read naming the version its command answered
+/// (`?minVersion=`) answers that version or a newer one, and a read of a
+/// stream that exists never answers 404 — many clients at once, each
+/// reading right after its own writes while the projector runs behind.
+pub async fn reads_follow_their_writes(server: &Server) {
+    const CLIENTS: usize = 16;
+    const ROUNDS: usize = 6;
+    let base = server.url("");
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..CLIENTS {
+        let base = base.clone();
+        clients.spawn(async move {
+            let http = reqwest::Client::new();
+            let send = |request: reqwest::RequestBuilder| async move {
+                let answer = request.send().await.expect("an answer");
+                let status = answer.status().as_u16();
+                (status, answer.json::<serde_json::Value>().await.unwrap_or_default())
+            };
+            for round in 0..ROUNDS {
+                let order_id = format!("ryw-{client}-{round}");
+                let place = json!({"orderId": order_id, "customerId": "c-ryw", "currency": "EUR",
+                    "lines": [{"sku": "SKU-RYW", "quantity": 1, "unitPriceMinor": 100}]});
+                let (status, placed) = send(http.post(format!("{base}/api/orders")).json(&place)).await;
+                assert_eq!(status, 201, "{placed}");
+                let (status, read) = send(http.get(format!("{base}/api/orders/{order_id}"))).await;
+                assert_eq!(status, 200, "an order just placed is found: {read}");
+
+                let (status, confirmed) = send(http.post(format!("{base}/api/orders/{order_id}/confirm"))).await;
+                assert_eq!(status, 200, "{confirmed}");
+                let version = confirmed["version"].as_u64().expect("a version");
+                let url = format!("{base}/api/orders/{order_id}?minVersion={version}");
+                let (status, read) = send(http.get(url)).await;
+                assert_eq!(status, 200, "{read}");
+                assert!(read["version"].as_u64() >= Some(version), "stale read of {order_id}: {read}");
+                assert_ne!(read["status"], "Placed", "the confirmation is seen: {read}");
+
+                let restock = json!({"quantity": 1});
+                let (status, restocked) =
+                    send(http.post(format!("{base}/api/inventory/SKU-RYW/restock")).json(&restock)).await;
+                assert_eq!(status, 200, "{restocked}");
+                let version = restocked["version"].as_u64().expect("a version");
+                let url = format!("{base}/api/inventory/SKU-RYW?minVersion={version}");
+                let (status, read) = send(http.get(url)).await;
+                assert_eq!(status, 200, "{read}");
+                assert!(read["version"].as_u64() >= Some(version), "stale read of the SKU: {read}");
+            }
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        done.expect("a client's reads all followed its writes");
+    }
+    // A version the stream never reached, and a stream that does not exist.
+    server.get("/api/orders/ryw-0-0?minVersion=1000").await.assert_problem(412, "version-not-reached");
+    server.get("/api/orders/ryw-none?minVersion=1").await.assert_problem(404, "not-found");
+    server.get("/api/orders/ryw-0-0?minVersion=soon").await.assert_problem(400, "malformed-request");
+}

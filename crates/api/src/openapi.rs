@@ -212,7 +212,7 @@ pub enum QueryRefusals {
     /// Malformed id or query string.
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(ProblemBody),
-    /// Nothing by that id (yet: a snapshot follows its command shortly).
+    /// Nothing by that id.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemBody),
 }

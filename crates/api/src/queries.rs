@@ -11,6 +11,7 @@ use orderflow_domain::inventory::SkuState;
 use orderflow_domain::limits::MAX_REFERENCE;
 use orderflow_domain::order::{OrderLine, OrderState, OrderStatus, Payment, Shipment};
 use orderflow_pipeline::ports::Snapshot;
+use orderflow_pipeline::reads::{self, Current};
 use orderflow_pipeline::streams::{order_stream, sku_stream, Category};
 use orderflow_pipeline::StoreError;
 use serde::de::DeserializeOwned;
@@ -20,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::openapi::{QueryRefusals, ReadHeaders, Refusals};
 use crate::problem::Problem;
+use crate::problem::ProblemBody;
 use crate::request::{checked_id, etag, parse_etag, CustomerPath, Ids, OrderPath, SkuPath};
 use crate::App;
 
@@ -114,6 +116,39 @@ pub struct InventoryView {
     updated_at: DateTime<Utc>,
 }
 
+/// Read-your-writes: the version a command answered (its `version`, also
+/// its ETag).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadQuery {
+    /// Answer this version of the stream or a newer one (the `version` a
+    /// command answered): the read then sees that command, whatever the
+    /// read model's lag. 412 if the stream never reaches it.
+    min_version: Option<u64>,
+}
+
+/// The stream's read model, at the version the reader asks for or newer;
+/// a stream that exists is found even before its first projection.
+async fn current(
+    app: &App,
+    stream_id: &str,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
+    what: &str,
+) -> Result<Snapshot, Problem> {
+    let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let at_least = query.min_version.unwrap_or(0);
+    match reads::current(app.events.as_ref(), app.snapshots.as_ref(), stream_id, at_least).await? {
+        Current::Found(snapshot) => Ok(snapshot),
+        Current::Missing => Err(Problem::not_found(format!("no such {what}"))),
+        Current::NotReached { version } => Err(Problem::new(
+            StatusCode::PRECONDITION_FAILED,
+            "version-not-reached",
+            format!("the {what} is at version {version}, not {at_least}"),
+        )),
+    }
+}
+
 fn snapshot_state<T: DeserializeOwned>(snapshot: &Snapshot) -> Result<T, Problem> {
     serde_json::from_value(snapshot.state.clone())
         .map_err(|e| Problem::from(StoreError::Corrupt(format!("snapshot of {}: {e}", snapshot.stream_id))))
@@ -131,24 +166,25 @@ fn versioned<T: Serialize>(request: &HeaderMap, version: u64, body: T) -> Respon
     (StatusCode::OK, [(header::ETAG, etag(version))], Json(body)).into_response()
 }
 
-/// An order as of its latest snapshot.
+/// An order: its read model, at `minVersion` or newer when given.
 #[utoipa::path(
     get, path = "/api/orders/{order_id}", tag = "orders",
-    params(OrderPath, ReadHeaders),
+    params(OrderPath, ReadQuery, ReadHeaders),
     responses(
         (status = 200, body = OrderView, headers(("ETag" = String))),
         (status = 304, description = "Not modified since the version in If-None-Match"),
+        (status = 412, description = "The stream has not reached `minVersion`", body = ProblemBody, content_type = "application/problem+json"),
         QueryRefusals, Refusals,
     ),
 )]
 pub async fn get_order(
     State(app): State<App>,
     Ids(OrderPath { order_id }): Ids<OrderPath>,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     checked_id("orderId", &order_id)?;
-    let snapshot =
-        app.snapshots.get(&order_stream(&order_id)).await?.ok_or_else(|| Problem::not_found("no such order"))?;
+    let snapshot = current(&app, &order_stream(&order_id), query, "order").await?;
     let state = snapshot_state::<OrderState>(&snapshot)?;
     let view = OrderView {
         order_id,
@@ -254,23 +290,25 @@ pub async fn customer_orders(
     Ok(Json(CustomerOrders { customer_id, orders: summaries }).into_response())
 }
 
-/// A SKU's stock as of its latest snapshot.
+/// A SKU's stock: its read model, at `minVersion` or newer when given.
 #[utoipa::path(
     get, path = "/api/inventory/{sku}", tag = "inventory",
-    params(SkuPath, ReadHeaders),
+    params(SkuPath, ReadQuery, ReadHeaders),
     responses(
         (status = 200, body = InventoryView, headers(("ETag" = String))),
         (status = 304, description = "Not modified since the version in If-None-Match"),
+        (status = 412, description = "The stream has not reached `minVersion`", body = ProblemBody, content_type = "application/problem+json"),
         QueryRefusals, Refusals,
     ),
 )]
 pub async fn get_inventory(
     State(app): State<App>,
     Ids(SkuPath { sku }): Ids<SkuPath>,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     checked_id("sku", &sku)?;
-    let snapshot = app.snapshots.get(&sku_stream(&sku)).await?.ok_or_else(|| Problem::not_found("no such SKU"))?;
+    let snapshot = current(&app, &sku_stream(&sku), query, "SKU").await?;
     let state: SkuState = snapshot_state(&snapshot)?;
     let body = InventoryView {
         sku,

@@ -6,6 +6,7 @@
 //! - [`consumers`]: the change-feed consumers (`project-snapshots`,
 //!   `publish-events`, `fulfillment`) and the loop that drives them.
 //! - [`cloudevents`]: the CloudEvents Kafka binding of downstream messages.
+//! - [`reads`]: a stream's read model, at least at the version a reader wrote.
 //! - `memory` (feature `memory`): every store port in memory, for tests.
 
 pub mod cloudevents;
@@ -19,6 +20,7 @@ pub mod ingest;
 pub mod memory;
 pub mod ports;
 pub mod processor;
+pub mod reads;
 pub mod streams;
 pub mod trace;
 
