@@ -247,10 +247,14 @@ async fn replay_rebuilds_deleted_snapshots_while_serve_runs() {
     let db = rusqlite::Connection::open(data.join("orderflow.db")).expect("open the store");
     db.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
     assert_eq!(db.execute("DELETE FROM snapshots", []).expect("delete"), 2);
-    assert_eq!(server.get("/api/orders/o-r").await.status, 404);
+    // Reads still answer, from the event store, while the read models are gone.
+    assert_eq!(server.get("/api/orders/o-r").await.body, before, "read from its stream");
+    let stored = || -> i64 { db.query_row("SELECT count(*) FROM snapshots", [], |r| r.get(0)).expect("count") };
+    assert_eq!(stored(), 0, "reads do not write read models");
 
     let out = cli(&["replay", "snapshots", "--quiet", "--data-dir", &data.to_string_lossy()], dir.path());
     assert!(out.contains("replayed"), "{out}");
+    assert_eq!(stored(), 2, "both read models rebuilt");
     assert_eq!(server.get("/api/orders/o-r").await.body, before, "rebuilt as it was");
     let sku = server.get("/api/inventory/SKU-R").await.body;
     assert_eq!((&sku["onHand"], &sku["reserved"]), (&json!(5), &json!(2)));

@@ -213,8 +213,10 @@ async fn an_order_goes_through_every_function() {
     assert_eq!(status, 200);
     let (status, problem) = host.http(reqwest::Method::POST, "/api/orders", Some(json!({"lines": "none"}))).await;
     assert_eq!((status.as_u16(), &problem["code"]), (400, &json!("malformed-request")), "{problem}");
-    // No snapshot yet: projecting is project-snapshots' work, when invoked.
-    assert_eq!(host.http(reqwest::Method::GET, "/api/orders/o-f1", None).await.0, 404);
+    // No snapshot yet (projecting is project-snapshots' work, when invoked):
+    // the read answers from the order's stream, as the commands left it.
+    let (status, order) = host.http(reqwest::Method::GET, "/api/orders/o-f1", None).await;
+    assert_eq!((status.as_u16(), &order["status"]), (200, &json!("Confirmed")), "{order}");
 
     let published = host.run_change_feed().await;
 
