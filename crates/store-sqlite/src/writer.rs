@@ -133,6 +133,7 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>, head: watch::Sender<u64>, m
                 Err(_) => break,
             }
         }
+        metrics::histogram!("orderflow_store_group_jobs").record(group.len() as f64);
         if let Err(error) = execute(&conn, "BEGIN IMMEDIATE") {
             // Dropping the jobs tells their callers the write did not happen.
             tracing::error!(%error, jobs = group.len(), "cannot begin a write transaction");

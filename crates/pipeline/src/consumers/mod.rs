@@ -245,6 +245,9 @@ impl FeedRunner {
     fn report(&self, events: usize, lag: Duration) {
         let name = self.consumer.name();
         metrics::counter!("orderflow_feed_events_total", "consumer" => name).increment(events as u64);
+        if events > 0 {
+            metrics::histogram!("orderflow_feed_batch_events", "consumer" => name).record(events as f64);
+        }
         metrics::gauge!("orderflow_feed_lag_seconds", "consumer" => name).set(lag.as_secs_f64());
         self.health.progressed(name, events, lag);
     }
