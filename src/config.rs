@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use orderflow_api::ApiConfig;
+use orderflow_domain::deadlines::{BackorderAction, DeadlinePolicy};
 use orderflow_kafka::KafkaConfig;
 use orderflow_pipeline::ports::{StartFrom, DEFAULT_KEY_RETENTION};
 use orderflow_store_cosmos::{ConnectionString, CosmosAccount, Identity};
@@ -72,6 +73,11 @@ pub struct Config {
     /// default `now`: where `publish-events` and `fulfillment` start a feed
     /// range they have never read.
     pub feed_start: StartFrom,
+    /// Settings `OrderflowPaymentDeadline` (default 30m), and
+    /// `OrderflowBackorderDeadline` with `OrderflowBackorderAction` (cancel
+    /// or notify) and `OrderflowDeliveryDeadline` (both off by default): a
+    /// duration such as `30m` or `14d`, or `off`.
+    pub deadlines: DeadlinePolicy,
 }
 
 pub struct CosmosConfig {
@@ -164,12 +170,45 @@ impl Config {
             }
             None => StartFrom::Now,
         };
+        let deadlines = deadline_policy(settings, &mut problems);
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
         }
         let instance = settings.get("OrderflowInstanceName").unwrap_or_else(|| default_instance(&data_dir));
-        Ok(Config { data_dir, instance, listen, api, kafka, cosmos, key_retention, feed_start })
+        Ok(Config { data_dir, instance, listen, api, kafka, cosmos, key_retention, feed_start, deadlines })
     }
+}
+
+/// The deadline settings; each one not set keeps the domain's default.
+fn deadline_policy(settings: &Settings, problems: &mut Vec<String>) -> DeadlinePolicy {
+    let mut duration = |setting: &str, default: Option<Duration>| match settings.get(setting) {
+        None => default,
+        Some(text) if text.trim().eq_ignore_ascii_case("off") => None,
+        Some(text) => match humantime::parse_duration(text.trim()) {
+            Ok(after) if after >= Duration::from_secs(1) => Some(after),
+            _ => {
+                problems.push(format!("{setting}: {text:?} is neither a duration such as 30m or 14d nor off"));
+                default
+            }
+        },
+    };
+    let defaults = DeadlinePolicy::default();
+    let payment = duration("OrderflowPaymentDeadline", defaults.payment);
+    let backorder_after = duration("OrderflowBackorderDeadline", defaults.backorder.map(|(after, _)| after));
+    let delivery = duration("OrderflowDeliveryDeadline", defaults.delivery);
+    let action = match settings.get("OrderflowBackorderAction").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("cancel") => BackorderAction::Cancel,
+        Some("notify") => BackorderAction::Notify,
+        Some(other) => {
+            problems.push(format!("OrderflowBackorderAction: {other:?} is neither cancel nor notify"));
+            BackorderAction::Cancel
+        }
+    };
+    DeadlinePolicy { payment, backorder: backorder_after.map(|after| (after, action)), delivery }
+}
+
+fn show_deadline(after: Option<Duration>) -> String {
+    after.map_or_else(|| "off".into(), |after| humantime::format_duration(after).to_string())
 }
 
 /// `now`, `beginning`, or an RFC 3339 time.
@@ -240,6 +279,16 @@ impl Config {
             ("OrderflowApiKeys", format!("{} key(s)", self.api.api_keys.len())),
             ("OrderflowIdempotencyRetention", humantime::format_duration(self.key_retention).to_string()),
             ("OrderflowFeedStart", show_feed_start(self.feed_start)),
+            ("OrderflowPaymentDeadline", show_deadline(self.deadlines.payment)),
+            ("OrderflowBackorderDeadline", show_deadline(self.deadlines.backorder.map(|(after, _)| after))),
+            (
+                "OrderflowBackorderAction",
+                match self.deadlines.backorder {
+                    Some((_, BackorderAction::Notify)) => "notify".into(),
+                    _ => "cancel".into(),
+                },
+            ),
+            ("OrderflowDeliveryDeadline", show_deadline(self.deadlines.delivery)),
         ];
         match &self.cosmos {
             Some(cosmos) => rows.extend([

@@ -65,6 +65,7 @@ async fn connect(config: Arc<Config>, ready: watch::Sender<Option<axum::Router>>
         snapshots: pipeline.stores.snapshots.clone(),
         refusals: pipeline.stores.refusals.clone(),
         parking: pipeline.stores.parking.clone(),
+        deadlines: pipeline.deadlines.clone(),
     };
     let api = orderflow_api::router(pipeline.app(&config), &config.api);
     tracing::info!(store = pipeline.store_name, "connected; taking invocations");

@@ -2,6 +2,7 @@
 
 mod config;
 mod cost;
+mod deadlines;
 mod functions;
 mod load;
 mod ops;
@@ -146,6 +147,12 @@ enum Commands {
         #[command(subcommand)]
         command: RefusedCommands,
     },
+    /// Deadlines of orders (payment, backorder, delivery) waiting for their
+    /// time.
+    Deadlines {
+        #[command(subcommand)]
+        command: DeadlineCommands,
+    },
     /// Tools for development.
     Dev {
         #[command(subcommand)]
@@ -240,6 +247,30 @@ enum RefusedCommands {
 }
 
 #[derive(Subcommand)]
+enum DeadlineCommands {
+    /// List them, the earliest due first, with how long the overdue ones
+    /// have waited [store settings as for serve]
+    List {
+        /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// At most this many
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pass every deadline due now, once, as `serve` does every second (for
+    /// a store no `serve` runs on) [store settings as for serve]
+    Pass {
+        /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommands {
     /// Print every setting's effective value and where it comes from (flag,
     /// environment, local.settings.json, default); secrets are masked.
@@ -254,6 +285,8 @@ enum ConfigCommands {
 enum LambdaHandler {
     Http,
     Kafka,
+    /// Passes due deadlines, on an EventBridge schedule
+    Deadlines,
 }
 
 #[derive(Subcommand)]
@@ -406,6 +439,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Refused { command: RefusedCommands::List { data_dir, limit, json } } => {
             refused::list(&Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, limit, json).await
         }
+        Commands::Deadlines { command: DeadlineCommands::List { data_dir, limit, json } } => {
+            deadlines::list(&Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, limit, json).await
+        }
+        Commands::Deadlines { command: DeadlineCommands::Pass { data_dir } } => {
+            deadlines::pass(&Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?).await
+        }
         Commands::Functions => functions::run(Config::resolve(Flags::default(), &settings)?).await,
         Commands::Lambda { handler } => lambda(handler, Config::resolve(Flags::default(), &settings)?).await,
         Commands::Dev { command: DevCommands::CosmosEmulator { listen } } => dev_cosmos_emulator(listen).await,
@@ -426,6 +465,9 @@ async fn lambda(handler: LambdaHandler, config: Config) -> anyhow::Result<()> {
             orderflow_lambda::run_http(orderflow_api::router(pipeline.app(&config), &config.api)).await
         }
         LambdaHandler::Kafka => orderflow_lambda::run_kafka(pipeline.ingestor.clone()).await,
+        LambdaHandler::Deadlines => {
+            orderflow_lambda::run_deadlines(std::sync::Arc::new(pipeline.pass_deadlines())).await
+        }
     };
     pipeline.flush().await;
     ran.map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}"))

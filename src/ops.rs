@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use orderflow_pipeline::consumers::FeedHealth;
 use orderflow_pipeline::ingest::Ingestor;
-use orderflow_pipeline::ports::{EventStore, Lease, LeaseStore, Parking, Refusals, SnapshotStore, StoreError};
+use orderflow_pipeline::ports::{EventStore, Lease, LeaseStore, Parking, Refusals, SnapshotStore, StoreError, Timers};
 use serde_json::json;
 
 /// A consumer failing, or behind, for longer than this is a pipeline problem.
@@ -30,6 +30,7 @@ pub struct Ops {
     pub refusals: Arc<dyn Refusals>,
     pub parking: Arc<dyn Parking>,
     pub leases: Arc<dyn LeaseStore>,
+    pub timers: Arc<dyn Timers>,
     pub feeds: FeedHealth,
     /// This process, as the leases name it.
     pub instance: String,

@@ -9,6 +9,7 @@ use anyhow::Context;
 use orderflow_api::App;
 use orderflow_kafka::KafkaProducer;
 use orderflow_pipeline::consumers::{Consumer, Fulfillment, Projector, Publisher};
+use orderflow_pipeline::deadlines::{DeadlineTimers, PassDeadlines};
 use orderflow_pipeline::ingest::Ingestor;
 use orderflow_pipeline::ports::{MessageProducer, Stores};
 use orderflow_pipeline::processor::CommandProcessor;
@@ -23,6 +24,8 @@ pub struct Pipeline {
     pub producer: Arc<dyn MessageProducer>,
     pub processor: Arc<CommandProcessor>,
     pub ingestor: Arc<Ingestor>,
+    /// Where deadlines are kept, and which ones orders get.
+    pub deadlines: DeadlineTimers,
     /// The Kafka producer, when topics are on Kafka (to flush at the end).
     pub kafka: Option<Arc<KafkaProducer>>,
     /// What the store is, for people.
@@ -58,7 +61,8 @@ impl Pipeline {
         };
         let processor = Arc::new(CommandProcessor::new(stores.events.clone()));
         let ingestor = Arc::new(Ingestor::new(processor.clone(), producer.clone()));
-        Ok(Pipeline { stores, producer, processor, ingestor, kafka, store_name })
+        let deadlines = DeadlineTimers { timers: stores.timers.clone(), policy: config.deadlines.clone() };
+        Ok(Pipeline { stores, producer, processor, ingestor, deadlines, kafka, store_name })
     }
 
     /// The change-feed consumers (DESIGN §1), by name.
@@ -67,8 +71,13 @@ impl Pipeline {
         [
             Arc::new(Projector::new(stores.events.clone(), stores.snapshots.clone())),
             Arc::new(Publisher::new(self.producer.clone())),
-            Arc::new(Fulfillment::new(self.processor.clone(), stores.refusals.clone())),
+            Arc::new(Fulfillment::new(self.processor.clone(), stores.refusals.clone(), self.deadlines.clone())),
         ]
+    }
+
+    /// The time-driven step (DESIGN §1): passes the deadlines that are due.
+    pub fn pass_deadlines(&self) -> PassDeadlines {
+        PassDeadlines::new(self.processor.clone(), self.stores.timers.clone())
     }
 
     /// The HTTP API's state.

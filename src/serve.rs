@@ -1,7 +1,7 @@
 //! `orderflow serve`: every pipeline step in one process, playing the part of
 //! the Functions host — the HTTP routes, a change-feed loop with durable
-//! checkpoints (leases, on Cosmos DB) for each consumer, and (with Kafka) the
-//! ingestion consumer — on the embedded store or on Cosmos DB, with the
+//! checkpoints (leases, on Cosmos DB) for each consumer, the deadlines step
+//! every second, and (with Kafka) the ingestion consumer — on the embedded store or on Cosmos DB, with the
 //! operator endpoints beside the API (status page, metrics, health).
 
 use std::time::Duration;
@@ -61,6 +61,12 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
             .context("cannot take the change-feed leases (after an upgrade, run `orderflow init` once)")?;
         tasks.push(tokio::spawn(runner.run(stopped.clone())));
     }
+    let every_second = Duration::from_secs(1);
+    tasks.push(tokio::spawn(orderflow_pipeline::deadlines::run(
+        pipeline.pass_deadlines(),
+        every_second,
+        stopped.clone(),
+    )));
     if let Some(consumer) = kafka_consumer {
         tasks.push(tokio::spawn(orderflow_kafka::ingest::run(consumer, pipeline.ingestor.clone(), stopped.clone())));
     }
@@ -76,6 +82,7 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         refusals: stores.refusals.clone(),
         parking: stores.parking.clone(),
         leases: stores.leases.clone(),
+        timers: stores.timers.clone(),
         feeds,
         instance: options.instance.clone(),
         store_name: pipeline.store_name.clone(),

@@ -1,7 +1,7 @@
 //! The status page `serve` shows at `/`: each pipeline step with its
 //! throughput and lag, recent orders and their statuses, the dead-letter
-//! count and the reactions refused by their target — a static page that
-//! polls `/status.json` every second.
+//! count, the reactions refused by their target and the deadlines due — a
+//! static page that polls `/status.json` every second.
 
 use std::sync::Arc;
 
@@ -9,6 +9,8 @@ use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+
+use orderflow_pipeline::deadlines::ROUND;
 
 use crate::ops::Ops;
 
@@ -54,8 +56,18 @@ pub async fn status(State(ops): State<Arc<Ops>>) -> Response {
         Ok((latest, count)) => json!({"count": count, "latest": latest}),
         Err(error) => json!({"error": error.to_string()}),
     };
+    // Only the due ones (an indexed query): every timer would be a scan.
+    let now = chrono::Utc::now();
+    let deadlines = match ops.timers.due(now, ROUND).await {
+        Ok(due) => json!({
+            "due": due.len(),
+            "oldestDueSeconds": due.first().map(|timer| (now - timer.due_at).as_seconds_f64()),
+        }),
+        Err(error) => json!({"error": error.to_string()}),
+    };
     Json(json!({
         "store": ops.store_name,
+        "deadlines": deadlines,
         "consumers": consumers,
         "deadLettered": ops.ingestor.dead_lettered(),
         "refusedReactions": refused,

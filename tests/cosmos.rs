@@ -146,6 +146,33 @@ async fn two_servers_share_one_account_and_the_survivor_takes_over() {
     second.eventually("/api/inventory/SKU-S", |s| s["reserved"] == 24 && s["version"] == 25).await;
 }
 
+#[tokio::test]
+async fn two_servers_pass_each_deadline_once_between_them() {
+    let account = Account::start();
+    let dir = TempDir::new().expect("temp dir");
+    let database = database();
+    let short = [("OrderflowPaymentDeadline", "2s")];
+    let first = account.serve_with(&dir.path().join("first"), &database, &short);
+    let second = account.serve_with(&dir.path().join("second"), &database, &short);
+    first.restock("SKU-T", 100).await;
+    // Unpaid orders through either server: both pass due deadlines every
+    // second, racing for each one.
+    let orders: Vec<String> = (0..10).map(|i| format!("unpaid-{i}")).collect();
+    for (i, order) in orders.iter().enumerate() {
+        let server = if i % 2 == 0 { &first } else { &second };
+        server.place(order, &[("SKU-T", 3, 5)]).await;
+        server.post_empty(&format!("/api/orders/{order}/confirm")).await;
+    }
+    for order in &orders {
+        let cancelled = second.order_status(order, "Cancelled").await;
+        assert_eq!(cancelled["cancelReason"], "payment-timeout", "{order}");
+        let types: Vec<String> = first.history(order).await.iter().map(|e| e["type"].to_string()).collect();
+        assert_eq!(types.iter().filter(|t| t.contains("Cancelled")).count(), 1, "{order}: {types:?}");
+    }
+    // Restocked, then per order one reservation and one release.
+    first.eventually("/api/inventory/SKU-T", |s| s["reserved"] == 0 && s["version"] == 21).await;
+}
+
 /// What a managed-identity endpoint (App Service's `IDENTITY_ENDPOINT`) was
 /// asked: the resource and the `X-IDENTITY-HEADER` of each request.
 type Asked = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;

@@ -255,6 +255,44 @@ async fn an_order_goes_through_every_function() {
     assert_eq!(subject.map(|h| h["Value"].clone()), Some(json!("Order-o-f1")));
 }
 
+#[tokio::test]
+async fn the_deadlines_timer_function_cancels_an_unpaid_order_and_its_stock_comes_back() {
+    let mut host = Host::start_with(&[("OrderflowPaymentDeadline", "1s")]);
+    host.http(reqwest::Method::POST, "/api/inventory/SKU-T/restock", Some(json!({"quantity": 5}))).await;
+    let order = json!({"orderId": "o-t", "customerId": "c", "currency": "EUR", "lines": [{"sku": "SKU-T", "quantity": 2, "unitPriceMinor": 700}]});
+    host.http(reqwest::Method::POST, "/api/orders", Some(order)).await;
+    host.http(reqwest::Method::POST, "/api/orders/o-t/confirm", None).await;
+    host.run_change_feed().await;
+    let (_, order) = host.http(reqwest::Method::GET, "/api/orders/o-t", None).await;
+    assert_eq!(order["status"], "Reserved", "{order}");
+
+    // The timer trigger's invocation, as the host sends it, until the
+    // deadline (one second after the reservation) has passed.
+    let timer = json!({"timer": {
+        "Schedule": {"AdjustForDST": true},
+        "ScheduleStatus": {"Last": "2026-11-25T10:00:00Z", "Next": "2026-11-25T10:01:00Z", "LastUpdated": "2026-11-25T10:00:00Z"},
+        "IsPastDue": false
+    }});
+    let started = std::time::Instant::now();
+    loop {
+        let (status, answer) = host.invoke("deadlines", timer.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        let log = answer["Logs"][0].as_str().unwrap_or_default().to_string();
+        if log.starts_with("deadlines: 1 passed (1 changed their order)") {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "never passed: {log}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    host.run_change_feed().await;
+    let (_, order) = host.http(reqwest::Method::GET, "/api/orders/o-t", None).await;
+    assert_eq!((&order["status"], &order["cancelReason"]), (&json!("Cancelled"), &json!("payment-timeout")), "{order}");
+    let (_, sku) = host.http(reqwest::Method::GET, "/api/inventory/SKU-T", None).await;
+    assert_eq!((&sku["onHand"], &sku["reserved"]), (&json!(5), &json!(0)), "{sku}");
+    let (_, again) = host.invoke("deadlines", timer).await;
+    assert!(again["Logs"][0].as_str().is_some_and(|log| log.starts_with("deadlines: 0 passed")), "{again}");
+}
+
 /// The host starts the handler, probes `GET /` and gives up on an app
 /// that does not answer in time: the handler answers at once, whatever its
 /// store does, and holds invocations until the store is there.
@@ -473,6 +511,13 @@ fn every_function_json_is_complete_and_names_only_defined_settings() {
                 let from_beginning = name == "project-snapshots";
                 assert_eq!(trigger["startFromBeginning"], json!(from_beginning), "{name}");
             }
+            Some("timerTrigger") => {
+                // NCRONTAB with seconds, from a setting; one instance at a time.
+                assert_eq!(trigger["schedule"], "%OrderflowDeadlinesSchedule%", "{name}");
+                let schedule = defined["OrderflowDeadlinesSchedule"].as_str().unwrap_or_default();
+                assert_eq!(schedule.split_whitespace().count(), 6, "{schedule}");
+                assert_ne!(trigger["useMonitor"], false, "{name}");
+            }
             other => panic!("{name}: unexpected trigger {other:?}"),
         }
         functions.push(name);
@@ -481,6 +526,7 @@ fn every_function_json_is_complete_and_names_only_defined_settings() {
     assert_eq!(
         functions,
         [
+            "deadlines",
             "fulfillment",
             "ingest-payments",
             "ingest-stock",

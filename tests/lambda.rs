@@ -1,7 +1,8 @@
 //! The Lambda handlers, run as Lambda runs a custom runtime: the binary named
 //! `bootstrap`, the handler in `_HANDLER`, events fetched from the Runtime
 //! API (played here by a small server) — fed the real event shapes of
-//! `tests/fixtures` (API Gateway v2 HTTP, MSK / self-managed Kafka).
+//! `tests/fixtures` (API Gateway v2 HTTP, MSK / self-managed Kafka, an
+//! EventBridge schedule).
 
 mod support;
 
@@ -36,6 +37,13 @@ struct Lambda {
 
 impl Lambda {
     async fn start(handler: &str) -> Lambda {
+        Lambda::start_on(handler, None).await
+    }
+
+    /// The handler over the embedded store in `data` (by default one of its own).
+    async fn start_on(handler: &str, data: Option<&std::path::Path>) -> Lambda {
+        let dir = TempDir::new().expect("temp dir");
+        let data = data.map_or_else(|| dir.path().join("data"), std::path::Path::to_path_buf);
         let (queue, events) = mpsc::channel(16);
         let (answered, answers) = mpsc::channel(16);
         let api = Arc::new(RuntimeApi { events: Mutex::new(events), answers: answered });
@@ -48,7 +56,6 @@ impl Lambda {
         let address = listener.local_addr().expect("address");
         tokio::spawn(async move { axum::serve(listener, app).await });
 
-        let dir = TempDir::new().expect("temp dir");
         let bootstrap = dir.path().join("bootstrap");
         std::os::unix::fs::symlink(BIN, &bootstrap).expect("link bootstrap");
         let runtime = Command::new(&bootstrap)
@@ -60,7 +67,7 @@ impl Lambda {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/orderflow")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-            .env("OrderflowDataDir", dir.path().join("data"))
+            .env("OrderflowDataDir", &data)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -207,4 +214,39 @@ async fn kafka_records_are_applied_once_and_bad_ones_dead_lettered() {
 
     let dead_letters = support::topic(&lambda.dir.path().join("data"), "orderflow.deadletter");
     assert_eq!(dead_letters.len(), 2, "{dead_letters:?}");
+}
+
+#[tokio::test]
+async fn a_scheduled_event_passes_the_deadlines_that_are_due() {
+    // An order reserved by `serve`, which stops before its payment
+    // deadline (3 s) passes: the deadline waits in the store.
+    let dir = TempDir::new().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = support::Server::start_with(&data, &[("OrderflowPaymentDeadline", "3s")]);
+    server.restock("SKU-L", 4).await;
+    server.place("o-l", &[("SKU-L", 2, 100)]).await;
+    server.post_empty("/api/orders/o-l/confirm").await;
+    server.order_status("o-l", "Reserved").await;
+    assert!(server.stop().success());
+
+    let mut lambda = Lambda::start_on("deadlines", Some(&data)).await;
+    let started = std::time::Instant::now();
+    loop {
+        let answer = lambda.invoke(fixture("lambda-eventbridge-scheduled.json")).await.expect("the step runs");
+        if answer["passed"] == 1 {
+            assert_eq!((&answer["acted"], &answer["leftForLater"]), (&json!(1), &json!(0)), "{answer}");
+            break;
+        }
+        assert_eq!(answer["passed"], 0, "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(20), "the deadline never passed: {answer}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let again = lambda.invoke(fixture("lambda-eventbridge-scheduled.json")).await.expect("the step runs");
+    assert_eq!(again["passed"], 0, "passed once: {again}");
+    drop(lambda);
+    // The next `serve` finds the order cancelled and gives its stock back.
+    let server = support::Server::start(&data);
+    let order = server.order_status("o-l", "Cancelled").await;
+    assert_eq!(order["cancelReason"], "payment-timeout");
+    server.eventually("/api/inventory/SKU-L", |s| s["reserved"] == 0 && s["available"] == 4).await;
 }

@@ -35,7 +35,7 @@ fn rendered(url: &str, profile: &std::path::Path) -> String {
 }
 
 #[tokio::test]
-async fn the_status_page_shows_steps_orders_and_dead_letters() {
+async fn the_status_page_shows_steps_orders_dead_letters_and_deadlines() {
     let dir = TempDir::new().expect("temp dir");
     let server = Server::start(&dir.path().join("data"));
     server.restock("SKU-S", 5).await;
@@ -62,4 +62,7 @@ async fn the_status_page_shows_steps_orders_and_dead_letters() {
     assert!(row("order-o-s1").contains(">Reserved<"), "{}", row("order-o-s1"));
     assert!(row("order-o-s2").contains(">Placed<"));
     assert!(page.contains("<span id=\"dead-letters\">1</span>"), "{page}");
+    // o-s1's payment deadline (30 minutes) is not due: none waits.
+    let due = page.find("id=\"deadlines-due\"").map(|at| &page[at..(at + 40).min(page.len())]);
+    assert!(due.is_some_and(|due| due.contains(">0<")), "{due:?}");
 }

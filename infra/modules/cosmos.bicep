@@ -1,5 +1,5 @@
 // The Cosmos DB for NoSQL account, database and the containers of DESIGN §3
-// (and orderflow's own: key claims, refused reactions, parked streams), with
+// (and orderflow's own: key claims, refused reactions, parked streams, timers), with
 // allow-list indexing (only the paths queries use).
 
 param accountName string
@@ -24,6 +24,7 @@ var containers = [
   { name: 'idempotency', partitionKey: '/id', includedPaths: [], expiring: true }
   { name: 'refusals', partitionKey: '/id', includedPaths: [], expiring: false }
   { name: 'parked', partitionKey: '/id', includedPaths: [{ path: '/consumer/?' }], expiring: false }
+  { name: 'timers', partitionKey: '/id', includedPaths: [{ path: '/dueAt/?' }], expiring: false }
 ]
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {

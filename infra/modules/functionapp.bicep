@@ -196,6 +196,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'CosmosDBConnection__credential', value: 'managedidentity' }
         { name: 'CosmosDBConnection__clientId', value: identity.properties.clientId }
         { name: 'CosmosDatabase', value: databaseName }
+        // When the `deadlines` timer function passes due deadlines (NCRONTAB,
+        // with seconds): every minute. Deadlines are minutes long; a shorter
+        // schedule keeps an instance awake for nothing else.
+        { name: 'OrderflowDeadlinesSchedule', value: '0 */1 * * * *' }
         { name: 'KafkaBrokerList', value: '${eventHubs.name}.servicebus.windows.net:9093' }
         { name: 'KafkaProtocol', value: 'SASL_SSL' }
         { name: 'KafkaAuthenticationMode', value: 'PLAIN' }

@@ -17,10 +17,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use async_trait::async_trait;
 use indicatif::{ProgressBar, ProgressStyle};
+use orderflow_domain::deadlines::DeadlinePolicy;
 use orderflow_domain::inventory::InventoryCommand;
 use orderflow_domain::order::{OrderCommand, OrderLine};
 use orderflow_domain::Command;
 use orderflow_pipeline::consumers::{Consumer, FeedRunner, Fulfillment, Projector, Publisher, Step};
+use orderflow_pipeline::deadlines::DeadlineTimers;
 use orderflow_pipeline::ports::{EventRecord, EventStore, Message, MessageProducer, SnapshotStore, StartFrom, Stores};
 use orderflow_pipeline::processor::{CommandProcessor, Envelope, IdempotencyKey};
 use orderflow_pipeline::StoreError;
@@ -177,10 +179,12 @@ async fn measure(
     let processor = Arc::new(CommandProcessor::new(stores.events.clone()));
     let downstream = Arc::new(Counted::default());
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    // Orders start their payment deadline, as in production.
+    let deadlines = DeadlineTimers { timers: stores.timers.clone(), policy: DeadlinePolicy::default() };
     let steps: [Arc<dyn Consumer>; 3] = [
         Arc::new(Projector::new(stores.events.clone(), stores.snapshots.clone())),
         Arc::new(Publisher::new(downstream.clone())),
-        Arc::new(Fulfillment::new(processor.clone(), stores.refusals.clone())),
+        Arc::new(Fulfillment::new(processor.clone(), stores.refusals.clone(), deadlines)),
     ];
     let mut runners = Vec::new();
     for step in steps {

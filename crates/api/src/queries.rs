@@ -41,6 +41,9 @@ pub struct OrderView {
     shipment: Option<Shipment>,
     backordered_sku: Option<String>,
     cancel_reason: Option<String>,
+    /// A deadline passed with the order still backordered, or shipped but
+    /// not delivered (an overdue notice was published).
+    overdue: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -200,6 +203,7 @@ pub async fn get_order(
         shipment: state.shipment,
         backordered_sku: state.backordered_sku,
         cancel_reason: state.cancel_reason,
+        overdue: state.overdue,
     };
     Ok(versioned(&headers, snapshot.version, view))
 }

@@ -6,9 +6,12 @@
 //! - `evolve(state, event) -> state`: how a recorded event changes the state,
 //!
 //! and the **fulfillment** policy (`fulfillment::react`) turns an event of one
-//! stream into the commands other streams must receive. Nothing here does I/O,
-//! knows about time, or knows how events are stored or transported.
+//! stream into the commands other streams must receive; the **deadlines**
+//! policy (`deadlines::schedule`) says which deadline an event starts. Nothing
+//! here does I/O, reads the clock, or knows how events are stored or
+//! transported.
 
+pub mod deadlines;
 pub mod fulfillment;
 pub mod inventory;
 pub mod limits;

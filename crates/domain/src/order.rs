@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deadlines::{BackorderAction, Deadline};
 use crate::{Aggregate, Rejection};
 
 pub const MAX_LINES: usize = 100;
@@ -119,6 +120,9 @@ pub struct OrderState {
     /// The SKU that could not be reserved, while `Backordered`.
     pub backordered_sku: Option<String>,
     pub cancel_reason: Option<String>,
+    /// An overdue notice was given (backorder or delivery) since the last
+    /// confirmation: a deadline gives one.
+    pub overdue: bool,
 }
 
 impl OrderState {
@@ -184,6 +188,10 @@ pub enum OrderCommand {
     Deliver {
         shipment_id: String,
     },
+    /// From the deadlines step: `deadline` has passed.
+    PassDeadline {
+        deadline: Deadline,
+    },
 }
 
 impl OrderCommand {
@@ -201,6 +209,7 @@ impl OrderCommand {
             OrderCommand::FailPayment { .. } => "FailPayment",
             OrderCommand::Ship { .. } => "Ship",
             OrderCommand::Deliver { .. } => "Deliver",
+            OrderCommand::PassDeadline { .. } => "PassDeadline",
         }
     }
 }
@@ -267,6 +276,16 @@ pub enum OrderEvent {
         reason: Option<String>,
         attempt: u32,
         release: Vec<LineQuantity>,
+    },
+    /// Still backordered when the backorder deadline passed (its action:
+    /// notify).
+    BackorderOverdue {
+        attempt: u32,
+        sku: String,
+    },
+    /// Shipped, and not delivered when the delivery deadline passed.
+    DeliveryOverdue {
+        shipment_id: String,
     },
 }
 
@@ -427,6 +446,40 @@ pub fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEve
             S::Delivered => Ok(vec![]),
             status => Err(not_in_status("delivered", status)),
         },
+        C::PassDeadline { deadline } => Ok(pass_deadline(state, deadline)),
+    }
+}
+
+/// What a passed deadline does: only what is still relevant, once.
+fn pass_deadline(state: &OrderState, deadline: &Deadline) -> Vec<OrderEvent> {
+    let current = |attempt: &u32| *attempt == state.attempt;
+    let cancel = |reason: &str| {
+        vec![OrderEvent::Cancelled {
+            reason: Some(reason.to_string()),
+            attempt: state.attempt,
+            release: state.reserved_lines(),
+        }]
+    };
+    match deadline {
+        Deadline::Payment { attempt } if current(attempt) && state.status == OrderStatus::Reserved => {
+            cancel("payment-timeout")
+        }
+        Deadline::Backorder { attempt, action } if current(attempt) && state.status == OrderStatus::Backordered => {
+            match action {
+                BackorderAction::Cancel => cancel("backorder-timeout"),
+                BackorderAction::Notify if state.overdue => vec![],
+                BackorderAction::Notify => vec![OrderEvent::BackorderOverdue {
+                    attempt: *attempt,
+                    sku: state.backordered_sku.clone().unwrap_or_default(),
+                }],
+            }
+        }
+        Deadline::Delivery { shipment_id }
+            if state.status == OrderStatus::Shipped && is_current_shipment(state, shipment_id) && !state.overdue =>
+        {
+            vec![OrderEvent::DeliveryOverdue { shipment_id: shipment_id.clone() }]
+        }
+        _ => vec![],
     }
 }
 
@@ -522,6 +575,7 @@ pub fn evolve(mut state: OrderState, event: &OrderEvent) -> OrderState {
             state.attempt = *attempt;
             state.reserved.clear();
             state.backordered_sku = None;
+            state.overdue = false;
         }
         E::LineReserved { sku, quantity, .. } => {
             state.reserved.insert(sku.clone(), *quantity);
@@ -553,6 +607,7 @@ pub fn evolve(mut state: OrderState, event: &OrderEvent) -> OrderState {
             state.cancel_reason = reason.clone();
             state.reserved.clear();
         }
+        E::BackorderOverdue { .. } | E::DeliveryOverdue { .. } => state.overdue = true,
     }
     state
 }

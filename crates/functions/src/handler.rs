@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use orderflow_pipeline::cloudevents::{DEADLETTER_TOPIC, INVENTORY_TOPIC, ORDERS_TOPIC};
 use orderflow_pipeline::consumers::{Consumer, Fulfillment, Parked, Projector, Publisher};
+use orderflow_pipeline::deadlines::{DeadlineTimers, PassDeadlines, Passed, ROUND};
 use orderflow_pipeline::ingest::{Ingested, Ingestor, Received};
 use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, Parking, Refusals, SnapshotStore, StoreError};
 use orderflow_pipeline::processor::CommandProcessor;
@@ -44,6 +45,7 @@ pub struct Steps {
     pub snapshots: Arc<dyn SnapshotStore>,
     pub refusals: Arc<dyn Refusals>,
     pub parking: Arc<dyn Parking>,
+    pub deadlines: DeadlineTimers,
 }
 
 /// The handler: `api` is the HTTP API router, served at `/api/...` for the
@@ -59,6 +61,7 @@ pub fn router(steps: Steps, api: Router) -> Router {
         .route("/publish-events", post(publish_events))
         .route("/project-snapshots", post(project_snapshots))
         .route("/fulfillment", post(fulfillment))
+        .route("/deadlines", post(deadlines))
         .with_state(Arc::new(steps))
         .merge(api)
 }
@@ -100,8 +103,39 @@ async fn project_snapshots(State(steps): State<Arc<Steps>>, body: Bytes) -> Resp
 
 /// `fulfillment` (cosmosDBTrigger): the process manager's reactions.
 async fn fulfillment(State(steps): State<Arc<Steps>>, body: Bytes) -> Response {
-    let fulfillment = Arc::new(Fulfillment::new(steps.processor.clone(), steps.refusals.clone()));
+    let fulfillment =
+        Arc::new(Fulfillment::new(steps.processor.clone(), steps.refusals.clone(), steps.deadlines.clone()));
     consume(&steps, fulfillment, &body, &Outbox::default()).await
+}
+
+/// Rounds one `deadlines` invocation runs at most (each passes up to
+/// [`ROUND`] deadlines); what is left waits for the next schedule.
+const DEADLINE_ROUNDS: usize = 10;
+
+/// `deadlines` (timerTrigger): passes the deadlines that are due. The
+/// host's schedule monitor runs it on one instance at a time; passing a
+/// deadline twice would change nothing anyway.
+async fn deadlines(State(steps): State<Arc<Steps>>) -> Response {
+    let step = PassDeadlines::new(steps.processor.clone(), steps.deadlines.timers.clone());
+    let mut total = Passed::default();
+    for _ in 0..DEADLINE_ROUNDS {
+        match step.round(chrono::Utc::now()).await {
+            Ok(passed) => {
+                total.handled += passed.handled;
+                total.acted += passed.acted;
+                total.failed = passed.failed;
+                if passed.handled < ROUND {
+                    break;
+                }
+            }
+            Err(error) => return failed("deadlines", &error.to_string()),
+        }
+    }
+    let summary = format!(
+        "deadlines: {} passed ({} changed their order), {} left for the next run",
+        total.handled, total.acted, total.failed
+    );
+    succeeded(&Outbox::default(), vec![summary])
 }
 
 /// Runs a change-feed consumer over the trigger's documents, its poison

@@ -1,7 +1,8 @@
 //! orderflow on AWS Lambda (DESIGN §7), over the same pipeline steps as the
 //! other hosts: the HTTP API behind API Gateway / function URLs through
 //! `lambda_http`, and ingestion from an MSK or self-managed Kafka event
-//! source through `lambda_runtime`.
+//! source through `lambda_runtime`, and the deadlines step on an EventBridge
+//! schedule.
 //!
 //! A Kafka event source retries a whole batch when the function fails, so a
 //! record that cannot be applied is dead-lettered (the batch succeeds and
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use lambda_runtime::{service_fn, LambdaEvent};
 use orderflow_pipeline::cloudevents::from_message;
+use orderflow_pipeline::deadlines::{PassDeadlines, ROUND};
 use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin, Received};
 use orderflow_pipeline::StoreError;
 use serde::Deserialize;
@@ -63,6 +65,34 @@ pub async fn run_kafka(ingestor: Arc<Ingestor>) -> Result<(), Error> {
         async move { handle_kafka(&ingestor, &event.payload).await.map_err(Error::from) }
     }))
     .await
+}
+
+/// Passes due deadlines on every invocation (an EventBridge schedule's
+/// `Scheduled Event`; the event itself says nothing the step needs) until
+/// the runtime stops.
+pub async fn run_deadlines(step: Arc<PassDeadlines>) -> Result<(), Error> {
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
+        let step = step.clone();
+        async move { handle_deadlines(&step).await.map_err(Error::from) }
+    }))
+    .await
+}
+
+/// Rounds one invocation runs at most (each passes up to [`ROUND`]
+/// deadlines); what is left waits for the next schedule.
+const DEADLINE_ROUNDS: usize = 10;
+
+/// Passes the deadlines due now; the answer counts them.
+pub async fn handle_deadlines(step: &PassDeadlines) -> Result<Value, StoreError> {
+    let (mut passed, mut acted, mut left) = (0, 0, 0);
+    for _ in 0..DEADLINE_ROUNDS {
+        let round = step.round(chrono::Utc::now()).await?;
+        (passed, acted, left) = (passed + round.handled, acted + round.acted, round.failed);
+        if round.handled < ROUND {
+            break;
+        }
+    }
+    Ok(json!({"passed": passed, "acted": acted, "leftForLater": left}))
 }
 
 /// One batch: every record applied (each partition in order) or

@@ -336,6 +336,35 @@ pub async fn snapshots_never_go_back(stores: &Stores) {
 
 /// Appends one event to a stream at its current version: what tests of the
 /// change feed need, whatever the event says.
+pub async fn timers_are_due_in_order_kept_once_and_completed(stores: &Stores) {
+    let stream_id = stream();
+    let now = Utc::now();
+    let timer = |name: &str, seconds: i64| Timer {
+        stream_id: stream_id.clone(),
+        name: name.into(),
+        due_at: now + chrono::Duration::seconds(seconds),
+        deadline: json!({"kind": name}),
+        caused_by: Uuid::new_v4(),
+        correlation_id: "corr".into(),
+    };
+    let timers = &stores.timers;
+    timers.schedule(vec![timer("later", 60), timer("second", -10), timer("first", -20)]).await.expect("schedule");
+    // Scheduled again (a redelivered event): the first one stays.
+    timers.schedule(vec![timer("first", 3600)]).await.expect("schedule again");
+    let ours = |found: Vec<Timer>| -> Vec<String> {
+        found.into_iter().filter(|t| t.stream_id == stream_id).map(|t| t.name).collect()
+    };
+    assert_eq!(ours(timers.due(now, 100).await.expect("due")), ["first", "second"], "due ones, earliest first");
+    let (pending, count) = timers.pending(100).await.expect("pending");
+    assert_eq!(ours(pending), ["first", "second", "later"]);
+    assert!(count >= 3, "{count}");
+    timers.complete(&stream_id, "first").await.expect("complete");
+    timers.complete(&stream_id, "first").await.expect("complete again: nothing to do");
+    assert_eq!(ours(timers.due(now, 100).await.expect("due")), ["second"]);
+    let stored = timers.due(now, 100).await.expect("due").into_iter().find(|t| t.stream_id == stream_id);
+    assert_eq!(stored.map(|t| (t.deadline, t.due_at)), Some((json!({"kind": "second"}), timer("second", -10).due_at)));
+}
+
 pub async fn append_one(events: &dyn EventStore, stream_id: &str) {
     let version = events.load(stream_id, None).await.expect("load").tip.map_or(0, |t| t.version);
     let append = Append {
@@ -430,7 +459,8 @@ macro_rules! conformance_tests {
             waiting_for_changes_returns_when_there_are_some,
             leases_are_written_only_over_the_version_last_read,
             a_refusal_is_recorded_once,
-            snapshots_never_go_back
+            snapshots_never_go_back,
+            timers_are_due_in_order_kept_once_and_completed
         );
     };
     (@each $stores:expr; $($check:ident),+) => {

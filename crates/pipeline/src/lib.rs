@@ -7,6 +7,8 @@
 //!   `publish-events`, `fulfillment`) and the loop that drives them.
 //! - [`cloudevents`]: the CloudEvents Kafka binding of downstream messages.
 //! - [`reads`]: a stream's read model, at least at the version a reader wrote.
+//! - [`deadlines`]: timers that order events start, and the time-driven step
+//!   that passes them when due.
 //! - `memory` (feature `memory`): every store port in memory, for tests.
 
 pub mod cloudevents;
@@ -14,6 +16,7 @@ pub mod cloudevents;
 pub mod conformance;
 pub mod consumers;
 pub mod dead_letters;
+pub mod deadlines;
 pub mod feed_ranges;
 pub mod ingest;
 #[cfg(any(test, feature = "memory"))]

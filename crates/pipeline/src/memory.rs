@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -41,6 +42,7 @@ struct State {
     snapshots: HashMap<String, Snapshot>,
     refusals: BTreeMap<String, RefusedReaction>,
     parked: BTreeMap<(String, String), Versioned<ParkedStream>>,
+    timers: BTreeMap<(String, String), Timer>,
     messages: Vec<Message>,
     /// Appends to these streams lose to a pretend concurrent writer this
     /// many more times.
@@ -391,6 +393,37 @@ impl Parking for MemoryStore {
             return Ok(true);
         }
         Ok(false)
+    }
+}
+
+#[async_trait]
+impl Timers for MemoryStore {
+    async fn schedule(&self, timers: Vec<Timer>) -> Result<(), StoreError> {
+        let mut state = self.state();
+        for timer in timers {
+            state.timers.entry((timer.stream_id.clone(), timer.name.clone())).or_insert(timer);
+        }
+        Ok(())
+    }
+
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let (mut due, _) = self.pending(usize::MAX).await?;
+        due.retain(|timer| timer.due_at <= now);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn complete(&self, stream_id: &str, name: &str) -> Result<(), StoreError> {
+        self.state().timers.remove(&(stream_id.to_string(), name.to_string()));
+        Ok(())
+    }
+
+    async fn pending(&self, limit: usize) -> Result<(Vec<Timer>, u64), StoreError> {
+        let mut all: Vec<Timer> = self.state().timers.values().cloned().collect();
+        all.sort_by_key(|timer| timer.due_at);
+        let count = all.len() as u64;
+        all.truncate(limit);
+        Ok((all, count))
     }
 }
 

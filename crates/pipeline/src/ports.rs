@@ -328,6 +328,39 @@ pub trait SnapshotStore: Send + Sync {
     }
 }
 
+/// A deadline of one stream, stored with its due time until it has passed
+/// and been handled (`orderflow deadlines list` shows them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timer {
+    pub stream_id: String,
+    /// Unique within the stream (`payment-1`): scheduling it again keeps one.
+    pub name: String,
+    pub due_at: DateTime<Utc>,
+    /// What passes: the domain's deadline, as JSON.
+    pub deadline: Value,
+    /// The event that started it, and its trace.
+    pub caused_by: Uuid,
+    pub correlation_id: String,
+}
+
+/// Durable timers. Handling one is idempotent (the stream decides what a
+/// passed deadline still means), so two processes that fire the same timer
+/// have one effect between them.
+#[async_trait]
+pub trait Timers: Send + Sync {
+    /// Stores timers, durably; one already stored under the same stream and
+    /// name stays as it is.
+    async fn schedule(&self, timers: Vec<Timer>) -> Result<(), StoreError>;
+    /// Timers due at `now` or before, the earliest first, at most `limit`.
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>, StoreError>;
+    /// Forgets a handled timer (nothing happens when it is gone already).
+    async fn complete(&self, stream_id: &str, name: &str) -> Result<(), StoreError>;
+    /// The stored timers, the earliest first, at most `limit`, and how many
+    /// are stored in all.
+    async fn pending(&self, limit: usize) -> Result<(Vec<Timer>, u64), StoreError>;
+}
+
 /// The store ports of one backing store (the embedded store, Cosmos DB, or
 /// the in-memory store of the tests).
 #[derive(Clone)]
@@ -338,13 +371,14 @@ pub struct Stores {
     pub snapshots: Arc<dyn SnapshotStore>,
     pub refusals: Arc<dyn Refusals>,
     pub parking: Arc<dyn Parking>,
+    pub timers: Arc<dyn Timers>,
 }
 
 impl Stores {
     /// All the ports from one adapter that implements them all.
     pub fn of<S>(store: Arc<S>) -> Stores
     where
-        S: EventStore + ChangeFeed + LeaseStore + SnapshotStore + Refusals + Parking + 'static,
+        S: EventStore + ChangeFeed + LeaseStore + SnapshotStore + Refusals + Parking + Timers + 'static,
     {
         Stores {
             events: store.clone(),
@@ -352,7 +386,8 @@ impl Stores {
             leases: store.clone(),
             snapshots: store.clone(),
             refusals: store.clone(),
-            parking: store,
+            parking: store.clone(),
+            timers: store,
         }
     }
 }

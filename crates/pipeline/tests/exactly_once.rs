@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cloudevents::{EventBuilder, EventBuilderV10};
+use orderflow_domain::deadlines::DeadlinePolicy;
 use orderflow_domain::inventory::InventoryCommand;
 use orderflow_domain::order::{OrderCommand, OrderLine};
 use orderflow_domain::Command;
 use orderflow_pipeline::conformance::{append_one, Recorder};
 use orderflow_pipeline::consumers::{Clock, Consumer, FeedRunner, Fulfillment, Projector, Step};
+use orderflow_pipeline::deadlines::DeadlineTimers;
 use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin};
 use orderflow_pipeline::memory::MemoryStore;
 use orderflow_pipeline::ports::*;
@@ -132,6 +134,12 @@ async fn place_and_confirm(processor: &CommandProcessor, order_id: &str, sku: &s
     }
 }
 
+/// Fulfillment over the in-memory store, with the default deadlines.
+fn fulfillment_of(processor: &Arc<CommandProcessor>, store: &Arc<MemoryStore>) -> Fulfillment {
+    let deadlines = DeadlineTimers { timers: store.clone(), policy: DeadlinePolicy::default() };
+    Fulfillment::new(processor.clone(), store.clone(), deadlines)
+}
+
 /// Runs `runner` until a pass over its ranges finds nothing new.
 async fn catch_up(runner: &mut FeedRunner) {
     while runner.step().await.expect("step") == Step::Progressed {}
@@ -143,7 +151,7 @@ async fn a_reaction_that_loses_to_contention_fails_the_batch_and_lands_when_retr
     let processor = processor(&store);
     processor.execute(&restock("A", 5), &Envelope::new()).await.expect("restock");
     place_and_confirm(&processor, "o1", "A").await;
-    let fulfillment = Arc::new(Fulfillment::new(processor.clone(), store.clone()));
+    let fulfillment = Arc::new(fulfillment_of(&processor, &store));
     let mut runner = FeedRunner::new(&store.stores(), fulfillment).with_start(StartFrom::Beginning);
     // Every attempt to reserve loses to a pretend concurrent writer.
     store.conflict_next_appends("Sku-A", 100);
@@ -169,7 +177,7 @@ async fn a_reaction_its_target_refuses_is_recorded_once() {
         .execute(&Command::Inventory { sku: "A".into(), command: reserve }, &Envelope::new())
         .await
         .expect("reserve");
-    let fulfillment = Arc::new(Fulfillment::new(processor.clone(), store.clone()));
+    let fulfillment = Arc::new(fulfillment_of(&processor, &store));
     let mut runner = FeedRunner::new(&store.stores(), fulfillment).with_start(StartFrom::Beginning);
     catch_up(&mut runner).await;
     let (refused, count) = store.latest(10).await.expect("refusals");
@@ -180,7 +188,7 @@ async fn a_reaction_its_target_refuses_is_recorded_once() {
     assert_eq!(refusal.code, "not-found");
     // Handling the event again records nothing new.
     let event = store.events_of("Sku-A").into_iter().find(|e| e.event_type == "StockReserved").expect("reserved");
-    Fulfillment::new(processor, store.clone()).handle(&[event]).await.expect("again");
+    fulfillment_of(&processor, &store).handle(&[event]).await.expect("again");
     assert_eq!(store.latest(10).await.expect("refusals").1, 1);
 }
 

@@ -10,6 +10,7 @@
 //! | `idempotency` | `/id` | which request each outside key (HTTP, CloudEvent) was first used for (TTL) |
 //! | `refusals` | `/id` | reactions their target refused, for operators |
 //! | `parked` | `/id` | streams a consumer could not handle, and how far their events wait |
+//! | `timers` | `/id` | deadlines of streams by due time, until handled |
 //!
 //! A command costs one transactional batch in the stream's partition: create
 //! its idempotency record (if keyed) and the event documents, and replace the
@@ -28,6 +29,7 @@ mod read_models;
 mod refusals;
 mod request_units;
 mod schema;
+mod timers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +51,7 @@ pub const LEASES: &str = "leases";
 pub const IDEMPOTENCY: &str = "idempotency";
 pub const REFUSALS: &str = "refusals";
 pub const PARKED: &str = "parked";
+pub const TIMERS: &str = "timers";
 
 #[derive(Clone)]
 pub struct CosmosStore {
@@ -62,6 +65,7 @@ struct Inner {
     idempotency: ContainerClient,
     refusals: ContainerClient,
     parked: ContainerClient,
+    timers: ContainerClient,
     tips: events::TipCache,
     units: request_units::RequestUnits,
     /// How long idempotency records and key claims count (also their TTL).
@@ -96,6 +100,7 @@ impl CosmosStore {
                 idempotency: container(IDEMPOTENCY).await?,
                 refusals: container(REFUSALS).await?,
                 parked: container(PARKED).await?,
+                timers: container(TIMERS).await?,
                 tips: events::TipCache::new(10_000),
                 units: request_units::RequestUnits::default(),
                 key_retention,

@@ -7,7 +7,7 @@ use azure_data_cosmos::models::{ContainerProperties, IndexingMode, IndexingPolic
 use azure_data_cosmos::CosmosClient;
 use orderflow_pipeline::StoreError;
 
-use crate::{status, unavailable, EVENTS, IDEMPOTENCY, LEASES, PARKED, REFUSALS, SNAPSHOTS};
+use crate::{status, unavailable, EVENTS, IDEMPOTENCY, LEASES, PARKED, REFUSALS, SNAPSHOTS, TIMERS};
 
 /// Indexing policy that indexes only `paths`.
 fn allow_list(paths: &[&str]) -> IndexingPolicy {
@@ -26,7 +26,7 @@ pub struct Container {
     pub expiring: bool,
 }
 
-pub const CONTAINERS: [Container; 6] = [
+pub const CONTAINERS: [Container; 7] = [
     // Reading a stream's history queries by index within its partition;
     // idempotency records expire.
     Container { name: EVENTS, partition_key: "/streamId", indexed: &["/index/?"], expiring: true },
@@ -40,6 +40,8 @@ pub const CONTAINERS: [Container; 6] = [
     Container { name: REFUSALS, partition_key: "/id", indexed: &[], expiring: false },
     // A consumer's parked streams are listed by consumer.
     Container { name: PARKED, partition_key: "/id", indexed: &["/consumer/?"], expiring: false },
+    // Timers are queried by due time.
+    Container { name: TIMERS, partition_key: "/id", indexed: &["/dueAt/?"], expiring: false },
 ];
 
 /// Creates what is missing. With an Entra ID identity (whose data-plane

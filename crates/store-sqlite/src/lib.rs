@@ -3,8 +3,8 @@
 //! - events, with a global gap-free sequence (`seq`) that is the change feed;
 //! - tips (version + folded state per stream) and idempotency records;
 //! - idempotency records and key claims, kept for the key retention;
-//! - snapshots (read models), change-feed leases, refused reactions, and an
-//!   embedded topic log.
+//! - snapshots (read models), change-feed leases, refused reactions, timers
+//!   (deadlines by due time), and an embedded topic log.
 //!
 //! WAL mode with `synchronous=FULL`: a write is on disk before it is
 //! acknowledged. All writes go through one writer thread that group-commits
@@ -14,6 +14,7 @@ mod events;
 mod leases;
 mod read_models;
 mod schema;
+mod timers;
 mod topics;
 mod writer;
 

@@ -76,6 +76,15 @@ CREATE TABLE IF NOT EXISTS parked_streams (
     version   TEXT NOT NULL,              -- changes with every write
     PRIMARY KEY (consumer, stream_id)
 ) WITHOUT ROWID;
+-- Deadlines of streams, until they have passed and been handled.
+CREATE TABLE IF NOT EXISTS timers (
+    stream_id TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    due_at    TEXT NOT NULL,              -- RFC 3339, microseconds, UTC: sorts as time
+    timer     TEXT NOT NULL,              -- JSON
+    PRIMARY KEY (stream_id, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS timers_by_due ON timers (due_at);
 CREATE TABLE IF NOT EXISTS topic_messages (
     topic     TEXT    NOT NULL,
     offset    INTEGER NOT NULL,

@@ -1,6 +1,8 @@
 //! `fulfillment`: the process manager. Every event goes through the domain's
 //! `react` policy; the commands it returns are executed with an idempotency
 //! key derived from the event, so a redelivered batch has no second effect.
+//! The deadlines order events start are stored as timers here too
+//! ([`DeadlineTimers`]).
 //!
 //! No reaction is lost: one that cannot be applied yet (contention, an
 //! unreachable store) fails the batch, which is handled again; one its target
@@ -14,6 +16,7 @@ use futures::future::try_join_all;
 use orderflow_domain::{react, Command};
 
 use super::{group_in_order, Consumer};
+use crate::deadlines::DeadlineTimers;
 use crate::ports::{EventRecord, Refusals, RefusedReaction, StoreError};
 use crate::processor::{CommandError, CommandProcessor, Envelope, IdempotencyKey};
 use crate::streams::{domain_event, target_stream};
@@ -21,6 +24,7 @@ use crate::streams::{domain_event, target_stream};
 pub struct Fulfillment {
     processor: Arc<CommandProcessor>,
     refusals: Arc<dyn Refusals>,
+    deadlines: DeadlineTimers,
 }
 
 /// One reaction: the command, its envelope and key, and the event it answers.
@@ -32,8 +36,8 @@ pub struct Reaction<'a> {
 }
 
 impl Fulfillment {
-    pub fn new(processor: Arc<CommandProcessor>, refusals: Arc<dyn Refusals>) -> Self {
-        Fulfillment { processor, refusals }
+    pub fn new(processor: Arc<CommandProcessor>, refusals: Arc<dyn Refusals>, deadlines: DeadlineTimers) -> Self {
+        Fulfillment { processor, refusals, deadlines }
     }
 
     /// Runs one target stream's reactions in order.
@@ -102,6 +106,7 @@ impl Consumer for Fulfillment {
     }
 
     async fn handle(&self, events: &[EventRecord]) -> Result<(), StoreError> {
+        self.deadlines.schedule(events).await?;
         // Reactions to the same target stream run in feed order; different
         // targets run concurrently.
         let mut reactions_of_batch = Vec::new();
