@@ -12,6 +12,7 @@ use orderflow_domain::deadlines::{BackorderAction, DeadlinePolicy};
 use orderflow_kafka::KafkaConfig;
 use orderflow_pipeline::ports::{StartFrom, DEFAULT_KEY_RETENTION};
 use orderflow_store_cosmos::{ConnectionString, CosmosAccount, Identity};
+use orderflow_store_sqlite::{DEFAULT_TOPIC_AGE, DEFAULT_TOPIC_RECORDS};
 
 use crate::settings::Settings;
 
@@ -78,6 +79,12 @@ pub struct Config {
     /// or notify) and `OrderflowDeliveryDeadline` (both off by default): a
     /// duration such as `30m` or `14d`, or `off`.
     pub deadlines: DeadlinePolicy,
+    /// Settings `OrderflowTopicRetention` (default 7 days) and
+    /// `OrderflowTopicRetentionRecords` (default 1,000,000 per topic): how
+    /// long, and how many of, the embedded topic log's records (downstream
+    /// messages, dead letters) are kept. Kafka keeps its own.
+    pub topic_retention: Duration,
+    pub topic_records: u64,
 }
 
 pub struct CosmosConfig {
@@ -171,11 +178,39 @@ impl Config {
             None => StartFrom::Now,
         };
         let deadlines = deadline_policy(settings, &mut problems);
+        let topic_retention = match settings.get("OrderflowTopicRetention").map(|v| humantime::parse_duration(&v)) {
+            Some(Ok(retention)) if retention >= Duration::from_secs(1) => retention,
+            Some(_) => {
+                problems.push("OrderflowTopicRetention: must be a duration such as 7d or 12h".into());
+                DEFAULT_TOPIC_AGE
+            }
+            None => DEFAULT_TOPIC_AGE,
+        };
+        let topic_records = match settings.get("OrderflowTopicRetentionRecords").map(|v| v.trim().parse::<u64>()) {
+            Some(Ok(records)) if records > 0 => records,
+            Some(_) => {
+                problems.push("OrderflowTopicRetentionRecords: must be a positive number".into());
+                DEFAULT_TOPIC_RECORDS
+            }
+            None => DEFAULT_TOPIC_RECORDS,
+        };
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
         }
         let instance = settings.get("OrderflowInstanceName").unwrap_or_else(|| default_instance(&data_dir));
-        Ok(Config { data_dir, instance, listen, api, kafka, cosmos, key_retention, feed_start, deadlines })
+        Ok(Config {
+            data_dir,
+            instance,
+            listen,
+            api,
+            kafka,
+            cosmos,
+            key_retention,
+            feed_start,
+            deadlines,
+            topic_retention,
+            topic_records,
+        })
     }
 }
 
@@ -289,6 +324,8 @@ impl Config {
                 },
             ),
             ("OrderflowDeliveryDeadline", show_deadline(self.deadlines.delivery)),
+            ("OrderflowTopicRetention", humantime::format_duration(self.topic_retention).to_string()),
+            ("OrderflowTopicRetentionRecords", self.topic_records.to_string()),
         ];
         match &self.cosmos {
             Some(cosmos) => rows.extend([

@@ -14,7 +14,7 @@ use orderflow_pipeline::ingest::Ingestor;
 use orderflow_pipeline::ports::{MessageProducer, Stores};
 use orderflow_pipeline::processor::CommandProcessor;
 use orderflow_store_cosmos::CosmosStore;
-use orderflow_store_sqlite::SqliteStore;
+use orderflow_store_sqlite::{Retention, SqliteStore};
 
 use crate::config::{Config, CosmosConfig};
 
@@ -38,7 +38,12 @@ impl Pipeline {
         // (a serverless host's file system may well be read-only).
         let embedded = if config.cosmos.is_none() || config.kafka.is_none() {
             let dir = &config.data_dir;
-            let store = SqliteStore::open_with(dir, config.key_retention);
+            let retention = Retention {
+                keys: config.key_retention,
+                topic_age: config.topic_retention,
+                topic_records: config.topic_records,
+            };
+            let store = SqliteStore::open_with(dir, retention);
             Some(Arc::new(store.with_context(|| format!("cannot use data dir {}", dir.display()))?))
         } else {
             None

@@ -73,4 +73,7 @@ async fn deadlines_wait_in_the_store_and_operators_can_list_and_pass_them() {
     assert_eq!(server.get("/api/orders/waiting").await.body["status"], "Reserved");
     let shown = cli(&["config", "show", "--data-dir", &data_dir], dir.path());
     assert!(shown.contains("OrderflowPaymentDeadline") && shown.contains("30m"), "{shown}");
+    for retention in ["OrderflowIdempotencyRetention", "OrderflowTopicRetention", "OrderflowTopicRetentionRecords"] {
+        assert!(shown.contains(retention), "config show lists {retention}: {shown}");
+    }
 }

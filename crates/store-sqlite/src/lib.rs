@@ -53,16 +53,39 @@ struct Inner {
 /// How often the writer deletes what outlived its retention.
 const UPKEEP_EVERY: Duration = Duration::from_secs(10);
 
+/// How long the embedded store keeps what it may forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Idempotency records and key claims (older ones are ignored, then
+    /// deleted).
+    pub keys: Duration,
+    /// Records of the embedded topic log (downstream messages and dead
+    /// letters) older than this are deleted ...
+    pub topic_age: Duration,
+    /// ... and so are those beyond the newest this many of each topic.
+    pub topic_records: u64,
+}
+
+/// Setting `OrderflowTopicRetention`: as Kafka's default `retention.ms`.
+pub const DEFAULT_TOPIC_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Setting `OrderflowTopicRetentionRecords`: about 1 GB of downstream events.
+pub const DEFAULT_TOPIC_RECORDS: u64 = 1_000_000;
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { keys: DEFAULT_KEY_RETENTION, topic_age: DEFAULT_TOPIC_AGE, topic_records: DEFAULT_TOPIC_RECORDS }
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `data_dir`, keeping
-    /// idempotency records for the default retention.
+    /// Opens (creating if needed) the store in `data_dir`, with the default
+    /// retention.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        SqliteStore::open_with(data_dir, DEFAULT_KEY_RETENTION)
+        SqliteStore::open_with(data_dir, Retention::default())
     }
 
-    /// Opens the store, keeping idempotency records and key claims for
-    /// `key_retention` (older ones are ignored, then deleted).
-    pub fn open_with(data_dir: &Path, key_retention: Duration) -> Result<SqliteStore, StoreError> {
+    /// Opens the store, keeping what it may forget for `retention`.
+    pub fn open_with(data_dir: &Path, retention: Retention) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join(DB_FILE);
@@ -79,11 +102,16 @@ impl SqliteStore {
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let (head_tx, head) = watch::channel(head);
-        let upkeep =
-            Housekeeping { every: UPKEEP_EVERY, work: Box::new(move |conn| events::expire_keys(conn, key_retention)) };
+        let upkeep = Housekeeping {
+            every: UPKEEP_EVERY,
+            work: Box::new(move |conn| {
+                events::expire_keys(conn, retention.keys)?;
+                topics::trim(conn, retention.topic_age, retention.topic_records)
+            }),
+        };
         let writer = Writer::start(conn, head_tx, upkeep)
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore { inner: Arc::new(Inner { path, writer, readers, head, key_retention }) })
+        Ok(SqliteStore { inner: Arc::new(Inner { path, writer, readers, head, key_retention: retention.keys }) })
     }
 
     pub fn path(&self) -> &Path {

@@ -1,5 +1,7 @@
 //! The embedded topic log: Kafka-shaped records (key, headers, value) with a
-//! per-topic offset, for when no broker is configured.
+//! per-topic offset, for when no broker is configured. Like a Kafka topic it
+//! keeps records for a time and up to a size ([`trim`]); offsets go on
+//! from the newest record, which is always kept.
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -7,6 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use orderflow_pipeline::ports::{Message, MessageProducer};
 use orderflow_pipeline::StoreError;
 use rusqlite::params;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::writer::unavailable;
 use crate::SqliteStore;
@@ -112,5 +115,109 @@ impl SqliteStore {
             })
         })
         .await
+    }
+}
+
+/// Records deleted per topic and reason in one upkeep at most: the writer
+/// waits for the upkeep, so each one stays short; the rest goes next time.
+const TRIM_BATCH: i64 = 20_000;
+
+/// Deletes the records of every topic older than `max_age` or beyond the
+/// newest `max_records`, the oldest first, never the newest record of a
+/// topic (it carries the next offset). Index lookups only: the topics are
+/// found by skipping through the primary key, the oldest records by it too.
+pub(crate) fn trim(conn: &Connection, max_age: std::time::Duration, max_records: u64) -> rusqlite::Result<()> {
+    let age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+    let cutoff = Utc::now().checked_sub_signed(age).map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true));
+    let mut topic = String::new();
+    loop {
+        let next = conn
+            .prepare_cached("SELECT topic FROM topic_messages WHERE topic > ?1 ORDER BY topic LIMIT 1")?
+            .query_row([&topic], |row| row.get::<_, String>(0))
+            .optional()?;
+        let Some(name) = next else { return Ok(()) };
+        let newest: i64 = conn
+            .prepare_cached("SELECT MAX(offset) FROM topic_messages WHERE topic = ?1")?
+            .query_row([&name], |row| row.get(0))?;
+        // Beyond the size: everything before the newest `max_records`.
+        let keep_from = newest.saturating_sub(i64::try_from(max_records).unwrap_or(i64::MAX)).saturating_add(1);
+        let oversized = conn
+            .prepare_cached(
+                "DELETE FROM topic_messages WHERE topic = ?1 AND offset IN
+                    (SELECT offset FROM topic_messages WHERE topic = ?1 AND offset < MIN(?2, ?3) ORDER BY offset LIMIT ?4)",
+            )?
+            .execute(params![name, keep_from, newest, TRIM_BATCH])?;
+        // Too old: from the oldest on, while older than the cutoff.
+        let expired = match &cutoff {
+            Some(cutoff) => conn
+                .prepare_cached(
+                    "DELETE FROM topic_messages WHERE topic = ?1 AND offset IN
+                        (SELECT offset FROM topic_messages WHERE topic = ?1 AND offset < ?2 ORDER BY offset LIMIT ?3)
+                     AND timestamp < ?4",
+                )?
+                .execute(params![name, newest, TRIM_BATCH, cutoff])?,
+            None => 0,
+        };
+        if oversized + expired > 0 {
+            tracing::debug!(topic = name, oversized, expired, "topic records past the retention deleted");
+        }
+        topic = name;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::SqliteStore;
+
+    fn message(topic: &str, n: usize) -> Message {
+        Message { topic: topic.into(), key: Some(format!("k{n}")), headers: vec![], value: n.to_string().into_bytes() }
+    }
+
+    async fn offsets(store: &SqliteStore, topic: &str) -> Vec<u64> {
+        store.read_topic(topic, 0, 1_000).await.expect("read").into_iter().map(|r| r.offset).collect()
+    }
+
+    /// Runs `work` on a connection of its own to the store's file.
+    fn on_the_file(store: &SqliteStore, work: impl FnOnce(&Connection)) {
+        let conn = Connection::open(store.path()).expect("open");
+        conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        work(&conn);
+    }
+
+    #[tokio::test]
+    async fn old_records_and_those_beyond_the_size_go_and_nothing_newer() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let store = SqliteStore::open(dir.path()).expect("store");
+        store.send((0..10).map(|n| message("a", n)).collect()).await.expect("send a");
+        store.send((0..3).map(|n| message("b", n)).collect()).await.expect("send b");
+        // The first four records of `a` are a week old.
+        on_the_file(&store, |conn| {
+            conn.execute(
+                "UPDATE topic_messages SET timestamp = '2000-01-01T00:00:00.000000Z' WHERE topic = 'a' AND offset < 4",
+                [],
+            )
+            .expect("age them");
+        });
+        let day = Duration::from_secs(24 * 3600);
+        on_the_file(&store, |conn| trim(conn, day, 1_000).expect("trim by age"));
+        assert_eq!(offsets(&store, "a").await, (4..10).collect::<Vec<_>>(), "only the old ones went");
+        assert_eq!(offsets(&store, "b").await, [0, 1, 2], "another topic keeps its own");
+
+        on_the_file(&store, |conn| trim(conn, day, 3).expect("trim by size"));
+        assert_eq!(offsets(&store, "a").await, [7, 8, 9], "the newest three");
+        assert_eq!(offsets(&store, "b").await, [0, 1, 2]);
+
+        // All of it old: the newest record stays, and offsets go on from it.
+        on_the_file(&store, |conn| {
+            conn.execute("UPDATE topic_messages SET timestamp = '2000-01-01T00:00:00.000000Z'", []).expect("age all");
+            trim(conn, day, 1_000).expect("trim");
+        });
+        assert_eq!(offsets(&store, "a").await, [9]);
+        store.send(vec![message("a", 10)]).await.expect("send again");
+        assert_eq!(offsets(&store, "a").await, [9, 10]);
+        assert_eq!(store.topic_len("a").await.expect("len"), 11, "offsets never start over");
     }
 }
