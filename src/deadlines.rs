@@ -33,20 +33,14 @@ pub async fn list(config: &Config, limit: usize, json: bool) -> anyhow::Result<(
 
 pub async fn pass(config: &Config) -> anyhow::Result<()> {
     let pipeline = Pipeline::open(config).await?;
-    let step = pipeline.pass_deadlines();
-    let (mut handled, mut acted) = (0, 0);
-    loop {
-        let passed = step.round(Utc::now()).await?;
-        handled += passed.handled;
-        acted += passed.acted;
-        if passed.failed > 0 {
-            anyhow::bail!("{} due deadline(s) could not be passed now; try again ({handled} passed)", passed.failed);
-        }
-        if passed.handled < ROUND {
-            break;
-        }
+    let passed = pipeline.pass_deadlines().pass_due(Utc::now(), std::time::Duration::MAX).await?;
+    println!(
+        "passed {} deadline(s): {} changed their order, the others were no longer relevant",
+        passed.handled, passed.acted
+    );
+    if passed.failed > 0 {
+        anyhow::bail!("{} due deadline(s) could not be passed now; try again", passed.failed);
     }
-    println!("passed {handled} deadline(s): {acted} changed their order, the others were no longer relevant");
     Ok(())
 }
 

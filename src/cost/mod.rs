@@ -22,7 +22,7 @@ use orderflow_domain::inventory::InventoryCommand;
 use orderflow_domain::order::{OrderCommand, OrderLine};
 use orderflow_domain::Command;
 use orderflow_pipeline::consumers::{Consumer, FeedRunner, Fulfillment, Projector, Publisher, Step};
-use orderflow_pipeline::deadlines::DeadlineTimers;
+use orderflow_pipeline::deadlines::{DeadlineTimers, PassDeadlines};
 use orderflow_pipeline::ports::{EventRecord, EventStore, Message, MessageProducer, SnapshotStore, StartFrom, Stores};
 use orderflow_pipeline::processor::{CommandProcessor, Envelope, IdempotencyKey};
 use orderflow_pipeline::StoreError;
@@ -247,6 +247,13 @@ async fn measure(
         progress.inc(1);
     }
     drain(&mut runners).await?;
+    // Paid in time: each order's payment deadline passes without effect,
+    // and its timer is deleted.
+    progress.set_message("passing the payment deadlines");
+    let after_the_deadlines = chrono::Utc::now() + chrono::Duration::hours(1);
+    PassDeadlines::new(processor.clone(), stores.timers.clone())
+        .pass_due(after_the_deadlines, std::time::Duration::MAX)
+        .await?;
 
     let mut per_order = BTreeMap::new();
     let mut ru_per_order = 0.0;

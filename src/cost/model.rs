@@ -160,7 +160,7 @@ struct Load {
 /// come in batches, at most one a second per partition while they are
 /// sparse; change-feed events come a batch per poll of each range while
 /// they are sparse, up to 500 per invocation.
-fn loads(measured: &Measured, rate: f64) -> [Load; 7] {
+fn loads(measured: &Measured, rate: f64) -> [Load; 8] {
     let http = 6.0 * rate;
     let kafka = |records: f64| records.min(KAFKA_PARTITIONS.max(records / KAFKA_BATCH));
     let events = measured.messages_out * rate;
@@ -173,6 +173,8 @@ fn loads(measured: &Measured, rate: f64) -> [Load; 7] {
         Load { name: "project-snapshots", invocations: feed, work: events },
         Load { name: "publish-events", invocations: feed, work: events },
         Load { name: "fulfillment", invocations: feed, work: events },
+        // The timer function, once a minute: each order's payment deadline.
+        Load { name: "deadlines", invocations: 1.0 / 60.0, work: rate },
     ]
 }
 
@@ -471,8 +473,8 @@ mod tests {
         assert!(item(&months[0], "Functions always ready").is_none());
         for month in &months[1..] {
             let always_ready = item(month, "Functions always ready").expect("zone redundant");
-            // Two instances of 2 GB for each of the 7 function groups, all month.
-            let baseline = 2.0 * 7.0 * 2.0 * SECONDS * prices.always_ready_baseline_per_gb_second;
+            // Two instances of 2 GB for each of the 8 function groups, all month.
+            let baseline = 2.0 * 8.0 * 2.0 * SECONDS * prices.always_ready_baseline_per_gb_second;
             assert!(always_ready.dollars >= baseline, "{} < {baseline}", always_ready.dollars);
         }
     }

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use orderflow_pipeline::cloudevents::{DEADLETTER_TOPIC, INVENTORY_TOPIC, ORDERS_TOPIC};
 use orderflow_pipeline::consumers::{Consumer, Fulfillment, Parked, Projector, Publisher};
-use orderflow_pipeline::deadlines::{DeadlineTimers, PassDeadlines, Passed, ROUND};
+use orderflow_pipeline::deadlines::{DeadlineTimers, PassDeadlines};
 use orderflow_pipeline::ingest::{Ingested, Ingestor, Received};
 use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, Parking, Refusals, SnapshotStore, StoreError};
 use orderflow_pipeline::processor::CommandProcessor;
@@ -108,34 +108,25 @@ async fn fulfillment(State(steps): State<Arc<Steps>>, body: Bytes) -> Response {
     consume(&steps, fulfillment, &body, &Outbox::default()).await
 }
 
-/// Rounds one `deadlines` invocation runs at most (each passes up to
-/// [`ROUND`] deadlines); what is left waits for the next schedule.
-const DEADLINE_ROUNDS: usize = 10;
+/// How long one `deadlines` invocation passes deadlines at most: less
+/// than the schedule's minute, so that the next run finds the rest.
+const DEADLINES_BUDGET: std::time::Duration = std::time::Duration::from_secs(50);
 
 /// `deadlines` (timerTrigger): passes the deadlines that are due. The
 /// host's schedule monitor runs it on one instance at a time; passing a
 /// deadline twice would change nothing anyway.
 async fn deadlines(State(steps): State<Arc<Steps>>) -> Response {
     let step = PassDeadlines::new(steps.processor.clone(), steps.deadlines.timers.clone());
-    let mut total = Passed::default();
-    for _ in 0..DEADLINE_ROUNDS {
-        match step.round(chrono::Utc::now()).await {
-            Ok(passed) => {
-                total.handled += passed.handled;
-                total.acted += passed.acted;
-                total.failed = passed.failed;
-                if passed.handled < ROUND {
-                    break;
-                }
-            }
-            Err(error) => return failed("deadlines", &error.to_string()),
+    match step.pass_due(chrono::Utc::now(), DEADLINES_BUDGET).await {
+        Ok(passed) => {
+            let summary = format!(
+                "deadlines: {} passed ({} changed their order), {} left for the next run",
+                passed.handled, passed.acted, passed.failed
+            );
+            succeeded(&Outbox::default(), vec![summary])
         }
+        Err(error) => failed("deadlines", &error.to_string()),
     }
-    let summary = format!(
-        "deadlines: {} passed ({} changed their order), {} left for the next run",
-        total.handled, total.acted, total.failed
-    );
-    succeeded(&Outbox::default(), vec![summary])
 }
 
 /// Runs a change-feed consumer over the trigger's documents, its poison

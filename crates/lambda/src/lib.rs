@@ -10,11 +10,12 @@
 //! whose redelivery is then recognised record by record as duplicates.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use lambda_runtime::{service_fn, LambdaEvent};
 use orderflow_pipeline::cloudevents::from_message;
-use orderflow_pipeline::deadlines::{PassDeadlines, ROUND};
+use orderflow_pipeline::deadlines::PassDeadlines;
 use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin, Received};
 use orderflow_pipeline::StoreError;
 use serde::Deserialize;
@@ -71,28 +72,25 @@ pub async fn run_kafka(ingestor: Arc<Ingestor>) -> Result<(), Error> {
 /// `Scheduled Event`; the event itself says nothing the step needs) until
 /// the runtime stops.
 pub async fn run_deadlines(step: Arc<PassDeadlines>) -> Result<(), Error> {
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let step = step.clone();
-        async move { handle_deadlines(&step).await.map_err(Error::from) }
+        async move { handle_deadlines(&step, budget(event.context.deadline)).await.map_err(Error::from) }
     }))
     .await
 }
 
-/// Rounds one invocation runs at most (each passes up to [`ROUND`]
-/// deadlines); what is left waits for the next schedule.
-const DEADLINE_ROUNDS: usize = 10;
+/// Passes the deadlines due now, for at most `budget`; the answer counts them.
+pub async fn handle_deadlines(step: &PassDeadlines, budget: Duration) -> Result<Value, StoreError> {
+    let passed = step.pass_due(chrono::Utc::now(), budget).await?;
+    Ok(json!({"passed": passed.handled, "acted": passed.acted, "leftForLater": passed.failed}))
+}
 
-/// Passes the deadlines due now; the answer counts them.
-pub async fn handle_deadlines(step: &PassDeadlines) -> Result<Value, StoreError> {
-    let (mut passed, mut acted, mut left) = (0, 0, 0);
-    for _ in 0..DEADLINE_ROUNDS {
-        let round = step.round(chrono::Utc::now()).await?;
-        (passed, acted, left) = (passed + round.handled, acted + round.acted, round.failed);
-        if round.handled < ROUND {
-            break;
-        }
-    }
-    Ok(json!({"passed": passed, "acted": acted, "leftForLater": left}))
+/// The time an invocation may take, from its deadline (milliseconds since
+/// the epoch), less a margin to answer in: a deadline passed twice changes
+/// nothing, but one whose invocation timed out is reported as failed.
+fn budget(deadline_ms: u64) -> Duration {
+    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default();
+    Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(Duration::from_secs(2))
 }
 
 /// One batch: every record applied (each partition in order) or

@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
 use orderflow_domain::deadlines::{schedule, Deadline, DeadlinePolicy};
 use orderflow_domain::order::{OrderCommand, OrderEvent};
 use orderflow_domain::Command;
@@ -69,7 +70,15 @@ pub struct PassDeadlines {
 /// followed at once by the next.
 pub const ROUND: usize = 200;
 
-/// What one round did.
+/// Timers passed at the same time within a round (each is a command on its
+/// own order, then a delete).
+const CONCURRENCY: usize = 32;
+
+/// How far a timer that cannot be read is put off: kept (and listed) for
+/// an operator, out of the way of the timers behind it.
+const PUT_OFF: chrono::Duration = chrono::Duration::hours(1);
+
+/// What one round, or a run of rounds, did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Passed {
     /// Due timers handled (and forgotten).
@@ -77,8 +86,8 @@ pub struct Passed {
     /// Of those, the ones whose order changed (the others were no longer
     /// relevant: paid in time, delivered, cancelled).
     pub acted: usize,
-    /// Due timers left for a later round: their order could not take the
-    /// command yet (contention, an unreachable store).
+    /// Due timers left for later: their order could not take the command
+    /// yet (contention, an unreachable store), or they cannot be read.
     pub failed: usize,
 }
 
@@ -89,27 +98,63 @@ impl PassDeadlines {
 
     /// Passes up to [`ROUND`] timers due at `now`, the earliest first.
     pub async fn round(&self, now: DateTime<Utc>) -> Result<Passed, StoreError> {
-        let mut passed = Passed::default();
         let due = self.timers.due(now, ROUND).await?;
         metrics::gauge!("orderflow_deadlines_due").set(due.len() as f64);
         let oldest = due.first().map_or(0.0, |timer| (now - timer.due_at).as_seconds_f64());
         metrics::gauge!("orderflow_deadlines_oldest_due_seconds").set(oldest);
-        for timer in due {
-            match self.pass(&timer).await {
-                Ok(acted) => {
-                    self.timers.complete(&timer.stream_id, &timer.name).await?;
+        let outcomes: Vec<Result<Option<bool>, StoreError>> =
+            stream::iter(due).map(|timer| self.handle(timer, now)).buffer_unordered(CONCURRENCY).collect().await;
+        let mut passed = Passed::default();
+        for outcome in outcomes {
+            match outcome? {
+                Some(acted) => {
                     passed.handled += 1;
                     passed.acted += usize::from(acted);
-                    let kind = if acted { "acted" } else { "no longer relevant" };
-                    metrics::counter!("orderflow_deadlines_passed_total", "outcome" => kind).increment(1);
                 }
-                Err(error) => {
-                    tracing::warn!(stream = timer.stream_id, timer = timer.name, %error, "deadline not passed yet; retrying later");
-                    passed.failed += 1;
-                }
+                None => passed.failed += 1,
             }
         }
         Ok(passed)
+    }
+
+    /// Runs rounds of the timers due at `now` while they find a full
+    /// round's worth, for at most `budget` (a scheduled invocation's share
+    /// of its schedule).
+    pub async fn pass_due(&self, now: DateTime<Utc>, budget: std::time::Duration) -> Result<Passed, StoreError> {
+        let started = tokio::time::Instant::now();
+        let mut total = Passed::default();
+        loop {
+            let passed = self.round(now).await?;
+            total.handled += passed.handled;
+            total.acted += passed.acted;
+            total.failed += passed.failed;
+            if passed.handled < ROUND || started.elapsed() >= budget {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Passes one timer and forgets it: `Some(acted)`, or `None` when it
+    /// stays for later.
+    async fn handle(&self, timer: Timer, now: DateTime<Utc>) -> Result<Option<bool>, StoreError> {
+        match self.pass(&timer).await {
+            Ok(acted) => {
+                self.timers.complete(&timer.stream_id, &timer.name).await?;
+                let kind = if acted { "acted" } else { "no longer relevant" };
+                metrics::counter!("orderflow_deadlines_passed_total", "outcome" => kind).increment(1);
+                Ok(Some(acted))
+            }
+            Err(error) if error.is_permanent() => {
+                tracing::error!(stream = timer.stream_id, timer = timer.name, %error, "deadline cannot be passed; put off");
+                self.timers.complete(&timer.stream_id, &timer.name).await?;
+                self.timers.schedule(vec![Timer { due_at: now + PUT_OFF, ..timer }]).await?;
+                Ok(None)
+            }
+            Err(error) => {
+                tracing::warn!(stream = timer.stream_id, timer = timer.name, %error, "deadline not passed yet; retrying later");
+                Ok(None)
+            }
+        }
     }
 
     /// Sends the timer's order its deadline. True when the order changed.
@@ -142,20 +187,18 @@ impl PassDeadlines {
 }
 
 /// Runs the step every `every` until `stop` turns true (how `serve` runs
-/// it); a full round is followed at once by the next.
+/// it); full rounds follow each other at once for up to `every`.
 pub async fn run(step: PassDeadlines, every: std::time::Duration, mut stop: watch::Receiver<bool>) {
     tracing::info!("deadlines step started");
     while !*stop.borrow() {
-        let wait = match step.round(Utc::now()).await {
-            Ok(passed) if passed.handled == ROUND => continue,
-            Ok(_) => every,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the due deadlines; retrying");
-                every
-            }
-        };
+        match step.pass_due(Utc::now(), every).await {
+            // More may be due already: go on at once.
+            Ok(passed) if passed.handled >= ROUND => continue,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot pass the due deadlines; retrying"),
+        }
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => {}
         }
     }

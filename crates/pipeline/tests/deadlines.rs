@@ -126,3 +126,27 @@ async fn a_deadline_paid_in_time_does_nothing_and_a_timer_fired_twice_acts_once(
     let cancelled = shop.types("Order-unpaid").iter().filter(|t| *t == "Cancelled").count();
     assert_eq!(cancelled, 1);
 }
+
+#[tokio::test]
+async fn a_timer_that_cannot_be_read_is_put_off_and_blocks_no_other() {
+    let mut shop = Shop::new();
+    shop.reserved_order("o1").await;
+    let now = Utc::now() + Duration::hours(1);
+    let unreadable = orderflow_pipeline::ports::Timer {
+        stream_id: "Order-o1".into(),
+        name: "from-a-newer-version".into(),
+        due_at: now - Duration::days(1),
+        deadline: serde_json::json!({"kind": "somethingNew"}),
+        caused_by: uuid::Uuid::new_v4(),
+        correlation_id: "c".into(),
+    };
+    shop.store.schedule(vec![unreadable]).await.expect("schedule");
+
+    let passed = shop.pass().round(now).await.expect("round");
+    assert_eq!((passed.handled, passed.acted, passed.failed), (1, 1, 1), "the payment deadline passed");
+    let (left, count) = shop.store.pending(10).await.expect("timers");
+    assert_eq!(count, 1, "the unreadable one is kept for an operator");
+    assert_eq!(left[0].name, "from-a-newer-version");
+    assert!(left[0].due_at > now, "put off: {left:?}");
+    assert_eq!(shop.pass().round(now).await.expect("round"), Default::default(), "out of the way");
+}
