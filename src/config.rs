@@ -214,15 +214,18 @@ impl Config {
     }
 }
 
+/// The longest deadline: a year and a day.
+const MAX_DEADLINE: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// The deadline settings; each one not set keeps the domain's default.
 fn deadline_policy(settings: &Settings, problems: &mut Vec<String>) -> DeadlinePolicy {
     let mut duration = |setting: &str, default: Option<Duration>| match settings.get(setting) {
         None => default,
         Some(text) if text.trim().eq_ignore_ascii_case("off") => None,
         Some(text) => match humantime::parse_duration(text.trim()) {
-            Ok(after) if after >= Duration::from_secs(1) => Some(after),
+            Ok(after) if (Duration::from_secs(1)..=MAX_DEADLINE).contains(&after) => Some(after),
             _ => {
-                problems.push(format!("{setting}: {text:?} is neither a duration such as 30m or 14d nor off"));
+                problems.push(format!("{setting}: {text:?} is neither a duration from 1s to 366d nor off"));
                 default
             }
         },

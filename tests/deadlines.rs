@@ -77,3 +77,26 @@ async fn deadlines_wait_in_the_store_and_operators_can_list_and_pass_them() {
         assert!(shown.contains(retention), "config show lists {retention}: {shown}");
     }
 }
+
+#[test]
+fn bad_deadline_and_retention_settings_are_each_named_at_start() {
+    let dir = TempDir::new().expect("temp dir");
+    let output = std::process::Command::new(support::BIN)
+        .args(["serve", "--data-dir", &dir.path().join("data").to_string_lossy()])
+        .env("OrderflowPaymentDeadline", "soon")
+        .env("OrderflowDeliveryDeadline", "1000y")
+        .env("OrderflowBackorderAction", "shout")
+        .env("OrderflowTopicRetentionRecords", "0")
+        .output()
+        .expect("run orderflow");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    for setting in [
+        "OrderflowPaymentDeadline",
+        "OrderflowDeliveryDeadline",
+        "OrderflowBackorderAction",
+        "OrderflowTopicRetentionRecords",
+    ] {
+        assert!(said.contains(setting), "{setting} named: {said}");
+    }
+}
