@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use orderflow_pipeline::consumers::FeedHealth;
 use orderflow_pipeline::ingest::Ingestor;
-use orderflow_pipeline::ports::{EventStore, Lease, LeaseStore, Parking, Refusals, SnapshotStore, StoreError, Timers};
+use orderflow_pipeline::ports::{EventStore, LeaseStore, Parking, Refusals, SnapshotStore, Timers};
 use serde_json::json;
 
 /// A consumer failing, or behind, for longer than this is a pipeline problem.
@@ -76,7 +76,7 @@ async fn metrics(State(ops): State<Arc<Ops>>) -> Response {
 async fn ready(State(ops): State<Arc<Ops>>) -> Response {
     let probe = async {
         ops.events.load("Readiness-probe", None).await?;
-        heartbeat(ops.leases.as_ref(), &ops.instance).await
+        ops.leases.heartbeat(&ops.instance).await
     };
     let reasons: Vec<String> = match tokio::time::timeout(STORE_PROBE_TIMEOUT, probe).await {
         Ok(Ok(())) => Vec::new(),
@@ -102,21 +102,3 @@ async fn pipeline(State(ops): State<Arc<Ops>>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "behind", "reasons": problems}))).into_response()
     }
 }
-
-/// Writes this instance's heartbeat (a lease of the `heartbeat` consumer
-/// named after the instance, expiring now): proves the store takes writes.
-async fn heartbeat(leases: &dyn LeaseStore, instance: &str) -> Result<(), StoreError> {
-    let current = leases.lease(HEARTBEAT, instance).await?;
-    let lease = Lease {
-        consumer: HEARTBEAT.into(),
-        range: instance.into(),
-        continuation: None,
-        owner: Some(instance.into()),
-        expires_at: chrono::Utc::now(),
-        requested_by: None,
-    };
-    // `None` (another probe wrote it first) is a write that worked too.
-    leases.put(&lease, current.as_ref().map(|c| c.version.as_str())).await.map(|_| ())
-}
-
-const HEARTBEAT: &str = "heartbeat";

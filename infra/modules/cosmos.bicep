@@ -20,7 +20,7 @@ var serverless = capacity == 'serverless'
 var containers = [
   { name: 'events', partitionKey: '/streamId', includedPaths: [{ path: '/index/?' }], expiring: true }
   { name: 'snapshots', partitionKey: '/id', includedPaths: [{ path: '/customerId/?' }, { path: '/updatedAt/?' }], expiring: false }
-  { name: 'leases', partitionKey: '/id', includedPaths: [{ path: '/consumer/?' }], expiring: false }
+  { name: 'leases', partitionKey: '/id', includedPaths: [{ path: '/consumer/?' }], expiring: true }
   { name: 'idempotency', partitionKey: '/id', includedPaths: [], expiring: true }
   { name: 'refusals', partitionKey: '/id', includedPaths: [], expiring: false }
   { name: 'parked', partitionKey: '/id', includedPaths: [{ path: '/consumer/?' }], expiring: false }

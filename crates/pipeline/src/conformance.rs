@@ -365,6 +365,18 @@ pub async fn timers_are_due_in_order_kept_once_and_completed(stores: &Stores) {
     assert_eq!(stored.map(|t| (t.deadline, t.due_at)), Some((json!({"kind": "second"}), timer("second", -10).due_at)));
 }
 
+pub async fn heartbeats_are_written_over_and_kept_for_a_while(stores: &Stores) {
+    let instance = format!("instance-{}", Uuid::new_v4());
+    stores.leases.heartbeat(&instance).await.expect("heartbeat");
+    let first = stores.leases.lease(HEARTBEAT, &instance).await.expect("read").expect("written");
+    stores.leases.heartbeat(&instance).await.expect("heartbeat again: no condition to fail");
+    let second = stores.leases.lease(HEARTBEAT, &instance).await.expect("read").expect("written");
+    assert_ne!(first.version, second.version, "written again");
+    let kept = second.value.expires_at - Utc::now();
+    assert!(kept > chrono::Duration::days(6), "kept for the heartbeat retention: {kept}");
+    assert!(stores.leases.leases("project-snapshots").await.expect("leases").iter().all(|l| l.value.range != instance));
+}
+
 pub async fn append_one(events: &dyn EventStore, stream_id: &str) {
     let version = events.load(stream_id, None).await.expect("load").tip.map_or(0, |t| t.version);
     let append = Append {
@@ -460,7 +472,8 @@ macro_rules! conformance_tests {
             leases_are_written_only_over_the_version_last_read,
             a_refusal_is_recorded_once,
             snapshots_never_go_back,
-            timers_are_due_in_order_kept_once_and_completed
+            timers_are_due_in_order_kept_once_and_completed,
+            heartbeats_are_written_over_and_kept_for_a_while
         );
     };
     (@each $stores:expr; $($check:ident),+) => {

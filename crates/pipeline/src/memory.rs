@@ -312,6 +312,22 @@ impl LeaseStore for MemoryStore {
             _ => Ok(false),
         }
     }
+
+    async fn heartbeat(&self, instance: &str) -> Result<(), StoreError> {
+        let lease = Lease {
+            consumer: HEARTBEAT.into(),
+            range: instance.into(),
+            continuation: None,
+            owner: Some(instance.into()),
+            expires_at: Utc::now() + HEARTBEAT_RETENTION,
+            requested_by: None,
+        };
+        let mut state = self.state();
+        state.lease_writes += 1;
+        let version = state.lease_writes.to_string();
+        state.leases.insert((HEARTBEAT.into(), instance.into()), Versioned { value: lease, version });
+        Ok(())
+    }
 }
 
 #[async_trait]

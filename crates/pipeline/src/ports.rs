@@ -235,7 +235,18 @@ pub trait LeaseStore: Send + Sync {
     /// Deletes a lease if it is still at `version` (any version when
     /// `None`); false when it was not there or had moved on.
     async fn delete(&self, consumer: &str, range: &str, version: Option<&str>) -> Result<bool, StoreError>;
+    /// Writes `instance`'s heartbeat (the readiness probe's proof that the
+    /// store takes a write), unconditionally. Kept as the lease of consumer
+    /// [`HEARTBEAT`], range `instance`, until [`HEARTBEAT_RETENTION`] after
+    /// the last one: instances that are gone leave nothing behind for good.
+    async fn heartbeat(&self, instance: &str) -> Result<(), StoreError>;
 }
+
+/// The consumer name of heartbeats among the leases.
+pub const HEARTBEAT: &str = "heartbeat";
+
+/// How long the heartbeat of an instance that stopped is kept.
+pub const HEARTBEAT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A reaction the fulfillment policy derived from an event and its target
 /// stream refused: kept for operators (`orderflow refused list`, the status

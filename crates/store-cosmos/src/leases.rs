@@ -9,7 +9,7 @@ use azure_core::http::Etag;
 use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
 use azure_data_cosmos::{FeedScope, Query};
 use chrono::{DateTime, Utc};
-use orderflow_pipeline::ports::{Lease, LeaseStore, Versioned};
+use orderflow_pipeline::ports::{Lease, LeaseStore, Versioned, HEARTBEAT, HEARTBEAT_RETENTION};
 use orderflow_pipeline::StoreError;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,10 @@ struct LeaseDoc {
     #[serde(default)]
     requested_by: Option<String>,
     updated_at: DateTime<Utc>,
+    /// Seconds the document is kept after its last write (heartbeats only:
+    /// a feed range's position is kept for good).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<u64>,
     /// The service's ETag, as queries return it.
     #[serde(rename = "_etag", default, skip_serializing)]
     etag: Option<String>,
@@ -43,6 +47,7 @@ impl LeaseDoc {
             expires_at: lease.expires_at,
             requested_by: lease.requested_by.clone(),
             updated_at: Utc::now(),
+            ttl: None,
             etag: None,
         }
     }
@@ -126,5 +131,21 @@ impl LeaseStore for CosmosStore {
             Err(error) if matches!(status(&error), 404 | 412) => Ok(false),
             Err(error) => Err(unavailable(error)),
         }
+    }
+
+    async fn heartbeat(&self, instance: &str) -> Result<(), StoreError> {
+        let heartbeat = Lease {
+            consumer: HEARTBEAT.into(),
+            range: instance.into(),
+            continuation: None,
+            owner: Some(instance.into()),
+            expires_at: Utc::now() + HEARTBEAT_RETENTION,
+            requested_by: None,
+        };
+        let doc = LeaseDoc { ttl: Some(HEARTBEAT_RETENTION.as_secs()), ..LeaseDoc::of(&heartbeat) };
+        let id = doc.id.clone();
+        let response = self.inner.leases.upsert_item(id.clone(), id.as_str(), &doc, None).await.map_err(unavailable)?;
+        self.inner.units.record_response("write-lease", response.headers());
+        Ok(())
     }
 }

@@ -32,8 +32,8 @@ pub const CONTAINERS: [Container; 7] = [
     Container { name: EVENTS, partition_key: "/streamId", indexed: &["/index/?"], expiring: true },
     // A customer's orders are listed by customer, newest first.
     Container { name: SNAPSHOTS, partition_key: "/id", indexed: &["/customerId/?", "/updatedAt/?"], expiring: false },
-    // A consumer's leases are listed by consumer.
-    Container { name: LEASES, partition_key: "/id", indexed: &["/consumer/?"], expiring: false },
+    // A consumer's leases are listed by consumer; heartbeats expire.
+    Container { name: LEASES, partition_key: "/id", indexed: &["/consumer/?"], expiring: true },
     // Key claims are only point-read, and expire.
     Container { name: IDEMPOTENCY, partition_key: "/id", indexed: &[], expiring: true },
     // Refusals are few: listed whole.

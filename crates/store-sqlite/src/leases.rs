@@ -4,8 +4,10 @@
 //! store.
 
 use async_trait::async_trait;
-use chrono::DateTime;
-use orderflow_pipeline::ports::{Lease, LeaseStore, ParkedStream, Parking, Refusals, RefusedReaction, Versioned};
+use chrono::{DateTime, Utc};
+use orderflow_pipeline::ports::{
+    Lease, LeaseStore, ParkedStream, Parking, Refusals, RefusedReaction, Versioned, HEARTBEAT, HEARTBEAT_RETENTION,
+};
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -114,6 +116,22 @@ impl LeaseStore for SqliteStore {
         })
         .await
     }
+
+    async fn heartbeat(&self, instance: &str) -> Result<(), StoreError> {
+        let instance = instance.to_string();
+        let expires_at = timestamp(Utc::now() + HEARTBEAT_RETENTION);
+        self.write(move |conn| {
+            let version = uuid::Uuid::new_v4().simple().to_string();
+            conn.prepare_cached(
+                "INSERT INTO leases (consumer, range, owner, expires_at, version) VALUES (?1, ?2, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET expires_at = excluded.expires_at, version = excluded.version",
+            )
+            .and_then(|mut s| s.execute(params![HEARTBEAT, instance, expires_at, version]))
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -212,5 +230,42 @@ impl Parking for SqliteStore {
             Ok(changed == 1)
         })
         .await
+    }
+}
+
+/// Deletes the heartbeats of instances gone for the heartbeat retention.
+pub(crate) fn expire_heartbeats(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM leases WHERE consumer = ?1 AND expires_at < ?2")?
+        .execute(params![HEARTBEAT, timestamp(Utc::now())])
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn heartbeats_of_instances_gone_for_the_retention_are_deleted_and_no_other_lease() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let store = SqliteStore::open(dir.path()).expect("store");
+        store.heartbeat("gone").await.expect("heartbeat");
+        store.heartbeat("alive").await.expect("heartbeat");
+        let range = Lease {
+            consumer: "fulfillment".into(),
+            range: "all".into(),
+            continuation: Some("42".into()),
+            owner: None,
+            expires_at: DateTime::UNIX_EPOCH,
+            requested_by: None,
+        };
+        store.put(&range, None).await.expect("a feed range's lease, expired long ago");
+        let conn = rusqlite::Connection::open(store.path()).expect("open");
+        conn.execute("UPDATE leases SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE range = 'gone'", [])
+            .expect("a week and more ago");
+        expire_heartbeats(&conn).expect("expire");
+        assert!(store.lease(HEARTBEAT, "gone").await.expect("read").is_none());
+        assert!(store.lease(HEARTBEAT, "alive").await.expect("read").is_some());
+        let kept = store.lease("fulfillment", "all").await.expect("read").expect("a position is kept for good");
+        assert_eq!(kept.value.continuation.as_deref(), Some("42"));
     }
 }

@@ -106,6 +106,7 @@ impl SqliteStore {
             every: UPKEEP_EVERY,
             work: Box::new(move |conn| {
                 events::expire_keys(conn, retention.keys)?;
+                leases::expire_heartbeats(conn)?;
                 topics::trim(conn, retention.topic_age, retention.topic_records)
             }),
         };
