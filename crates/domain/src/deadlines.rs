@@ -110,8 +110,15 @@ mod tests {
 
     /// An order in `status`, in attempt 1, with one reserved line.
     fn order(status: OrderStatus) -> OrderState {
-        let mut state =
-            OrderState { status, attempt: 1, customer_id: "c".into(), currency: "EUR".into(), ..Default::default() };
+        let line = crate::order::OrderLine { sku: "SKU-1".into(), quantity: 2, unit_price_minor: 500 };
+        let mut state = OrderState {
+            status,
+            attempt: 1,
+            customer_id: "c".into(),
+            currency: "EUR".into(),
+            lines: vec![line],
+            ..Default::default()
+        };
         state.reserved.insert("SKU-1".into(), 2);
         if status == OrderStatus::Shipped {
             state.shipment = Some(crate::order::Shipment {
@@ -161,6 +168,9 @@ mod tests {
         again.attempt = 2;
         assert_eq!(pass(&again, Deadline::Payment { attempt: 1 }), vec![], "an earlier attempt's deadline");
         assert_eq!(pass(&order(OrderStatus::Cancelled), Deadline::Payment { attempt: 1 }), vec![]);
+        let mut free = order(OrderStatus::Reserved);
+        free.lines[0].unit_price_minor = 0;
+        assert_eq!(pass(&free, Deadline::Payment { attempt: 1 }), vec![], "nothing to pay: never cancelled for it");
         let backorder = Deadline::Backorder { attempt: 1, action: BackorderAction::Cancel };
         assert_eq!(pass(&order(OrderStatus::Confirmed), backorder), vec![], "confirmed again meanwhile");
         let delivered = order(OrderStatus::Delivered);

@@ -461,7 +461,10 @@ fn pass_deadline(state: &OrderState, deadline: &Deadline) -> Vec<OrderEvent> {
         }]
     };
     match deadline {
-        Deadline::Payment { attempt } if current(attempt) && state.status == OrderStatus::Reserved => {
+        // An order with nothing to pay is never cancelled for not paying.
+        Deadline::Payment { attempt }
+            if current(attempt) && state.status == OrderStatus::Reserved && state.total_minor() > 0 =>
+        {
             cancel("payment-timeout")
         }
         Deadline::Backorder { attempt, action } if current(attempt) && state.status == OrderStatus::Backordered => {
