@@ -314,14 +314,7 @@ impl LeaseStore for MemoryStore {
     }
 
     async fn heartbeat(&self, instance: &str) -> Result<(), StoreError> {
-        let lease = Lease {
-            consumer: HEARTBEAT.into(),
-            range: instance.into(),
-            continuation: None,
-            owner: Some(instance.into()),
-            expires_at: Utc::now() + HEARTBEAT_RETENTION,
-            requested_by: None,
-        };
+        let lease = Lease::heartbeat(instance);
         let mut state = self.state();
         state.lease_writes += 1;
         let version = state.lease_writes.to_string();

@@ -212,6 +212,20 @@ pub struct Lease {
     pub requested_by: Option<String>,
 }
 
+impl Lease {
+    /// `instance`'s heartbeat, as [`LeaseStore::heartbeat`] keeps it.
+    pub fn heartbeat(instance: &str) -> Lease {
+        Lease {
+            consumer: HEARTBEAT.into(),
+            range: instance.into(),
+            continuation: None,
+            owner: Some(instance.into()),
+            expires_at: Utc::now() + HEARTBEAT_RETENTION,
+            requested_by: None,
+        }
+    }
+}
+
 /// A stored value and the version a conditional write of it must name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {

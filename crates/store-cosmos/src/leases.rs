@@ -9,7 +9,7 @@ use azure_core::http::Etag;
 use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
 use azure_data_cosmos::{FeedScope, Query};
 use chrono::{DateTime, Utc};
-use orderflow_pipeline::ports::{Lease, LeaseStore, Versioned, HEARTBEAT, HEARTBEAT_RETENTION};
+use orderflow_pipeline::ports::{Lease, LeaseStore, Versioned, HEARTBEAT_RETENTION};
 use orderflow_pipeline::StoreError;
 use serde::{Deserialize, Serialize};
 
@@ -134,14 +134,7 @@ impl LeaseStore for CosmosStore {
     }
 
     async fn heartbeat(&self, instance: &str) -> Result<(), StoreError> {
-        let heartbeat = Lease {
-            consumer: HEARTBEAT.into(),
-            range: instance.into(),
-            continuation: None,
-            owner: Some(instance.into()),
-            expires_at: Utc::now() + HEARTBEAT_RETENTION,
-            requested_by: None,
-        };
+        let heartbeat = Lease::heartbeat(instance);
         let doc = LeaseDoc { ttl: Some(HEARTBEAT_RETENTION.as_secs()), ..LeaseDoc::of(&heartbeat) };
         let id = doc.id.clone();
         let response = self.inner.leases.upsert_item(id.clone(), id.as_str(), &doc, None).await.map_err(unavailable)?;

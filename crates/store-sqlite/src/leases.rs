@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orderflow_pipeline::ports::{
-    Lease, LeaseStore, ParkedStream, Parking, Refusals, RefusedReaction, Versioned, HEARTBEAT, HEARTBEAT_RETENTION,
+    Lease, LeaseStore, ParkedStream, Parking, Refusals, RefusedReaction, Versioned, HEARTBEAT,
 };
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, OptionalExtension, Row};
@@ -118,15 +118,17 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn heartbeat(&self, instance: &str) -> Result<(), StoreError> {
-        let instance = instance.to_string();
-        let expires_at = timestamp(Utc::now() + HEARTBEAT_RETENTION);
+        let heartbeat = Lease::heartbeat(instance);
+        let expires_at = timestamp(heartbeat.expires_at);
         self.write(move |conn| {
             let version = uuid::Uuid::new_v4().simple().to_string();
             conn.prepare_cached(
-                "INSERT INTO leases (consumer, range, owner, expires_at, version) VALUES (?1, ?2, ?2, ?3, ?4)
+                "INSERT INTO leases (consumer, range, owner, expires_at, version) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT DO UPDATE SET expires_at = excluded.expires_at, version = excluded.version",
             )
-            .and_then(|mut s| s.execute(params![HEARTBEAT, instance, expires_at, version]))
+            .and_then(|mut s| {
+                s.execute(params![heartbeat.consumer, heartbeat.range, heartbeat.owner, expires_at, version])
+            })
             .map_err(unavailable)?;
             Ok(())
         })
