@@ -85,6 +85,10 @@ pub struct Config {
     /// messages, dead letters) are kept. Kafka keeps its own.
     pub topic_retention: Duration,
     pub topic_records: u64,
+    /// Setting `OrderflowArchiveClosedAfter` (default 90 days, or `off`):
+    /// orders delivered or cancelled longer ago than this move their events
+    /// to the archive (`orderflow archive` does it by hand).
+    pub archive_closed_after: Option<Duration>,
 }
 
 pub struct CosmosConfig {
@@ -194,6 +198,13 @@ impl Config {
             }
             None => DEFAULT_TOPIC_RECORDS,
         };
+        let archive_closed_after = optional_duration(
+            settings,
+            &mut problems,
+            "OrderflowArchiveClosedAfter",
+            Some(DEFAULT_ARCHIVE_CLOSED_AFTER),
+            Duration::from_secs(1)..=MAX_ARCHIVE_CLOSED_AFTER,
+        );
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
         }
@@ -210,25 +221,47 @@ impl Config {
             deadlines,
             topic_retention,
             topic_records,
+            archive_closed_after,
         })
     }
 }
 
+/// Orders closed this long ago are archived unless configured otherwise.
+const DEFAULT_ARCHIVE_CLOSED_AFTER: Duration = Duration::from_secs(90 * 24 * 3600);
+const MAX_ARCHIVE_CLOSED_AFTER: Duration = Duration::from_secs(3660 * 24 * 3600);
+
 /// The longest deadline: a year and a day.
 const MAX_DEADLINE: Duration = Duration::from_secs(366 * 24 * 3600);
 
-/// The deadline settings; each one not set keeps the domain's default.
-fn deadline_policy(settings: &Settings, problems: &mut Vec<String>) -> DeadlinePolicy {
-    let mut duration = |setting: &str, default: Option<Duration>| match settings.get(setting) {
+/// A duration setting that may be `off` (`None`), within `bounds`; not set,
+/// it is `default`.
+fn optional_duration(
+    settings: &Settings,
+    problems: &mut Vec<String>,
+    setting: &str,
+    default: Option<Duration>,
+    bounds: std::ops::RangeInclusive<Duration>,
+) -> Option<Duration> {
+    match settings.get(setting) {
         None => default,
         Some(text) if text.trim().eq_ignore_ascii_case("off") => None,
         Some(text) => match humantime::parse_duration(text.trim()) {
-            Ok(after) if (Duration::from_secs(1)..=MAX_DEADLINE).contains(&after) => Some(after),
+            Ok(after) if bounds.contains(&after) => Some(after),
             _ => {
-                problems.push(format!("{setting}: {text:?} is neither a duration from 1s to 366d nor off"));
+                let (from, to) =
+                    (humantime::format_duration(*bounds.start()), humantime::format_duration(*bounds.end()));
+                problems.push(format!("{setting}: {text:?} is neither a duration from {from} to {to} nor off"));
                 default
             }
         },
+    }
+}
+
+/// The deadline settings; each one not set keeps the domain's default.
+fn deadline_policy(settings: &Settings, problems: &mut Vec<String>) -> DeadlinePolicy {
+    let bounds = Duration::from_secs(1)..=MAX_DEADLINE;
+    let mut duration = |setting: &str, default: Option<Duration>| {
+        optional_duration(settings, problems, setting, default, bounds.clone())
     };
     let defaults = DeadlinePolicy::default();
     let payment = duration("OrderflowPaymentDeadline", defaults.payment);
@@ -245,7 +278,7 @@ fn deadline_policy(settings: &Settings, problems: &mut Vec<String>) -> DeadlineP
     DeadlinePolicy { payment, backorder: backorder_after.map(|after| (after, action)), delivery }
 }
 
-fn show_deadline(after: Option<Duration>) -> String {
+fn show_optional(after: Option<Duration>) -> String {
     after.map_or_else(|| "off".into(), |after| humantime::format_duration(after).to_string())
 }
 
@@ -317,8 +350,8 @@ impl Config {
             ("OrderflowApiKeys", format!("{} key(s)", self.api.api_keys.len())),
             ("OrderflowIdempotencyRetention", humantime::format_duration(self.key_retention).to_string()),
             ("OrderflowFeedStart", show_feed_start(self.feed_start)),
-            ("OrderflowPaymentDeadline", show_deadline(self.deadlines.payment)),
-            ("OrderflowBackorderDeadline", show_deadline(self.deadlines.backorder.map(|(after, _)| after))),
+            ("OrderflowPaymentDeadline", show_optional(self.deadlines.payment)),
+            ("OrderflowBackorderDeadline", show_optional(self.deadlines.backorder.map(|(after, _)| after))),
             (
                 "OrderflowBackorderAction",
                 match self.deadlines.backorder {
@@ -326,9 +359,10 @@ impl Config {
                     _ => "cancel".into(),
                 },
             ),
-            ("OrderflowDeliveryDeadline", show_deadline(self.deadlines.delivery)),
+            ("OrderflowDeliveryDeadline", show_optional(self.deadlines.delivery)),
             ("OrderflowTopicRetention", humantime::format_duration(self.topic_retention).to_string()),
             ("OrderflowTopicRetentionRecords", self.topic_records.to_string()),
+            ("OrderflowArchiveClosedAfter", show_optional(self.archive_closed_after)),
         ];
         match &self.cosmos {
             Some(cosmos) => rows.extend([

@@ -66,6 +66,7 @@ async fn connect(config: Arc<Config>, ready: watch::Sender<Option<axum::Router>>
         refusals: pipeline.stores.refusals.clone(),
         parking: pipeline.stores.parking.clone(),
         deadlines: pipeline.deadlines.clone(),
+        time_driven: Arc::new(pipeline.time_driven()),
     };
     let api = orderflow_api::router(pipeline.app(&config), &config.api);
     tracing::info!(store = pipeline.store_name, "connected; taking invocations");

@@ -1,5 +1,6 @@
 //! The `orderflow` command line.
 
+mod archive;
 mod config;
 mod cost;
 mod deadlines;
@@ -152,6 +153,20 @@ enum Commands {
     Deadlines {
         #[command(subcommand)]
         command: DeadlineCommands,
+    },
+    /// Move the events of orders delivered or cancelled before a time out of
+    /// the hot store into the archive, where reads still find them (as
+    /// `serve` does on a schedule) [store settings as for serve]
+    Archive {
+        /// An RFC 3339 time, or how long ago (such as 90d)
+        #[arg(long, value_name = "TIME|DURATION", value_parser = archive::parse_cutoff)]
+        closed_before: chrono::DateTime<chrono::Utc>,
+        /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// No progress bar
+        #[arg(long)]
+        quiet: bool,
     },
     /// Tools for development.
     Dev {
@@ -436,6 +451,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?;
             parked::retry_parked(&config, stream, consumer).await
         }
+        Commands::Archive { closed_before, data_dir, quiet } => {
+            archive::run(&Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, closed_before, quiet)
+                .await
+        }
         Commands::Refused { command: RefusedCommands::List { data_dir, limit, json } } => {
             refused::list(&Config::resolve(Flags { data_dir, ..Flags::default() }, &settings)?, limit, json).await
         }
@@ -465,9 +484,7 @@ async fn lambda(handler: LambdaHandler, config: Config) -> anyhow::Result<()> {
             orderflow_lambda::run_http(orderflow_api::router(pipeline.app(&config), &config.api)).await
         }
         LambdaHandler::Kafka => orderflow_lambda::run_kafka(pipeline.ingestor.clone()).await,
-        LambdaHandler::Deadlines => {
-            orderflow_lambda::run_deadlines(std::sync::Arc::new(pipeline.pass_deadlines())).await
-        }
+        LambdaHandler::Deadlines => orderflow_lambda::run_deadlines(std::sync::Arc::new(pipeline.time_driven())).await,
     };
     pipeline.flush().await;
     ran.map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}"))

@@ -8,11 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use orderflow_api::App;
 use orderflow_kafka::KafkaProducer;
+use orderflow_pipeline::archive::ArchiveClosed;
 use orderflow_pipeline::consumers::{Consumer, Fulfillment, Projector, Publisher};
 use orderflow_pipeline::deadlines::{DeadlineTimers, PassDeadlines};
 use orderflow_pipeline::ingest::Ingestor;
 use orderflow_pipeline::ports::{MessageProducer, Stores};
 use orderflow_pipeline::processor::CommandProcessor;
+use orderflow_pipeline::time_driven::TimeDriven;
 use orderflow_store_cosmos::CosmosStore;
 use orderflow_store_sqlite::{Retention, SqliteStore};
 
@@ -26,6 +28,9 @@ pub struct Pipeline {
     pub ingestor: Arc<Ingestor>,
     /// Where deadlines are kept, and which ones orders get.
     pub deadlines: DeadlineTimers,
+    /// How long after closing an order is archived (`None`: never on a
+    /// schedule).
+    pub archive_closed_after: Option<chrono::Duration>,
     /// The Kafka producer, when topics are on Kafka (to flush at the end).
     pub kafka: Option<Arc<KafkaProducer>>,
     /// What the store is, for people.
@@ -67,7 +72,8 @@ impl Pipeline {
         let processor = Arc::new(CommandProcessor::new(stores.events.clone()));
         let ingestor = Arc::new(Ingestor::new(processor.clone(), producer.clone()));
         let deadlines = DeadlineTimers { timers: stores.timers.clone(), policy: config.deadlines.clone() };
-        Ok(Pipeline { stores, producer, processor, ingestor, deadlines, kafka, store_name })
+        let archive_closed_after = config.archive_closed_after.map(chrono::Duration::from_std).transpose()?;
+        Ok(Pipeline { stores, producer, processor, ingestor, deadlines, archive_closed_after, kafka, store_name })
     }
 
     /// The change-feed consumers (DESIGN §1), by name.
@@ -83,6 +89,18 @@ impl Pipeline {
     /// The time-driven step (DESIGN §1): passes the deadlines that are due.
     pub fn pass_deadlines(&self) -> PassDeadlines {
         PassDeadlines::new(self.processor.clone(), self.stores.timers.clone())
+    }
+
+    /// Archival of closed orders (DESIGN §1's time-driven step).
+    pub fn archive_closed(&self) -> ArchiveClosed {
+        ArchiveClosed::new(self.stores.events.clone(), self.stores.archive.clone())
+    }
+
+    /// The time-driven step as a scheduled host runs it: deadlines, then
+    /// archival when it is on.
+    pub fn time_driven(&self) -> TimeDriven {
+        let archive = self.archive_closed_after.map(|after| (self.archive_closed(), after));
+        TimeDriven { deadlines: self.pass_deadlines(), archive }
     }
 
     /// The HTTP API's state.

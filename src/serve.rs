@@ -67,6 +67,13 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         every_second,
         stopped.clone(),
     )));
+    if let Some(closed_after) = pipeline.archive_closed_after {
+        tasks.push(tokio::spawn(orderflow_pipeline::archive::run(
+            pipeline.archive_closed(),
+            closed_after,
+            stopped.clone(),
+        )));
+    }
     if let Some(consumer) = kafka_consumer {
         tasks.push(tokio::spawn(orderflow_kafka::ingest::run(consumer, pipeline.ingestor.clone(), stopped.clone())));
     }

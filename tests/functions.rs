@@ -256,8 +256,8 @@ async fn an_order_goes_through_every_function() {
 }
 
 #[tokio::test]
-async fn the_deadlines_timer_function_cancels_an_unpaid_order_and_its_stock_comes_back() {
-    let mut host = Host::start_with(&[("OrderflowPaymentDeadline", "1s")]);
+async fn the_deadlines_timer_function_cancels_an_unpaid_order_gives_its_stock_back_and_archives_it() {
+    let mut host = Host::start_with(&[("OrderflowPaymentDeadline", "1s"), ("OrderflowArchiveClosedAfter", "1s")]);
     host.http(reqwest::Method::POST, "/api/inventory/SKU-T/restock", Some(json!({"quantity": 5}))).await;
     let order = json!({"orderId": "o-t", "customerId": "c", "currency": "EUR", "lines": [{"sku": "SKU-T", "quantity": 2, "unitPriceMinor": 700}]});
     host.http(reqwest::Method::POST, "/api/orders", Some(order)).await;
@@ -289,8 +289,24 @@ async fn the_deadlines_timer_function_cancels_an_unpaid_order_and_its_stock_come
     assert_eq!((&order["status"], &order["cancelReason"]), (&json!("Cancelled"), &json!("payment-timeout")), "{order}");
     let (_, sku) = host.http(reqwest::Method::GET, "/api/inventory/SKU-T", None).await;
     assert_eq!((&sku["onHand"], &sku["reserved"]), (&json!(5), &json!(0)), "{sku}");
-    let (_, again) = host.invoke("deadlines", timer).await;
+    let (_, again) = host.invoke("deadlines", timer.clone()).await;
     assert!(again["Logs"][0].as_str().is_some_and(|log| log.starts_with("deadlines: 0 passed")), "{again}");
+
+    // Closed for over a second (`OrderflowArchiveClosedAfter`): a run of the
+    // timer archives the order, whose history reads the same.
+    let (_, history) = host.http(reqwest::Method::GET, "/api/orders/o-t/events", None).await;
+    loop {
+        let (_, answer) = host.invoke("deadlines", timer.clone()).await;
+        let log = answer["Logs"][0].as_str().unwrap_or_default().to_string();
+        if log.contains("archive: 1 closed order(s), 4 event(s) moved") {
+            break;
+        }
+        assert!(log.contains("archive: 0 closed order(s)"), "{log}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(40), "never archived: {log}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (_, after) = host.http(reqwest::Method::GET, "/api/orders/o-t/events", None).await;
+    assert_eq!(after, history);
 }
 
 /// The host starts the handler, probes `GET /` and gives up on an app

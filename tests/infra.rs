@@ -224,3 +224,19 @@ fn key_vault_references_name_their_secret_resource() {
         }
     }
 }
+
+#[test]
+fn the_template_has_every_container_the_code_uses_indexed_as_it_queries() {
+    let cosmos = bicep().remove("infra/modules/cosmos.bicep").expect("the account");
+    for container in &orderflow_store_cosmos::CONTAINERS {
+        let line = cosmos
+            .iter()
+            .find(|line| line.contains(&format!("name: '{}'", container.name)))
+            .unwrap_or_else(|| panic!("container {} is missing from the template", container.name));
+        assert!(line.contains(&format!("partitionKey: '{}'", container.partition_key)), "{line}");
+        for path in container.indexed {
+            assert!(line.contains(&format!("{{ path: '{path}' }}")), "{} indexes {path}: {line}", container.name);
+        }
+        assert!(line.contains(&format!("expiring: {}", container.expiring)), "{line}");
+    }
+}

@@ -1,6 +1,6 @@
 // The Cosmos DB for NoSQL account, database and the containers of DESIGN §3
-// (and orderflow's own: key claims, refused reactions, parked streams, timers), with
-// allow-list indexing (only the paths queries use).
+// (and orderflow's own: key claims, refused reactions, parked streams, timers,
+// the archive), with allow-list indexing (only the paths queries use).
 
 param accountName string
 param location string
@@ -19,12 +19,13 @@ var serverless = capacity == 'serverless'
 // carry their own `ttl` (the idempotency retention); the rest is kept.
 var containers = [
   { name: 'events', partitionKey: '/streamId', includedPaths: [{ path: '/index/?' }], expiring: true }
-  { name: 'snapshots', partitionKey: '/id', includedPaths: [{ path: '/customerId/?' }, { path: '/updatedAt/?' }], expiring: false }
+  { name: 'snapshots', partitionKey: '/id', includedPaths: [{ path: '/customerId/?' }, { path: '/updatedAt/?' }, { path: '/state/status/?' }, { path: '/version/?' }, { path: '/archivedThrough/?' }], expiring: false }
   { name: 'leases', partitionKey: '/id', includedPaths: [{ path: '/consumer/?' }], expiring: true }
   { name: 'idempotency', partitionKey: '/id', includedPaths: [], expiring: true }
   { name: 'refusals', partitionKey: '/id', includedPaths: [], expiring: false }
   { name: 'parked', partitionKey: '/id', includedPaths: [{ path: '/consumer/?' }], expiring: false }
   { name: 'timers', partitionKey: '/id', includedPaths: [{ path: '/dueAt/?' }], expiring: false }
+  { name: 'archive', partitionKey: '/streamId', includedPaths: [], expiring: false }
 ]
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {

@@ -3,8 +3,9 @@
 //!
 //! It runs a fixed workload — N whole orders (two lines each: placed and
 //! confirmed over HTTP with Idempotency-Keys, reserved by fulfillment, read
-//! four times by the customer, paid, dispatched and delivered as CloudEvents)
-//! through every pipeline step — against the account (`orderflow dev
+//! four times by the customer, paid, dispatched and delivered as CloudEvents,
+//! its payment deadline passed, then archived as closed) through every
+//! pipeline step — against the account (`orderflow dev
 //! cosmos-emulator` here, a real account for a user), in a database of its
 //! own, and counts the request units of each operation and the size of each
 //! kind of document. `model` turns that into the monthly tables.
@@ -21,6 +22,7 @@ use orderflow_domain::deadlines::DeadlinePolicy;
 use orderflow_domain::inventory::InventoryCommand;
 use orderflow_domain::order::{OrderCommand, OrderLine};
 use orderflow_domain::Command;
+use orderflow_pipeline::archive::{pack, ArchiveClosed};
 use orderflow_pipeline::consumers::{Consumer, FeedRunner, Fulfillment, Projector, Publisher, Step};
 use orderflow_pipeline::deadlines::{DeadlineTimers, PassDeadlines};
 use orderflow_pipeline::ports::{EventRecord, EventStore, Message, MessageProducer, SnapshotStore, StartFrom, Stores};
@@ -71,6 +73,10 @@ pub struct Sizes {
     pub key_claim: f64,
     /// Bytes kept for good per order: its events, its tip and snapshot.
     pub stored_per_order: f64,
+    /// Once archived: what stays hot (its last event, tip and snapshot)
+    /// and the archived piece of the rest (deflated).
+    pub hot_when_archived: f64,
+    pub archived_piece: f64,
     /// Idempotency records and key claims per order, kept for the
     /// retention (then deleted by their TTL).
     pub records_per_order: f64,
@@ -254,6 +260,13 @@ async fn measure(
     PassDeadlines::new(processor.clone(), stores.timers.clone())
         .pass_due(after_the_deadlines, std::time::Duration::MAX)
         .await?;
+    // Closed: each order's events but the last move to the archive (its
+    // read model says Delivered since before this moment).
+    progress.set_message("archiving the closed orders");
+    let sizes = sizes(store.as_ref(), &order_id(0), &skus[0]).await?;
+    ArchiveClosed::new(stores.events.clone(), stores.archive.clone())
+        .run(chrono::Utc::now(), std::time::Duration::MAX, |_| {})
+        .await?;
 
     let mut per_order = BTreeMap::new();
     let mut ru_per_order = 0.0;
@@ -274,7 +287,6 @@ async fn measure(
             },
         );
     }
-    let sizes = sizes(store.as_ref(), &order_id(0), &skus[0]).await?;
     let (all_messages, all_bytes) = *downstream.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let (messages, bytes) = (all_messages - setup_messages, all_bytes - setup_bytes);
     Ok(Measured {
@@ -296,13 +308,13 @@ async fn sizes(store: &CosmosStore, order_id: &str, sku: &str) -> anyhow::Result
     let bytes = |value: &serde_json::Value| value.to_string().len() as f64;
     let stream = format!("Order-{order_id}");
     let events = store.read_stream(&stream, 0, 1_000).await?;
-    let mut total = 0.0;
+    let mut documents = Vec::with_capacity(events.len());
     for event in &events {
         let mut document = serde_json::to_value(event)?;
         document["id"] = json!(format!("{:020}", event.index));
-        total += bytes(&document);
+        documents.push(bytes(&document));
     }
-    let event = total / events.len().max(1) as f64;
+    let event = documents.iter().sum::<f64>() / events.len().max(1) as f64;
     let tip = |stream: &str, tip: Option<orderflow_pipeline::ports::Tip>| {
         tip.map_or(0.0, |t| {
             bytes(&json!({"id": "tip", "streamId": stream, "kind": "tip", "version": t.version, "state": t.state}))
@@ -325,6 +337,16 @@ async fn sizes(store: &CosmosStore, order_id: &str, sku: &str) -> anyhow::Result
         "id": format!("h.{digest}"), "fingerprint": digest, "streamId": stream, "createdAt": 1_764_480_000, "ttl": 604_800
     }));
     let events_per_order = events.len() as f64;
+    // The piece the archive keeps of all but the last event, and the note
+    // on the read model.
+    let rest = events.split_last().map_or(&[][..], |(_, rest)| rest);
+    let packed = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pack(rest)?);
+    let archived_piece = bytes(&json!({
+        "id": format!("{:020}-{:020}", 0, rest.len().saturating_sub(1)), "streamId": stream,
+        "first": 0, "last": rest.len().saturating_sub(1), "events": packed
+    }));
+    let last = documents.last().copied().unwrap_or_default();
+    let hot_when_archived = last + order_tip + order_snapshot + r#","archivedThrough":12"#.len() as f64;
     Ok(Sizes {
         events_per_order,
         event,
@@ -334,6 +356,8 @@ async fn sizes(store: &CosmosStore, order_id: &str, sku: &str) -> anyhow::Result
         idempotency_record,
         key_claim,
         stored_per_order: events_per_order * event + order_tip + order_snapshot,
+        hot_when_archived,
+        archived_piece,
         // 2 HTTP commands, 3 CloudEvents and 6 reactions change a stream
         // with a key: a record each; the 5 outside keys are claimed besides.
         records_per_order: 11.0,

@@ -272,9 +272,12 @@ fn month(measured: &Measured, prices: &Prices, profile: &Profile, ru: f64) -> Mo
             );
         }
     }
-    // Storage: the month's orders for good, and the records kept for the retention.
+    // Storage: the month's orders for good — archived once closed (the
+    // default, after 90 days: by then the hot store holds a constant 90
+    // days of whole orders) — and the records kept for the retention.
     let sizes = &measured.sizes;
-    let kept = orders * sizes.stored_per_order / GB;
+    let kept = orders * (sizes.hot_when_archived + sizes.archived_piece) / GB;
+    let unarchived = orders * sizes.stored_per_order / GB;
     let retained = rate
         * prices.retention_days
         * 86_400.0
@@ -283,7 +286,8 @@ fn month(measured: &Measured, prices: &Prices, profile: &Profile, ru: f64) -> Mo
     line(
         "Cosmos DB storage",
         format!(
-            "{kept:.1} GB of orders more every month (× ${}), plus {retained:.2} GB of idempotency records",
+            "{kept:.1} GB of archived orders more every month (× ${}; {unarchived:.1} GB if kept whole and hot), \
+             plus {retained:.2} GB of idempotency records",
             prices.storage_per_gb_month
         ),
         (kept + retained) * prices.storage_per_gb_month,
@@ -410,7 +414,10 @@ pub fn print(measured: &Measured, months: &[Month], prices: &Prices, from: RuFro
         "| key claim ({:.0} per order, kept {} days) | {:.0} |",
         s.claims_per_order, prices.retention_days, s.key_claim
     );
-    println!("| **kept for good per order** | **{:.0}** |", s.stored_per_order);
+    println!("| **kept per order while hot** | **{:.0}** |", s.stored_per_order);
+    println!("| archived order: what stays hot (last event, tip, snapshot) | {:.0} |", s.hot_when_archived);
+    println!("| archived order: its archived piece (the other events, deflated) | {:.0} |", s.archived_piece);
+    println!("| **kept for good per order** | **{:.0}** |", s.hot_when_archived + s.archived_piece);
     println!();
     println!(
         "Kafka: {:.0} messages in and {:.1} out per order, {:.0} bytes each on average.",

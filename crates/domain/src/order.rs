@@ -43,7 +43,13 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
+    /// The statuses an order never leaves: its stream is closed, and may be
+    /// archived once old enough.
+    pub const CLOSED: [OrderStatus; 2] = [OrderStatus::Delivered, OrderStatus::Cancelled];
+    /// [`Self::CLOSED`] as the read model spells them.
+    pub const CLOSED_NAMES: [&'static str; 2] = [Self::CLOSED[0].as_str(), Self::CLOSED[1].as_str()];
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             OrderStatus::New => "New",
             OrderStatus::Placed => "Placed",
@@ -55,6 +61,10 @@ impl OrderStatus {
             OrderStatus::Delivered => "Delivered",
             OrderStatus::Cancelled => "Cancelled",
         }
+    }
+
+    pub fn is_closed(self) -> bool {
+        Self::CLOSED.contains(&self)
     }
 
     fn is_shipped(self) -> bool {

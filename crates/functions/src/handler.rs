@@ -17,10 +17,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use orderflow_pipeline::cloudevents::{DEADLETTER_TOPIC, INVENTORY_TOPIC, ORDERS_TOPIC};
 use orderflow_pipeline::consumers::{Consumer, Fulfillment, Parked, Projector, Publisher};
-use orderflow_pipeline::deadlines::{DeadlineTimers, PassDeadlines};
+use orderflow_pipeline::deadlines::DeadlineTimers;
 use orderflow_pipeline::ingest::{Ingested, Ingestor, Received};
 use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, Parking, Refusals, SnapshotStore, StoreError};
 use orderflow_pipeline::processor::CommandProcessor;
+use orderflow_pipeline::time_driven::{Ran, TimeDriven};
 use serde_json::{json, Value};
 
 use crate::documents::decode_events;
@@ -46,6 +47,7 @@ pub struct Steps {
     pub refusals: Arc<dyn Refusals>,
     pub parking: Arc<dyn Parking>,
     pub deadlines: DeadlineTimers,
+    pub time_driven: Arc<TimeDriven>,
 }
 
 /// The handler: `api` is the HTTP API router, served at `/api/...` for the
@@ -108,20 +110,21 @@ async fn fulfillment(State(steps): State<Arc<Steps>>, body: Bytes) -> Response {
     consume(&steps, fulfillment, &body, &Outbox::default()).await
 }
 
-/// How long one `deadlines` invocation passes deadlines at most: less
-/// than the schedule's minute, so that the next run finds the rest.
+/// How long one `deadlines` invocation works at most: less than the
+/// schedule's minute, so that the next run finds the rest.
 const DEADLINES_BUDGET: std::time::Duration = std::time::Duration::from_secs(50);
 
-/// `deadlines` (timerTrigger): passes the deadlines that are due. The
-/// host's schedule monitor runs it on one instance at a time; passing a
-/// deadline twice would change nothing anyway.
+/// `deadlines` (timerTrigger): the time-driven step — passes the deadlines
+/// that are due, then archives orders closed long enough ago. The host's
+/// schedule monitor runs it on one instance at a time; running it twice
+/// would change nothing anyway.
 async fn deadlines(State(steps): State<Arc<Steps>>) -> Response {
-    let step = PassDeadlines::new(steps.processor.clone(), steps.deadlines.timers.clone());
-    match step.pass_due(chrono::Utc::now(), DEADLINES_BUDGET).await {
-        Ok(passed) => {
+    match steps.time_driven.run(chrono::Utc::now(), DEADLINES_BUDGET).await {
+        Ok(Ran { passed, archived }) => {
             let summary = format!(
-                "deadlines: {} passed ({} changed their order), {} left for the next run",
-                passed.handled, passed.acted, passed.failed
+                "deadlines: {} passed ({} changed their order), {} left for the next run; \
+                 archive: {} closed order(s), {} event(s) moved",
+                passed.handled, passed.acted, passed.failed, archived.orders, archived.events
             );
             succeeded(&Outbox::default(), vec![summary])
         }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use lambda_runtime::{service_fn, LambdaEvent};
 use orderflow_pipeline::cloudevents::from_message;
-use orderflow_pipeline::deadlines::PassDeadlines;
 use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin, Received};
+use orderflow_pipeline::time_driven::{Ran, TimeDriven};
 use orderflow_pipeline::StoreError;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -68,10 +68,10 @@ pub async fn run_kafka(ingestor: Arc<Ingestor>) -> Result<(), Error> {
     .await
 }
 
-/// Passes due deadlines on every invocation (an EventBridge schedule's
+/// Runs the time-driven step on every invocation (an EventBridge schedule's
 /// `Scheduled Event`; the event itself says nothing the step needs) until
 /// the runtime stops.
-pub async fn run_deadlines(step: Arc<PassDeadlines>) -> Result<(), Error> {
+pub async fn run_deadlines(step: Arc<TimeDriven>) -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let step = step.clone();
         async move { handle_deadlines(&step, budget(event.context.deadline)).await.map_err(Error::from) }
@@ -79,10 +79,17 @@ pub async fn run_deadlines(step: Arc<PassDeadlines>) -> Result<(), Error> {
     .await
 }
 
-/// Passes the deadlines due now, for at most `budget`; the answer counts them.
-pub async fn handle_deadlines(step: &PassDeadlines, budget: Duration) -> Result<Value, StoreError> {
-    let passed = step.pass_due(chrono::Utc::now(), budget).await?;
-    Ok(json!({"passed": passed.handled, "acted": passed.acted, "leftForLater": passed.failed}))
+/// The time-driven step for at most `budget`: passes the deadlines due now,
+/// then archives closed orders; the answer counts both.
+pub async fn handle_deadlines(step: &TimeDriven, budget: Duration) -> Result<Value, StoreError> {
+    let Ran { passed, archived } = step.run(chrono::Utc::now(), budget).await?;
+    Ok(json!({
+        "passed": passed.handled,
+        "acted": passed.acted,
+        "leftForLater": passed.failed,
+        "archivedOrders": archived.orders,
+        "archivedEvents": archived.events,
+    }))
 }
 
 /// The time an invocation may take, from its deadline (milliseconds since

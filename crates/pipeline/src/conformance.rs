@@ -377,6 +377,48 @@ pub async fn heartbeats_are_written_over_and_kept_for_a_while(stores: &Stores) {
     assert!(stores.leases.leases("project-snapshots").await.expect("leases").iter().all(|l| l.value.range != instance));
 }
 
+pub async fn closed_streams_move_to_the_archive_and_read_the_same(stores: &Stores) {
+    const CLOSED: ClosedWhen = ClosedWhen { field: "status", values: &["Delivered", "Cancelled"] };
+    let (closed, open, recent) = (stream(), stream(), stream());
+    let long_ago = Utc::now() - chrono::Duration::hours(2);
+    let read_model = |id: &str, status: &str, updated_at| Snapshot {
+        stream_id: id.to_string(),
+        version: 5,
+        updated_at,
+        customer_id: Some("customer".into()),
+        state: json!({"status": status}),
+    };
+    for id in [&closed, &open, &recent] {
+        appended(stores, append(id, 0, 5, None)).await;
+    }
+    let puts = vec![
+        read_model(&closed, "Delivered", long_ago),
+        read_model(&open, "Reserved", long_ago),
+        read_model(&recent, "Cancelled", Utc::now()),
+    ];
+    stores.snapshots.put(puts).await.expect("read models");
+    let before = Utc::now() - chrono::Duration::hours(1);
+    let (candidates, total) = stores.archive.archivable(before, CLOSED, 10).await.expect("archivable");
+    assert_eq!((candidates, total), (vec![ArchiveCandidate { stream_id: closed.clone(), version: 5 }], 1));
+
+    let history = stores.events.read_stream(&closed, 0, 100).await.expect("read");
+    assert_eq!(stores.archive.archive(&[(closed.clone(), 4)]).await.expect("archive"), [4], "all but the last");
+    assert_eq!(stores.events.read_stream(&closed, 0, 100).await.expect("read"), history, "reads the same");
+    assert_eq!(stores.events.read_stream(&closed, 2, 2).await.expect("read"), history[2..4]);
+    assert_eq!(stores.events.read_stream(&closed, 4, 9).await.expect("read"), history[4..]);
+    assert!(stores.events.read_stream(&closed, 5, 9).await.expect("read").is_empty());
+    assert_eq!(stores.archive.archivable(before, CLOSED, 10).await.expect("archivable"), (vec![], 0));
+    assert_eq!(stores.archive.archive(&[(closed.clone(), 4)]).await.expect("again"), [0], "nothing left to move");
+    assert_eq!(stores.events.read_stream(&closed, 0, 100).await.expect("read"), history);
+
+    // The stream goes on as before: its tip and last event stayed hot.
+    assert_eq!(stores.events.load(&closed, None).await.expect("load").tip.map(|t| t.version), Some(5));
+    assert_eq!(appended(stores, append(&closed, 5, 1, None)).await, 6);
+    let longer = stores.events.read_stream(&closed, 0, 100).await.expect("read");
+    assert_eq!(longer.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
+    assert_eq!(longer[..5], history);
+}
+
 pub async fn append_one(events: &dyn EventStore, stream_id: &str) {
     let version = events.load(stream_id, None).await.expect("load").tip.map_or(0, |t| t.version);
     let append = Append {
@@ -473,7 +515,8 @@ macro_rules! conformance_tests {
             a_refusal_is_recorded_once,
             snapshots_never_go_back,
             timers_are_due_in_order_kept_once_and_completed,
-            heartbeats_are_written_over_and_kept_for_a_while
+            heartbeats_are_written_over_and_kept_for_a_while,
+            closed_streams_move_to_the_archive_and_read_the_same
         );
     };
     (@each $stores:expr; $($check:ident),+) => {

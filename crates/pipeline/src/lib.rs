@@ -7,10 +7,13 @@
 //!   `publish-events`, `fulfillment`) and the loop that drives them.
 //! - [`cloudevents`]: the CloudEvents Kafka binding of downstream messages.
 //! - [`reads`]: a stream's read model, at least at the version a reader wrote.
+//! - [`archive`]: orders closed long ago move their events to the archive.
 //! - [`deadlines`]: timers that order events start, and the time-driven step
 //!   that passes them when due.
+//! - [`time_driven`]: both, as a scheduled host runs them.
 //! - `memory` (feature `memory`): every store port in memory, for tests.
 
+pub mod archive;
 pub mod cloudevents;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -25,6 +28,7 @@ pub mod ports;
 pub mod processor;
 pub mod reads;
 pub mod streams;
+pub mod time_driven;
 pub mod trace;
 
 pub use ports::StoreError;

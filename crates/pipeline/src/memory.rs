@@ -40,6 +40,8 @@ struct State {
     leases: HashMap<(String, String), Versioned<Lease>>,
     lease_writes: u64,
     snapshots: HashMap<String, Snapshot>,
+    /// How far each stream's events were archived (the read model's note).
+    archived_through: HashMap<String, u64>,
     refusals: BTreeMap<String, RefusedReaction>,
     parked: BTreeMap<(String, String), Versioned<ParkedStream>>,
     timers: BTreeMap<(String, String), Timer>,
@@ -54,7 +56,9 @@ struct State {
 #[derive(Default)]
 struct Stream {
     tip: Option<Tip>,
+    /// Its events in the hot store, and those moved to the archive.
     events: Vec<EventRecord>,
+    archived: Vec<EventRecord>,
     records: HashMap<String, (IdempotencyRecord, Instant)>,
 }
 
@@ -208,8 +212,10 @@ impl EventStore for MemoryStore {
 
     async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError> {
         let state = self.state();
-        let events = state.streams.get(stream_id).map(|s| s.events.as_slice()).unwrap_or_default();
-        Ok(events.iter().filter(|e| e.index >= from_index).take(max).cloned().collect())
+        let Some(stream) = state.streams.get(stream_id) else {
+            return Ok(Vec::new());
+        };
+        Ok(crate::archive::merge(stream.archived.clone(), stream.events.clone(), from_index, max))
     }
 
     async fn claim(&self, claim: &KeyClaim) -> Result<Option<KeyClaim>, StoreError> {
@@ -219,6 +225,51 @@ impl EventStore for MemoryStore {
         }
         state.claims.insert(claim.key.clone(), (claim.clone(), Instant::now()));
         Ok(None)
+    }
+}
+
+/// The change feed keeps archived events: its positions are places in the log.
+#[async_trait]
+impl Archive for MemoryStore {
+    async fn archivable(
+        &self,
+        before: DateTime<Utc>,
+        closed: ClosedWhen,
+        limit: usize,
+    ) -> Result<(Vec<ArchiveCandidate>, u64), StoreError> {
+        let state = self.state();
+        let mut found: Vec<&Snapshot> = state
+            .snapshots
+            .values()
+            .filter(|s| s.customer_id.is_some() && s.updated_at < before)
+            .filter(|s| s.state.get(closed.field).and_then(|v| v.as_str()).is_some_and(|v| closed.values.contains(&v)))
+            .filter(|s| state.archived_through.get(&s.stream_id).copied().unwrap_or(0) < s.version.saturating_sub(1))
+            .collect();
+        found.sort_by_key(|s| s.updated_at);
+        let total = found.len() as u64;
+        let candidates = found
+            .into_iter()
+            .take(limit)
+            .map(|s| ArchiveCandidate { stream_id: s.stream_id.clone(), version: s.version })
+            .collect();
+        Ok((candidates, total))
+    }
+
+    async fn archive(&self, streams: &[(String, u64)]) -> Result<Vec<u64>, StoreError> {
+        let mut state = self.state();
+        let mut moved = Vec::new();
+        for (stream_id, through) in streams {
+            let Some(stream) = state.streams.get_mut(stream_id) else {
+                moved.push(0);
+                continue;
+            };
+            let (archived, hot): (Vec<_>, Vec<_>) = stream.events.drain(..).partition(|e| e.index < *through);
+            moved.push(archived.len() as u64);
+            stream.archived.extend(archived);
+            stream.events = hot;
+            state.archived_through.insert(stream_id.clone(), *through);
+        }
+        Ok(moved)
     }
 }
 

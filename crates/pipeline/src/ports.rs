@@ -129,7 +129,8 @@ pub trait EventStore: Send + Sync {
     /// idempotency record, or changes nothing. Durable when it returns
     /// `Appended`.
     async fn append(&self, append: Append) -> Result<AppendOutcome, StoreError>;
-    /// Events of one stream from `from_index` on, in order, at most `max`.
+    /// Events of one stream from `from_index` on, in order, at most `max`
+    /// (those moved to the [`Archive`] included).
     async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError>;
     /// Binds `claim.key` to `claim` for the key retention, unless a claim
     /// younger than that holds it: then that earlier claim. Durable when it
@@ -386,6 +387,48 @@ pub trait Timers: Send + Sync {
     async fn pending(&self, limit: usize) -> Result<(Vec<Timer>, u64), StoreError>;
 }
 
+/// An order whose events may move to the archive: its read model was last
+/// changed before the cut-off, and says the order is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveCandidate {
+    pub stream_id: String,
+    /// The version of the read model (the stream's, unless it lags).
+    pub version: u64,
+}
+
+/// Which read models are of closed streams: those whose state's `field` is
+/// one of `values` (the domain says which, see `OrderStatus::CLOSED`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClosedWhen {
+    pub field: &'static str,
+    pub values: &'static [&'static str],
+}
+
+/// The archive beside the hot store. A stream's events before its last can
+/// move there; [`EventStore::read_stream`] reads them from there as if they
+/// had never moved, and the tip, the read model and the last event stay hot
+/// (so commands, reads, customer lists and a replay of the feed work as
+/// before).
+#[async_trait]
+pub trait Archive: Send + Sync {
+    /// Read models last changed before `before` that `closed` matches and
+    /// whose events before their last are not all archived yet (oldest
+    /// first where the store can tell): at most `limit`, and how many there
+    /// are in all.
+    async fn archivable(
+        &self,
+        before: DateTime<Utc>,
+        closed: ClosedWhen,
+        limit: usize,
+    ) -> Result<(Vec<ArchiveCandidate>, u64), StoreError>;
+    /// Moves each stream's events with an index below `through` from the
+    /// hot store into the archive, durably copied before they are deleted,
+    /// and notes it on the read model. Idempotent, and safe beside appends
+    /// and beside another archiver. Returns how many events of each stream
+    /// left the hot store.
+    async fn archive(&self, streams: &[(String, u64)]) -> Result<Vec<u64>, StoreError>;
+}
+
 /// The store ports of one backing store (the embedded store, Cosmos DB, or
 /// the in-memory store of the tests).
 #[derive(Clone)]
@@ -397,13 +440,14 @@ pub struct Stores {
     pub refusals: Arc<dyn Refusals>,
     pub parking: Arc<dyn Parking>,
     pub timers: Arc<dyn Timers>,
+    pub archive: Arc<dyn Archive>,
 }
 
 impl Stores {
     /// All the ports from one adapter that implements them all.
     pub fn of<S>(store: Arc<S>) -> Stores
     where
-        S: EventStore + ChangeFeed + LeaseStore + SnapshotStore + Refusals + Parking + Timers + 'static,
+        S: EventStore + ChangeFeed + LeaseStore + SnapshotStore + Refusals + Parking + Timers + Archive + 'static,
     {
         Stores {
             events: store.clone(),
@@ -412,7 +456,8 @@ impl Stores {
             snapshots: store.clone(),
             refusals: store.clone(),
             parking: store.clone(),
-            timers: store,
+            timers: store.clone(),
+            archive: store,
         }
     }
 }

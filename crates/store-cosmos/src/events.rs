@@ -91,7 +91,7 @@ impl EventDoc {
 /// as indexes do. The events of one command share one change-feed position
 /// (LSN), and the order among them is not the service's promise (the SDK's
 /// emulator orders them by id, as text: "10" before "9").
-fn event_doc_id(index: u64) -> String {
+pub(crate) fn event_doc_id(index: u64) -> String {
     format!("{index:020}")
 }
 
@@ -344,8 +344,14 @@ impl EventStore for CosmosStore {
             }
         }
         events.sort_by_key(|e| e.index);
-        events.truncate(max);
-        Ok(events)
+        // Only a stream whose first event here is not the one asked for
+        // may have been archived.
+        if events.first().is_some_and(|first| first.index == from_index) {
+            events.truncate(max);
+            return Ok(events);
+        }
+        let archived = self.archived_events(stream_id).await?;
+        Ok(orderflow_pipeline::archive::merge(archived, events, from_index, max))
     }
 
     async fn claim(&self, claim: &KeyClaim) -> Result<Option<KeyClaim>, StoreError> {

@@ -11,6 +11,7 @@
 //! | `refusals` | `/id` | reactions their target refused, for operators |
 //! | `parked` | `/id` | streams a consumer could not handle, and how far their events wait |
 //! | `timers` | `/id` | deadlines of streams by due time, until handled |
+//! | `archive` | `/streamId` | the events of orders closed long ago, deflated, a piece per document |
 //!
 //! A command costs one transactional batch in the stream's partition: create
 //! its idempotency record (if keyed) and the event documents, and replace the
@@ -18,6 +19,7 @@
 //! state is one point read of the tip, answered 304 when the cached ETag
 //! still matches.
 
+mod archive;
 mod connect;
 #[cfg(feature = "emulator")]
 pub mod emulator;
@@ -42,7 +44,7 @@ use orderflow_pipeline::StoreError;
 pub use connect::{client, ConnectionString, CosmosAccount, Identity};
 pub use events::{event_of_document, events_of_documents};
 pub use request_units::Charge;
-pub use schema::init;
+pub use schema::{init, Container, CONTAINERS};
 
 /// The containers orderflow uses, in one database.
 pub const EVENTS: &str = "events";
@@ -52,6 +54,7 @@ pub const IDEMPOTENCY: &str = "idempotency";
 pub const REFUSALS: &str = "refusals";
 pub const PARKED: &str = "parked";
 pub const TIMERS: &str = "timers";
+pub const ARCHIVE: &str = "archive";
 
 #[derive(Clone)]
 pub struct CosmosStore {
@@ -66,6 +69,7 @@ struct Inner {
     refusals: ContainerClient,
     parked: ContainerClient,
     timers: ContainerClient,
+    archive: ContainerClient,
     tips: events::TipCache,
     units: request_units::RequestUnits,
     /// How long idempotency records and key claims count (also their TTL).
@@ -101,6 +105,7 @@ impl CosmosStore {
                 refusals: container(REFUSALS).await?,
                 parked: container(PARKED).await?,
                 timers: container(TIMERS).await?,
+                archive: container(ARCHIVE).await?,
                 tips: events::TipCache::new(10_000),
                 units: request_units::RequestUnits::default(),
                 key_retention,

@@ -7,7 +7,7 @@ use azure_data_cosmos::models::{ContainerProperties, IndexingMode, IndexingPolic
 use azure_data_cosmos::CosmosClient;
 use orderflow_pipeline::StoreError;
 
-use crate::{status, unavailable, EVENTS, IDEMPOTENCY, LEASES, PARKED, REFUSALS, SNAPSHOTS, TIMERS};
+use crate::{status, unavailable, ARCHIVE, EVENTS, IDEMPOTENCY, LEASES, PARKED, REFUSALS, SNAPSHOTS, TIMERS};
 
 /// Indexing policy that indexes only `paths`.
 fn allow_list(paths: &[&str]) -> IndexingPolicy {
@@ -26,12 +26,18 @@ pub struct Container {
     pub expiring: bool,
 }
 
-pub const CONTAINERS: [Container; 7] = [
+pub const CONTAINERS: [Container; 8] = [
     // Reading a stream's history queries by index within its partition;
     // idempotency records expire.
     Container { name: EVENTS, partition_key: "/streamId", indexed: &["/index/?"], expiring: true },
-    // A customer's orders are listed by customer, newest first.
-    Container { name: SNAPSHOTS, partition_key: "/id", indexed: &["/customerId/?", "/updatedAt/?"], expiring: false },
+    // A customer's orders are listed by customer, newest first; orders to
+    // archive are found by age, status and how far they are archived.
+    Container {
+        name: SNAPSHOTS,
+        partition_key: "/id",
+        indexed: &["/customerId/?", "/updatedAt/?", "/state/status/?", "/version/?", "/archivedThrough/?"],
+        expiring: false,
+    },
     // A consumer's leases are listed by consumer; heartbeats expire.
     Container { name: LEASES, partition_key: "/id", indexed: &["/consumer/?"], expiring: true },
     // Key claims are only point-read, and expire.
@@ -42,6 +48,8 @@ pub const CONTAINERS: [Container; 7] = [
     Container { name: PARKED, partition_key: "/id", indexed: &["/consumer/?"], expiring: false },
     // Timers are queried by due time.
     Container { name: TIMERS, partition_key: "/id", indexed: &["/dueAt/?"], expiring: false },
+    // Archived pieces are read a whole stream's partition at a time.
+    Container { name: ARCHIVE, partition_key: "/streamId", indexed: &[], expiring: false },
 ];
 
 /// Creates what is missing. With an Entra ID identity (whose data-plane

@@ -11,12 +11,13 @@ use orderflow_pipeline::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::writer::unavailable;
-use crate::SqliteStore;
+use crate::{archive, SqliteStore};
 
 /// The embedded store's feed is one range: the global sequence.
-const RANGE: &str = "all";
+pub(crate) const RANGE: &str = "all";
 
-const EVENT_COLUMNS: &str = "seq, stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id";
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id";
 
 #[async_trait]
 impl EventStore for SqliteStore {
@@ -56,18 +57,27 @@ impl EventStore for SqliteStore {
     async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError> {
         let stream_id = stream_id.to_string();
         // SQLite integers are signed; no stream reaches i64::MAX.
-        let from_index = i64::try_from(from_index).unwrap_or(i64::MAX);
-        self.read(move |conn| {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3"
-            ))?;
-            let rows = statement.query_map(params![stream_id, from_index, max as i64], event_row)?;
-            rows.collect::<Result<Vec<_>, _>>()
-        })
-        .await?
-        .into_iter()
-        .map(|(_, record)| record)
-        .collect()
+        let from = i64::try_from(from_index).unwrap_or(i64::MAX);
+        let (hot, archived) = self
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3"
+                ))?;
+                let hot = statement.query_map(params![stream_id, from, max as i64], event_row)?;
+                let hot = hot.collect::<Result<Vec<_>, _>>()?;
+                // Only a stream whose first hot event is not the one asked
+                // for may have been archived.
+                let whole =
+                    hot.first().and_then(|(_, first)| first.as_ref().ok()).is_some_and(|e| e.index == from_index);
+                let archived = if whole { None } else { Some(archive::archived_events(conn, &stream_id, from)?) };
+                Ok((hot, archived))
+            })
+            .await?;
+        let hot = hot.into_iter().map(|(_, record)| record).collect::<Result<Vec<_>, _>>()?;
+        match archived {
+            None => Ok(hot),
+            Some(archived) => Ok(orderflow_pipeline::archive::merge(archived?, hot, from_index, max)),
+        }
     }
 
     async fn claim(&self, claim: &KeyClaim) -> Result<Option<KeyClaim>, StoreError> {
@@ -212,7 +222,7 @@ fn append_events(conn: &Connection, append: Append, cutoff: i64) -> Result<Appen
 
 /// A row of `events` as (seq, record); a value that does not parse becomes a
 /// conversion error rather than a panic.
-fn event_row(row: &Row) -> rusqlite::Result<(u64, Result<EventRecord, StoreError>)> {
+pub(crate) fn event_row(row: &Row) -> rusqlite::Result<(u64, Result<EventRecord, StoreError>)> {
     let seq: u64 = row.get(0)?;
     let event_id: String = row.get(3)?;
     let data: String = row.get(5)?;

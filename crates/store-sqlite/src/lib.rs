@@ -4,12 +4,15 @@
 //! - tips (version + folded state per stream) and idempotency records;
 //! - idempotency records and key claims, kept for the key retention;
 //! - snapshots (read models), change-feed leases, refused reactions, timers
-//!   (deadlines by due time), and an embedded topic log.
+//!   (deadlines by due time), and an embedded topic log;
+//! - beside it, `archive.db`: the events of orders closed long ago
+//!   ([`archive`]).
 //!
 //! WAL mode with `synchronous=FULL`: a write is on disk before it is
 //! acknowledged. All writes go through one writer thread that group-commits
 //! ([`writer`]); reads use a small pool of connections.
 
+mod archive;
 mod events;
 mod leases;
 mod read_models;
@@ -28,6 +31,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::watch;
 
+pub use archive::ARCHIVE_FILE;
 pub use topics::TopicRecord;
 use writer::{unavailable, Housekeeping, Writer};
 
@@ -43,6 +47,8 @@ struct Inner {
     path: PathBuf,
     writer: Writer,
     readers: r2d2::Pool<SqliteConnectionManager>,
+    /// The archive, for archiving (readers attach it).
+    archive: std::sync::Mutex<Connection>,
     /// The highest event sequence number committed: change-feed consumers
     /// wait on it.
     head: watch::Receiver<u64>,
@@ -93,9 +99,15 @@ impl SqliteStore {
         schema::prepare(&conn).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let head: u64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0)).map_err(unavailable)?;
+        let archive_path = archive::path(data_dir);
+        let archive = archive::open(&archive_path).map_err(StoreError::Unavailable)?;
+        let attach = archive_path.to_string_lossy().into_owned();
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)
-            .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;"));
+            .with_init(move |c| {
+                c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+                c.execute(&format!("ATTACH DATABASE ?1 AS {}", archive::ATTACHED), [&attach]).map(drop)
+            });
         let readers = r2d2::Pool::builder()
             .max_size(8)
             .min_idle(Some(1))
@@ -112,7 +124,10 @@ impl SqliteStore {
         };
         let writer = Writer::start(conn, head_tx, upkeep)
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore { inner: Arc::new(Inner { path, writer, readers, head, key_retention: retention.keys }) })
+        let archive = std::sync::Mutex::new(archive);
+        Ok(SqliteStore {
+            inner: Arc::new(Inner { path, writer, readers, archive, head, key_retention: retention.keys }),
+        })
     }
 
     pub fn path(&self) -> &Path {

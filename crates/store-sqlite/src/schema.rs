@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -47,10 +47,14 @@ CREATE TABLE IF NOT EXISTS snapshots (
     version     INTEGER NOT NULL,
     updated_at  TEXT    NOT NULL,
     customer_id TEXT,
-    state       TEXT    NOT NULL
+    state       TEXT    NOT NULL,
+    archived_through INTEGER              -- events below this index are in the archive
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS snapshots_by_customer ON snapshots (customer_id, updated_at) WHERE customer_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS snapshots_of_orders ON snapshots (updated_at) WHERE customer_id IS NOT NULL;
+-- Orders with events to archive (all but the last of each).
+CREATE INDEX IF NOT EXISTS snapshots_to_archive ON snapshots (updated_at)
+    WHERE customer_id IS NOT NULL AND COALESCE(archived_through, 0) < version - 1;
 -- Change-feed leases: how far each consumer read each range, who reads it, until when.
 CREATE TABLE IF NOT EXISTS leases (
     consumer     TEXT NOT NULL,
@@ -114,6 +118,11 @@ fn from_1(conn: &Connection) -> rusqlite::Result<()> {
     ))
 }
 
+/// Schema 2 → 3: read models note how far their stream is archived.
+fn from_2(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("ALTER TABLE snapshots ADD COLUMN archived_through INTEGER")
+}
+
 /// Sets the durability pragmas and creates (or migrates to) the tables of
 /// this version.
 pub fn prepare(conn: &Connection) -> Result<(), String> {
@@ -137,6 +146,9 @@ fn prepare_tables(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
         if version == 1 {
             from_1(conn)?;
         }
+        if (1..=2).contains(&version) {
+            from_2(conn)?;
+        }
         conn.execute_batch(TABLES)?;
         conn.pragma_update(None, "user_version", VERSION)
     })();
@@ -155,13 +167,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_store_of_schema_1_keeps_its_keys_and_positions() {
+    fn a_store_of_schema_1_keeps_its_keys_positions_and_read_models() {
         let conn = Connection::open_in_memory().expect("open");
         conn.execute_batch(
             "CREATE TABLE idempotency (stream_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
                  receipt TEXT NOT NULL, PRIMARY KEY (stream_id, key)) WITHOUT ROWID;
              CREATE TABLE checkpoints (consumer TEXT NOT NULL, range TEXT NOT NULL, continuation TEXT NOT NULL,
                  updated_at TEXT NOT NULL, PRIMARY KEY (consumer, range)) WITHOUT ROWID;
+             CREATE TABLE snapshots (stream_id TEXT PRIMARY KEY, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
+                 customer_id TEXT, state TEXT NOT NULL) WITHOUT ROWID;
+             INSERT INTO snapshots VALUES ('Order-1', 3, '2026-01-01T00:00:00Z', 'c', '{}');
              INSERT INTO idempotency VALUES ('Sku-A', 'k', 'fp', '{}');
              INSERT INTO checkpoints VALUES ('fulfillment', 'all', '42', '2026-01-01T00:00:00Z');
              PRAGMA user_version = 1;",
@@ -174,6 +189,9 @@ mod tests {
             .query_row("SELECT continuation FROM leases WHERE consumer = 'fulfillment'", [], |r| r.get(0))
             .expect("lease");
         assert_eq!(position, "42");
+        let archived: Option<i64> =
+            conn.query_row("SELECT archived_through FROM snapshots", [], |r| r.get(0)).expect("read model");
+        assert_eq!(archived, None, "read models not archived yet");
         prepare(&conn).expect("a second open changes nothing");
     }
 }
