@@ -85,9 +85,10 @@ pub struct Config {
     /// messages, dead letters) are kept. Kafka keeps its own.
     pub topic_retention: Duration,
     pub topic_records: u64,
-    /// Setting `OrderflowArchiveClosedAfter` (default 90 days, or `off`):
-    /// orders delivered or cancelled longer ago than this move their events
-    /// to the archive (`orderflow archive` does it by hand).
+    /// Setting `OrderflowArchiveClosedAfter` (default 90 days on the
+    /// embedded store, off on Cosmos DB; or `off`): orders delivered or
+    /// cancelled longer ago than this move their events to the archive
+    /// (`orderflow archive` does it by hand).
     pub archive_closed_after: Option<Duration>,
 }
 
@@ -198,11 +199,14 @@ impl Config {
             }
             None => DEFAULT_TOPIC_RECORDS,
         };
+        // On Cosmos DB archiving costs request units that the storage it
+        // saves pays back only after months (docs/cost.md): opt in there.
+        let archive_default = if cosmos.is_some() { None } else { Some(DEFAULT_ARCHIVE_CLOSED_AFTER) };
         let archive_closed_after = optional_duration(
             settings,
             &mut problems,
             "OrderflowArchiveClosedAfter",
-            Some(DEFAULT_ARCHIVE_CLOSED_AFTER),
+            archive_default,
             Duration::from_secs(1)..=MAX_ARCHIVE_CLOSED_AFTER,
         );
         if !problems.is_empty() {
@@ -226,7 +230,8 @@ impl Config {
     }
 }
 
-/// Orders closed this long ago are archived unless configured otherwise.
+/// Orders closed this long ago are archived, on the embedded store, unless
+/// configured otherwise.
 const DEFAULT_ARCHIVE_CLOSED_AFTER: Duration = Duration::from_secs(90 * 24 * 3600);
 const MAX_ARCHIVE_CLOSED_AFTER: Duration = Duration::from_secs(3660 * 24 * 3600);
 
@@ -248,8 +253,7 @@ fn optional_duration(
         Some(text) => match humantime::parse_duration(text.trim()) {
             Ok(after) if bounds.contains(&after) => Some(after),
             _ => {
-                let (from, to) =
-                    (humantime::format_duration(*bounds.start()), humantime::format_duration(*bounds.end()));
+                let (from, to) = (show_duration(*bounds.start()), show_duration(*bounds.end()));
                 problems.push(format!("{setting}: {text:?} is neither a duration from {from} to {to} nor off"));
                 default
             }
@@ -278,8 +282,18 @@ fn deadline_policy(settings: &Settings, problems: &mut Vec<String>) -> DeadlineP
     DeadlinePolicy { payment, backorder: backorder_after.map(|after| (after, action)), delivery }
 }
 
+/// Whole days as days (`90d`, where humantime would say `2months 29days
+/// 13h 30m`), anything else as humantime says it.
+fn show_duration(duration: Duration) -> String {
+    const DAY: u64 = 24 * 3600;
+    match duration.as_secs() {
+        secs if secs > 0 && secs.is_multiple_of(DAY) && duration.subsec_nanos() == 0 => format!("{}d", secs / DAY),
+        _ => humantime::format_duration(duration).to_string(),
+    }
+}
+
 fn show_optional(after: Option<Duration>) -> String {
-    after.map_or_else(|| "off".into(), |after| humantime::format_duration(after).to_string())
+    after.map_or_else(|| "off".into(), show_duration)
 }
 
 /// `now`, `beginning`, or an RFC 3339 time.
@@ -348,7 +362,7 @@ impl Config {
             ("OrderflowInstanceName", self.instance.clone()),
             ("OrderflowMaxBodyBytes", self.api.max_body_bytes.to_string()),
             ("OrderflowApiKeys", format!("{} key(s)", self.api.api_keys.len())),
-            ("OrderflowIdempotencyRetention", humantime::format_duration(self.key_retention).to_string()),
+            ("OrderflowIdempotencyRetention", show_duration(self.key_retention)),
             ("OrderflowFeedStart", show_feed_start(self.feed_start)),
             ("OrderflowPaymentDeadline", show_optional(self.deadlines.payment)),
             ("OrderflowBackorderDeadline", show_optional(self.deadlines.backorder.map(|(after, _)| after))),
@@ -360,7 +374,7 @@ impl Config {
                 },
             ),
             ("OrderflowDeliveryDeadline", show_optional(self.deadlines.delivery)),
-            ("OrderflowTopicRetention", humantime::format_duration(self.topic_retention).to_string()),
+            ("OrderflowTopicRetention", show_duration(self.topic_retention)),
             ("OrderflowTopicRetentionRecords", self.topic_records.to_string()),
             ("OrderflowArchiveClosedAfter", show_optional(self.archive_closed_after)),
         ];

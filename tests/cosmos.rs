@@ -223,6 +223,16 @@ async fn two_archivers_racing_on_one_account_move_closed_orders_and_reads_stay_t
         assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     }
     let again = String::from_utf8_lossy(&archive().stdout).into_owned();
+    // Opt-in on Cosmos DB: `serve` never archives unless told to.
+    let shown = Command::new(BIN)
+        .args(["config", "show"])
+        .env("CosmosDBConnection", &account.connection)
+        .current_dir(dir.path())
+        .output()
+        .expect("orderflow config show");
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let archival = shown.lines().find(|line| line.contains("OrderflowArchiveClosedAfter")).unwrap_or_default();
+    assert!(archival.contains("off"), "{shown}");
     assert!(again.starts_with("archived 0 order(s)"), "everything was archived: {again}");
     for (order, (snapshot, history)) in orders.iter().chain([&"open-r".to_string()]).zip(&reads) {
         assert_eq!(&server.get(&format!("/api/orders/{order}")).await.body, snapshot, "{order}");

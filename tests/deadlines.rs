@@ -73,9 +73,17 @@ async fn deadlines_wait_in_the_store_and_operators_can_list_and_pass_them() {
     assert_eq!(server.get("/api/orders/waiting").await.body["status"], "Reserved");
     let shown = cli(&["config", "show", "--data-dir", &data_dir], dir.path());
     assert!(shown.contains("OrderflowPaymentDeadline") && shown.contains("30m"), "{shown}");
-    for retention in ["OrderflowIdempotencyRetention", "OrderflowTopicRetention", "OrderflowTopicRetentionRecords"] {
+    let retention_settings = [
+        "OrderflowIdempotencyRetention",
+        "OrderflowTopicRetention",
+        "OrderflowTopicRetentionRecords",
+        "OrderflowArchiveClosedAfter",
+    ];
+    for retention in retention_settings {
         assert!(shown.contains(retention), "config show lists {retention}: {shown}");
     }
+    let archival = shown.lines().find(|line| line.contains("OrderflowArchiveClosedAfter")).unwrap_or_default();
+    assert!(archival.contains("90d"), "archival is on by default on the embedded store: {archival}");
 }
 
 #[test]
@@ -87,6 +95,7 @@ fn bad_deadline_and_retention_settings_are_each_named_at_start() {
         .env("OrderflowDeliveryDeadline", "1000y")
         .env("OrderflowBackorderAction", "shout")
         .env("OrderflowTopicRetentionRecords", "0")
+        .env("OrderflowArchiveClosedAfter", "0s")
         .output()
         .expect("run orderflow");
     assert!(!output.status.success());
@@ -96,6 +105,7 @@ fn bad_deadline_and_retention_settings_are_each_named_at_start() {
         "OrderflowDeliveryDeadline",
         "OrderflowBackorderAction",
         "OrderflowTopicRetentionRecords",
+        "OrderflowArchiveClosedAfter",
     ] {
         assert!(said.contains(setting), "{setting} named: {said}");
     }

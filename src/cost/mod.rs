@@ -44,6 +44,10 @@ pub struct Measured {
     /// Request units and requests per order, by kind of operation.
     pub per_order: BTreeMap<&'static str, PerOrder>,
     pub ru_per_order: f64,
+    /// What archiving the order took (once, when archival is on), by kind
+    /// of operation, and in all.
+    pub archival: BTreeMap<&'static str, PerOrder>,
+    pub archival_ru_per_order: f64,
     /// Bytes of JSON (without the service's system properties).
     pub sizes: Sizes,
     /// What reaches Kafka per order: messages in (ingested CloudEvents) and
@@ -111,8 +115,12 @@ pub async fn run(
     progress.finish_and_clear();
     let tables = model::monthly(&measured, prices, from);
     if json {
-        let planning = model::planning(&measured);
-        let document = serde_json::json!({"measured": measured, "planningRuPerOrder": planning, "ruFrom": from, "profiles": tables});
+        let planning = model::planning(&measured, &measured.per_order);
+        let archival = model::planning(&measured, &measured.archival);
+        let document = serde_json::json!({
+            "measured": measured, "planningRuPerOrder": planning, "planningArchivalRuPerOrder": archival,
+            "ruFrom": from, "profiles": tables
+        });
         println!("{}", serde_json::to_string_pretty(&document)?);
     } else {
         model::print(&measured, &tables, prices, from);
@@ -264,41 +272,52 @@ async fn measure(
     // read model says Delivered since before this moment).
     progress.set_message("archiving the closed orders");
     let sizes = sizes(store.as_ref(), &order_id(0), &skus[0]).await?;
+    let before_archival = store.request_units();
     ArchiveClosed::new(stores.events.clone(), stores.archive.clone())
         .run(chrono::Utc::now(), std::time::Duration::MAX, |_| {})
         .await?;
-
-    let mut per_order = BTreeMap::new();
-    let mut ru_per_order = 0.0;
-    for (operation, charge) in store.request_units() {
-        let earlier = before.get(operation).copied().unwrap_or_default();
-        let spent = Charge { requests: charge.requests - earlier.requests, units: charge.units - earlier.units };
-        if spent.requests == 0 {
-            continue;
-        }
-        let ru = spent.units / orders as f64;
-        ru_per_order += ru;
-        per_order.insert(
-            operation,
-            PerOrder {
-                requests: spent.requests as f64 / orders as f64,
-                ru_per_request: spent.units / spent.requests as f64,
-                ru,
-            },
-        );
-    }
+    let per_order = spent(&before, &before_archival, orders);
+    let archival = spent(&before_archival, &store.request_units(), orders);
     let (all_messages, all_bytes) = *downstream.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let (messages, bytes) = (all_messages - setup_messages, all_bytes - setup_bytes);
     Ok(Measured {
         orders,
         endpoint: endpoint.to_string(),
+        ru_per_order: per_order.values().map(|p| p.ru).sum(),
         per_order,
-        ru_per_order,
+        archival_ru_per_order: archival.values().map(|p| p.ru).sum(),
+        archival,
         sizes,
         messages_in: 3.0,
         messages_out: messages as f64 / orders as f64,
         message_bytes: bytes as f64 / messages.max(1) as f64,
     })
+}
+
+/// What each kind of operation took per order between two readings of the
+/// store's counters.
+fn spent(
+    from: &BTreeMap<&'static str, Charge>,
+    to: &BTreeMap<&'static str, Charge>,
+    orders: u64,
+) -> BTreeMap<&'static str, PerOrder> {
+    let mut per_order = BTreeMap::new();
+    for (operation, charge) in to {
+        let earlier = from.get(operation).copied().unwrap_or_default();
+        let spent = Charge { requests: charge.requests - earlier.requests, units: charge.units - earlier.units };
+        if spent.requests == 0 {
+            continue;
+        }
+        per_order.insert(
+            *operation,
+            PerOrder {
+                requests: spent.requests as f64 / orders as f64,
+                ru_per_request: spent.units / spent.requests as f64,
+                ru: spent.units / orders as f64,
+            },
+        );
+    }
+    per_order
 }
 
 /// The JSON sizes of one order's documents (and a SKU's), as the store

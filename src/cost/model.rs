@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::Measured;
+use super::{Measured, PerOrder};
 
 const HOURS: f64 = 730.0;
 const SECONDS: f64 = HOURS * 3600.0;
@@ -190,10 +190,10 @@ pub enum RuFrom {
 
 /// Request units per order of the measured operations, at Microsoft's
 /// published rates for small documents with allow-list indexing: a point
-/// read 1 RU per KB, a create about 5.7 RU per KB, a replace about 10.7 RU
-/// per KB, a query about 2.5 RU, a change-feed page about 2 RU. What a user
-/// should plan with before measuring an account of their own.
-pub fn planning(measured: &Measured) -> BTreeMap<&'static str, f64> {
+/// read 1 RU per KB, a create (and a delete) about 5.7 RU per KB, a replace
+/// about 10.7 RU per KB, a query about 2.5 RU, a change-feed page about 2 RU.
+/// What a user should plan with before measuring an account of their own.
+pub fn planning(measured: &Measured, operations: &BTreeMap<&'static str, PerOrder>) -> BTreeMap<&'static str, f64> {
     const CREATE: f64 = 5.7;
     const REPLACE: f64 = 10.7;
     let kb = |bytes: f64| (bytes / 1024.0).ceil().max(1.0);
@@ -206,13 +206,17 @@ pub fn planning(measured: &Measured) -> BTreeMap<&'static str, f64> {
     let append = events * CREATE * kb(s.event)
         + s.records_per_order * CREATE * kb(s.idempotency_record)
         + batches * REPLACE * kb(tip);
-    measured
-        .per_order
+    operations
         .iter()
         .map(|(operation, per)| {
             let ru = match *operation {
                 "append-batch" => append,
                 "claim-key" => per.requests * CREATE * kb(s.key_claim),
+                // Archival: the piece created, every event but the last
+                // deleted (a batch bills each delete), the read model noted.
+                "write-archive" => per.requests * CREATE * kb(s.archived_piece),
+                "archive-delete" => (s.events_per_order - 1.0).max(0.0) * CREATE * kb(s.event),
+                "note-archived" => per.requests * REPLACE * kb(s.order_snapshot),
                 op if op.starts_with("read-") => per.requests * kb(s.order_snapshot),
                 op if op.starts_with("write-") => per.requests * REPLACE * kb(s.order_snapshot),
                 op if op.starts_with("query-") => per.requests * 2.5,
@@ -227,9 +231,42 @@ pub fn planning(measured: &Measured) -> BTreeMap<&'static str, f64> {
 pub fn monthly(measured: &Measured, prices: &Prices, from: RuFrom) -> Vec<Month> {
     let ru = match from {
         RuFrom::Measured => measured.ru_per_order,
-        RuFrom::Planning => planning(measured).values().sum(),
+        RuFrom::Planning => planning(measured, &measured.per_order).values().sum(),
     };
     PROFILES.iter().map(|profile| month(measured, prices, profile, ru)).collect()
+}
+
+/// What archival (off by default on Cosmos DB) does to one profile's month:
+/// the request units it adds, and the storage growth it saves — a saving
+/// that adds up, month after month.
+pub struct Archival {
+    pub profile: &'static str,
+    pub ru_dollars: f64,
+    pub saved_growth_dollars: f64,
+}
+
+pub fn archival(measured: &Measured, prices: &Prices, from: RuFrom) -> Vec<Archival> {
+    let ru = match from {
+        RuFrom::Measured => measured.archival_ru_per_order,
+        RuFrom::Planning => planning(measured, &measured.archival).values().sum(),
+    };
+    let s = &measured.sizes;
+    let saved_per_order = s.stored_per_order - s.hot_when_archived - s.archived_piece;
+    PROFILES
+        .iter()
+        .map(|profile| {
+            let orders = profile.orders_per_second * SECONDS;
+            let ru_dollars = match profile.autoscale_max {
+                None => orders * ru / 1e6 * prices.serverless_per_million_ru,
+                Some(_) => {
+                    let factor = if profile.zone_redundant { prices.zone_redundancy_factor } else { 1.0 };
+                    profile.orders_per_second * ru / 100.0 * prices.autoscale_per_100_rus_hour * HOURS * factor
+                }
+            };
+            let saved_growth_dollars = orders * saved_per_order / GB * prices.storage_per_gb_month;
+            Archival { profile: profile.name, ru_dollars, saved_growth_dollars }
+        })
+        .collect()
 }
 
 fn month(measured: &Measured, prices: &Prices, profile: &Profile, ru: f64) -> Month {
@@ -272,12 +309,10 @@ fn month(measured: &Measured, prices: &Prices, profile: &Profile, ru: f64) -> Mo
             );
         }
     }
-    // Storage: the month's orders for good — archived once closed (the
-    // default, after 90 days: by then the hot store holds a constant 90
-    // days of whole orders) — and the records kept for the retention.
+    // Storage: the month's orders for good (archival is off by default on
+    // Cosmos DB: see [`archival`]), and the records kept for the retention.
     let sizes = &measured.sizes;
-    let kept = orders * (sizes.hot_when_archived + sizes.archived_piece) / GB;
-    let unarchived = orders * sizes.stored_per_order / GB;
+    let kept = orders * sizes.stored_per_order / GB;
     let retained = rate
         * prices.retention_days
         * 86_400.0
@@ -286,8 +321,7 @@ fn month(measured: &Measured, prices: &Prices, profile: &Profile, ru: f64) -> Mo
     line(
         "Cosmos DB storage",
         format!(
-            "{kept:.1} GB of archived orders more every month (× ${}; {unarchived:.1} GB if kept whole and hot), \
-             plus {retained:.2} GB of idempotency records",
+            "{kept:.1} GB of orders more every month (× ${}), plus {retained:.2} GB of idempotency records",
             prices.storage_per_gb_month
         ),
         (kept + retained) * prices.storage_per_gb_month,
@@ -374,19 +408,25 @@ fn month(measured: &Measured, prices: &Prices, profile: &Profile, ru: f64) -> Mo
 }
 
 /// The measurement and the months, as Markdown tables.
-pub fn print(measured: &Measured, months: &[Month], prices: &Prices, from: RuFrom) {
-    println!("# What an order costs ({} orders on {})", measured.orders, measured.endpoint);
-    println!();
-    let planned = planning(measured);
+/// A table of operations per order, measured and at planning rates.
+fn print_operations(measured: &Measured, operations: &BTreeMap<&'static str, PerOrder>) {
+    let planned = planning(measured, operations);
     println!("| operation | requests per order | RU per request | RU per order | planning RU per order |");
     println!("|---|---|---|---|---|");
-    for (operation, per) in &measured.per_order {
+    for (operation, per) in operations {
         let plan = planned.get(operation).copied().unwrap_or(per.ru);
         println!("| {operation} | {:.2} | {:.2} | {:.2} | {plan:.1} |", per.requests, per.ru_per_request, per.ru);
     }
     let plan: f64 = planned.values().sum();
-    println!("| **per order** | | | **{:.1}** | **{plan:.0}** |", measured.ru_per_order);
+    let measured_ru: f64 = operations.values().map(|per| per.ru).sum();
+    println!("| **per order** | | | **{measured_ru:.1}** | **{plan:.0}** |");
     println!();
+}
+
+pub fn print(measured: &Measured, months: &[Month], prices: &Prices, from: RuFrom) {
+    println!("# What an order costs ({} orders on {})", measured.orders, measured.endpoint);
+    println!();
+    print_operations(measured, &measured.per_order);
     println!(
         "The months below are priced with the {} request units.",
         if from == RuFrom::Measured { "measured" } else { "planning" }
@@ -414,15 +454,29 @@ pub fn print(measured: &Measured, months: &[Month], prices: &Prices, from: RuFro
         "| key claim ({:.0} per order, kept {} days) | {:.0} |",
         s.claims_per_order, prices.retention_days, s.key_claim
     );
-    println!("| **kept per order while hot** | **{:.0}** |", s.stored_per_order);
-    println!("| archived order: what stays hot (last event, tip, snapshot) | {:.0} |", s.hot_when_archived);
-    println!("| archived order: its archived piece (the other events, deflated) | {:.0} |", s.archived_piece);
-    println!("| **kept for good per order** | **{:.0}** |", s.hot_when_archived + s.archived_piece);
+    println!("| **kept for good per order** | **{:.0}** |", s.stored_per_order);
+    println!("| once archived: what stays hot (last event, tip, snapshot) | {:.0} |", s.hot_when_archived);
+    println!("| once archived: the archived piece (the other events, deflated) | {:.0} |", s.archived_piece);
     println!();
     println!(
         "Kafka: {:.0} messages in and {:.1} out per order, {:.0} bytes each on average.",
         measured.messages_in, measured.messages_out, measured.message_bytes
     );
+    println!();
+    println!("## Archival (`OrderflowArchiveClosedAfter`; off by default on Cosmos DB)");
+    println!();
+    println!("Archiving an order, once, some time after it closed:");
+    println!();
+    print_operations(measured, &measured.archival);
+    println!("| profile | archival RU a month | storage growth it saves (a month more each month) | the bill is lower after |");
+    println!("|---|---|---|---|");
+    for row in archival(measured, prices, from) {
+        let months = row.ru_dollars / row.saved_growth_dollars.max(f64::MIN_POSITIVE);
+        println!(
+            "| {} | ${:.2} | ${:.2} | {months:.0} months of archiving |",
+            row.profile, row.ru_dollars, row.saved_growth_dollars
+        );
+    }
     for month in months {
         println!();
         let rate = month.orders_per_second;
@@ -462,6 +516,8 @@ mod tests {
             endpoint: "https://example.documents.azure.com/".into(),
             per_order: BTreeMap::from([("append-batch", append)]),
             ru_per_order: 44.0,
+            archival: BTreeMap::new(),
+            archival_ru_per_order: 0.0,
             sizes: Sizes { records_per_order: 11.0, claims_per_order: 5.0, ..Sizes::default() },
             messages_in: 3.0,
             messages_out: 13.0,
