@@ -45,5 +45,12 @@ pub async fn run(config: &Config, closed_before: DateTime<Utc>, quiet: bool) -> 
     if archived.still_open > 0 {
         println!("{} order(s) left alone: their read model says closed, their stream not (yet)", archived.still_open);
     }
+    let waiting = archived.candidates.saturating_sub(archived.orders + archived.still_open);
+    if waiting > 0 {
+        println!(
+            "{waiting} order(s) left for a later run: a change-feed consumer has not read all their events yet \
+             (the embedded store never archives what a consumer still has to read)"
+        );
+    }
     Ok(())
 }

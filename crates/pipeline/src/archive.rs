@@ -70,7 +70,7 @@ pub struct Archived {
     /// Candidates left alone: their read model said closed, their stream
     /// does not (it lags, or the order took a command since).
     pub still_open: u64,
-    /// Candidates there were when the run started.
+    /// Candidates there were when the run started (0 for a round).
     pub candidates: u64,
 }
 
@@ -85,16 +85,15 @@ impl ArchiveClosed {
         ArchiveClosed { events, archive }
     }
 
-    /// Archives up to [`ROUND`] orders closed before `before`; also says how
-    /// many candidates there were before it.
+    /// Archives up to [`ROUND`] orders closed before `before`.
     pub async fn round(&self, before: DateTime<Utc>) -> Result<Archived, StoreError> {
-        let (candidates, total) = self.archive.archivable(before, CLOSED_ORDERS, ROUND).await?;
+        let candidates = self.archive.archivable(before, CLOSED_ORDERS, ROUND).await?;
         let checked: Vec<Result<Option<(String, u64)>, StoreError>> = stream::iter(candidates)
             .map(|candidate| self.closed(candidate))
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let mut archived = Archived { candidates: total, ..Archived::default() };
+        let mut archived = Archived::default();
         let mut streams = Vec::with_capacity(checked.len());
         for checked in checked {
             match checked? {
@@ -119,12 +118,11 @@ impl ArchiveClosed {
         mut progress: impl FnMut(&Archived),
     ) -> Result<Archived, StoreError> {
         let started = tokio::time::Instant::now();
-        let mut total = Archived::default();
+        let candidates = self.archive.count_archivable(before, CLOSED_ORDERS).await?;
+        let mut total = Archived { candidates, ..Archived::default() };
+        progress(&total);
         loop {
             let round = self.round(before).await?;
-            if total.candidates == 0 {
-                total.candidates = round.candidates;
-            }
             total.orders += round.orders;
             total.events += round.events;
             total.still_open = round.still_open;

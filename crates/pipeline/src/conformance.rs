@@ -379,7 +379,7 @@ pub async fn heartbeats_are_written_over_and_kept_for_a_while(stores: &Stores) {
 
 pub async fn closed_streams_move_to_the_archive_and_read_the_same(stores: &Stores) {
     const CLOSED: ClosedWhen = ClosedWhen { field: "status", values: &["Delivered", "Cancelled"] };
-    let (closed, open, recent) = (stream(), stream(), stream());
+    let (closed, older, open, recent) = (stream(), stream(), stream(), stream());
     let long_ago = Utc::now() - chrono::Duration::hours(2);
     let read_model = |id: &str, status: &str, updated_at| Snapshot {
         stream_id: id.to_string(),
@@ -388,18 +388,23 @@ pub async fn closed_streams_move_to_the_archive_and_read_the_same(stores: &Store
         customer_id: Some("customer".into()),
         state: json!({"status": status}),
     };
-    for id in [&closed, &open, &recent] {
+    for id in [&closed, &older, &open, &recent] {
         appended(stores, append(id, 0, 5, None)).await;
     }
     let puts = vec![
         read_model(&closed, "Delivered", long_ago),
+        read_model(&older, "Cancelled", long_ago - chrono::Duration::hours(1)),
         read_model(&open, "Reserved", long_ago),
         read_model(&recent, "Cancelled", Utc::now()),
     ];
     stores.snapshots.put(puts).await.expect("read models");
     let before = Utc::now() - chrono::Duration::hours(1);
-    let (candidates, total) = stores.archive.archivable(before, CLOSED, 10).await.expect("archivable");
-    assert_eq!((candidates, total), (vec![ArchiveCandidate { stream_id: closed.clone(), version: 5 }], 1));
+    let candidates = stores.archive.archivable(before, CLOSED, 10).await.expect("archivable");
+    let candidate = |id: &str| ArchiveCandidate { stream_id: id.to_string(), version: 5 };
+    assert_eq!(candidates, [candidate(&older), candidate(&closed)], "the oldest first");
+    assert_eq!(stores.archive.archivable(before, CLOSED, 1).await.expect("archivable"), [candidate(&older)]);
+    assert_eq!(stores.archive.count_archivable(before, CLOSED).await.expect("count"), 2);
+    assert_eq!(stores.archive.archive(&[(older.clone(), 4)]).await.expect("archive"), [4]);
 
     let history = stores.events.read_stream(&closed, 0, 100).await.expect("read");
     assert_eq!(stores.archive.archive(&[(closed.clone(), 4)]).await.expect("archive"), [4], "all but the last");
@@ -407,7 +412,8 @@ pub async fn closed_streams_move_to_the_archive_and_read_the_same(stores: &Store
     assert_eq!(stores.events.read_stream(&closed, 2, 2).await.expect("read"), history[2..4]);
     assert_eq!(stores.events.read_stream(&closed, 4, 9).await.expect("read"), history[4..]);
     assert!(stores.events.read_stream(&closed, 5, 9).await.expect("read").is_empty());
-    assert_eq!(stores.archive.archivable(before, CLOSED, 10).await.expect("archivable"), (vec![], 0));
+    assert_eq!(stores.archive.archivable(before, CLOSED, 10).await.expect("archivable"), []);
+    assert_eq!(stores.archive.count_archivable(before, CLOSED).await.expect("count"), 0);
     assert_eq!(stores.archive.archive(&[(closed.clone(), 4)]).await.expect("again"), [0], "nothing left to move");
     assert_eq!(stores.events.read_stream(&closed, 0, 100).await.expect("read"), history);
 

@@ -228,6 +228,21 @@ impl EventStore for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// [`Archive::archivable`]'s read models, unsorted, with their time.
+    fn candidates(&self, before: DateTime<Utc>, closed: ClosedWhen) -> Vec<(ArchiveCandidate, DateTime<Utc>)> {
+        let state = self.state();
+        state
+            .snapshots
+            .values()
+            .filter(|s| s.customer_id.is_some() && s.updated_at < before)
+            .filter(|s| s.state.get(closed.field).and_then(|v| v.as_str()).is_some_and(|v| closed.values.contains(&v)))
+            .filter(|s| state.archived_through.get(&s.stream_id).copied().unwrap_or(0) < s.version.saturating_sub(1))
+            .map(|s| (ArchiveCandidate { stream_id: s.stream_id.clone(), version: s.version }, s.updated_at))
+            .collect()
+    }
+}
+
 /// The change feed keeps archived events: its positions are places in the log.
 #[async_trait]
 impl Archive for MemoryStore {
@@ -236,23 +251,14 @@ impl Archive for MemoryStore {
         before: DateTime<Utc>,
         closed: ClosedWhen,
         limit: usize,
-    ) -> Result<(Vec<ArchiveCandidate>, u64), StoreError> {
-        let state = self.state();
-        let mut found: Vec<&Snapshot> = state
-            .snapshots
-            .values()
-            .filter(|s| s.customer_id.is_some() && s.updated_at < before)
-            .filter(|s| s.state.get(closed.field).and_then(|v| v.as_str()).is_some_and(|v| closed.values.contains(&v)))
-            .filter(|s| state.archived_through.get(&s.stream_id).copied().unwrap_or(0) < s.version.saturating_sub(1))
-            .collect();
-        found.sort_by_key(|s| s.updated_at);
-        let total = found.len() as u64;
-        let candidates = found
-            .into_iter()
-            .take(limit)
-            .map(|s| ArchiveCandidate { stream_id: s.stream_id.clone(), version: s.version })
-            .collect();
-        Ok((candidates, total))
+    ) -> Result<Vec<ArchiveCandidate>, StoreError> {
+        let mut found = self.candidates(before, closed);
+        found.sort_by_key(|(_, updated_at)| *updated_at);
+        Ok(found.into_iter().take(limit).map(|(candidate, _)| candidate).collect())
+    }
+
+    async fn count_archivable(&self, before: DateTime<Utc>, closed: ClosedWhen) -> Result<u64, StoreError> {
+        Ok(self.candidates(before, closed).len() as u64)
     }
 
     async fn archive(&self, streams: &[(String, u64)]) -> Result<Vec<u64>, StoreError> {

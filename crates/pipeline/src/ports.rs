@@ -413,14 +413,15 @@ pub struct ClosedWhen {
 pub trait Archive: Send + Sync {
     /// Read models last changed before `before` that `closed` matches and
     /// whose events before their last are not all archived yet (oldest
-    /// first where the store can tell): at most `limit`, and how many there
-    /// are in all.
+    /// first where the store can tell), at most `limit`.
     async fn archivable(
         &self,
         before: DateTime<Utc>,
         closed: ClosedWhen,
         limit: usize,
-    ) -> Result<(Vec<ArchiveCandidate>, u64), StoreError>;
+    ) -> Result<Vec<ArchiveCandidate>, StoreError>;
+    /// How many read models [`Archive::archivable`] would list with no limit.
+    async fn count_archivable(&self, before: DateTime<Utc>, closed: ClosedWhen) -> Result<u64, StoreError>;
     /// Moves each stream's events with an index below `through` from the
     /// hot store into the archive, durably copied before they are deleted,
     /// and notes it on the read model. Idempotent, and safe beside appends

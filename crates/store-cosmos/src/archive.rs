@@ -154,37 +154,49 @@ impl CosmosStore {
     }
 }
 
+/// The query for read models to archive, selecting `select`.
+fn candidates(select: &str, before: DateTime<Utc>, closed: ClosedWhen) -> Result<Query, StoreError> {
+    let names: Vec<String> = (0..closed.values.len()).map(|i| format!("@closed{i}")).collect();
+    let text = format!(
+        "SELECT {select} FROM c WHERE IS_STRING(c.customerId) AND c.updatedAt < @before \
+         AND c.state.{field} IN ({names}) \
+         AND (NOT IS_DEFINED(c.archivedThrough) OR c.archivedThrough < c.version - 1)",
+        field = closed.field,
+        names = names.join(", ")
+    );
+    let mut query = Query::from(text).with_parameter("@before", before);
+    for (name, value) in names.iter().zip(closed.values) {
+        query = query.and_then(|q| q.with_parameter(name.as_str(), *value));
+    }
+    query.map_err(|e| StoreError::Corrupt(format!("query: {e}")))
+}
+
 #[async_trait]
 impl Archive for CosmosStore {
-    /// One cross-partition query of ids and versions (`/updatedAt/?`,
-    /// `/archivedThrough/?` and the closed field are indexed); sorted here,
-    /// as the SDK does not run a cross-partition ORDER BY.
+    /// A cross-partition query of ids and versions (`/updatedAt/?`,
+    /// `/archivedThrough/?` and the closed field are indexed), the first
+    /// `limit` of each partition; the oldest of those, sorted here (the SDK
+    /// runs no cross-partition ORDER BY).
     async fn archivable(
         &self,
         before: DateTime<Utc>,
         closed: ClosedWhen,
         limit: usize,
-    ) -> Result<(Vec<ArchiveCandidate>, u64), StoreError> {
-        let names: Vec<String> = (0..closed.values.len()).map(|i| format!("@closed{i}")).collect();
-        let text = format!(
-            "SELECT c.id, c.version, c.updatedAt FROM c WHERE IS_STRING(c.customerId) AND c.updatedAt < @before \
-             AND c.state.{field} IN ({names}) \
-             AND (NOT IS_DEFINED(c.archivedThrough) OR c.archivedThrough < c.version - 1)",
-            field = closed.field,
-            names = names.join(", ")
-        );
-        let mut query = Query::from(text).with_parameter("@before", before);
-        for (name, value) in names.iter().zip(closed.values) {
-            query = query.and_then(|q| q.with_parameter(name.as_str(), *value));
-        }
-        let query = query.map_err(|e| StoreError::Corrupt(format!("query: {e}")))?;
+    ) -> Result<Vec<ArchiveCandidate>, StoreError> {
+        let query = candidates(&format!("TOP {limit} c.id, c.version, c.updatedAt"), before, closed)?;
         let mut found: Vec<CandidateDoc> =
             self.query_all("query-archivable", &self.inner.snapshots, query, FeedScope::full_container()).await?;
         found.sort_by_key(|f| f.updated_at);
-        let total = found.len() as u64;
-        let candidates =
-            found.into_iter().take(limit).map(|f| ArchiveCandidate { stream_id: f.id, version: f.version }).collect();
-        Ok((candidates, total))
+        Ok(found.into_iter().take(limit).map(|f| ArchiveCandidate { stream_id: f.id, version: f.version }).collect())
+    }
+
+    /// A one per read model, counted here (the SDK runs no cross-partition
+    /// aggregate).
+    async fn count_archivable(&self, before: DateTime<Utc>, closed: ClosedWhen) -> Result<u64, StoreError> {
+        let query = candidates("VALUE 1", before, closed)?;
+        let ones: Vec<u8> =
+            self.query_all("query-archivable", &self.inner.snapshots, query, FeedScope::full_container()).await?;
+        Ok(ones.len() as u64)
     }
 
     async fn archive(&self, streams: &[(String, u64)]) -> Result<Vec<u64>, StoreError> {

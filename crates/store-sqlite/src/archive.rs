@@ -86,32 +86,27 @@ impl Archive for SqliteStore {
         before: DateTime<Utc>,
         closed: ClosedWhen,
         limit: usize,
-    ) -> Result<(Vec<ArchiveCandidate>, u64), StoreError> {
-        let before = timestamp(before);
-        let field = format!("$.{}", closed.field);
-        let values: Vec<String> = closed.values.iter().map(|v| v.to_string()).collect();
+    ) -> Result<Vec<ArchiveCandidate>, StoreError> {
+        let (filter, arguments) = candidates(before, closed);
         self.read(move |conn| {
             // The partial index `snapshots_to_archive` holds exactly the
-            // order read models not archived up to their last event.
-            let marks = vec!["?"; values.len()].join(", ");
-            let filter = format!(
-                "FROM snapshots WHERE customer_id IS NOT NULL AND COALESCE(archived_through, 0) < version - 1
-                   AND updated_at < ?1 AND json_extract(state, ?2) IN ({marks})"
-            );
-            let arguments = || {
-                let mut arguments = vec![before.clone(), field.clone()];
-                arguments.extend(values.iter().cloned());
-                arguments
-            };
-            let total: u64 = conn
-                .prepare_cached(&format!("SELECT COUNT(*) {filter}"))?
-                .query_row(params_from_iter(arguments()), |row| row.get(0))?;
-            let mut statement =
-                conn.prepare_cached(&format!("SELECT stream_id, version {filter} ORDER BY updated_at LIMIT {limit}"))?;
-            let found = statement.query_map(params_from_iter(arguments()), |row| {
+            // order read models not archived up to their last event, oldest
+            // first: a round reads the first `limit` closed ones.
+            let sql = format!("SELECT stream_id, version {filter} ORDER BY updated_at LIMIT {limit}");
+            let mut statement = conn.prepare_cached(&sql)?;
+            let found = statement.query_map(params_from_iter(arguments), |row| {
                 Ok(ArchiveCandidate { stream_id: row.get(0)?, version: row.get(1)? })
             })?;
-            Ok((found.collect::<Result<Vec<_>, _>>()?, total))
+            found.collect()
+        })
+        .await
+    }
+
+    async fn count_archivable(&self, before: DateTime<Utc>, closed: ClosedWhen) -> Result<u64, StoreError> {
+        let (filter, arguments) = candidates(before, closed);
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT COUNT(*) {filter}"))?
+                .query_row(params_from_iter(arguments), |row| row.get(0))
         })
         .await
     }
@@ -142,6 +137,18 @@ impl Archive for SqliteStore {
         self.copy_to_archive(chunks).await?;
         self.write(move |conn| delete_archived(conn, &streams).map_err(unavailable)).await
     }
+}
+
+/// The `FROM ... WHERE` of the read models to archive, and its arguments.
+fn candidates(before: DateTime<Utc>, closed: ClosedWhen) -> (String, Vec<String>) {
+    let marks = vec!["?"; closed.values.len()].join(", ");
+    let filter = format!(
+        "FROM snapshots WHERE customer_id IS NOT NULL AND COALESCE(archived_through, 0) < version - 1
+           AND updated_at < ? AND json_extract(state, ?) IN ({marks})"
+    );
+    let mut arguments = vec![timestamp(before), format!("$.{}", closed.field)];
+    arguments.extend(closed.values.iter().map(|value| value.to_string()));
+    (filter, arguments)
 }
 
 impl SqliteStore {
