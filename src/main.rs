@@ -13,7 +13,6 @@ mod refused;
 mod replay;
 mod serve;
 mod settings;
-mod status;
 mod telemetry;
 mod topics;
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use orderflow_pipeline::deadlines::ROUND;
 
-use crate::ops::Ops;
+use super::state::Ops;
 
 pub async fn page() -> Html<&'static str> {
     Html(include_str!("status.html"))

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::openapi::{CommandHeaders, CommandRefusals, Refusals};
+use crate::declared::{CommandHeaders, CommandRefusals, Refusals};
 use crate::problem::Problem;
 use crate::request::{body_bytes, checked_id, envelope, etag, idempotency_key, optional_json, required_json, Caller};
 use crate::request::{Ids, LinePath, OrderPath, SkuPath};

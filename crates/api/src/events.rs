@@ -16,7 +16,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::openapi::{BinaryEventHeaders, EventRefusals, Refusals, StructuredEvent};
+use crate::declared::{BinaryEventHeaders, EventRefusals, Refusals, StructuredEvent};
 use crate::problem::Problem;
 use crate::request::body_bytes;
 use crate::App;

@@ -3,6 +3,7 @@
 //! and Lambda runs it behind API Gateway.
 
 mod commands;
+mod declared;
 mod events;
 mod openapi;
 mod problem;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::openapi::{QueryRefusals, ReadHeaders, Refusals};
+use crate::declared::{QueryRefusals, ReadHeaders, Refusals};
 use crate::problem::Problem;
 use crate::problem::ProblemBody;
 use crate::request::{checked_id, etag, parse_etag, CustomerPath, Ids, OrderPath, SkuPath};

@@ -3,8 +3,7 @@
 //! the elements of a `kafka` output binding out.
 
 use base64::Engine as _;
-use orderflow_pipeline::cloudevents::from_message;
-use orderflow_pipeline::ingest::{Delivery, Origin, Received};
+use orderflow_pipeline::ingest::Received;
 use orderflow_pipeline::ports::Message;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -53,14 +52,12 @@ fn decode_record(element: &Value) -> Received {
             let headers: Vec<(String, Vec<u8>)> =
                 data.headers.into_iter().map(|h| (h.key, header_bytes(h.value.as_deref()))).collect();
             let payload = data.value.unwrap_or_default().into_bytes();
-            let event = from_message(&headers, &payload);
             let key = data.key.and_then(|key| match key {
                 Value::String(text) => Some(text),
                 Value::Null => None,
                 other => Some(other.to_string()),
             });
-            let origin = Origin::Kafka { topic: data.topic, partition: data.partition, offset: data.offset };
-            Received { delivery: Delivery { origin, key, headers, payload }, event }
+            Received::kafka((data.topic, data.partition, data.offset), key, headers, payload)
         }
         Err(reason) => {
             let text = match element {

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
-use orderflow_pipeline::cloudevents::from_message;
 use orderflow_pipeline::consumers::backoff;
-use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin};
+use orderflow_pipeline::ingest::{Ingested, Ingestor, Received};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message as _;
@@ -142,8 +141,7 @@ async fn work_partition(
         if *stop.borrow() {
             return; // not stored: redelivered after the restart
         }
-        let delivery = delivery(&message);
-        let event = from_message(&delivery.headers, &delivery.payload);
+        let Received { delivery, event } = received(&message);
         let ingest = || ingestor.ingest(&delivery, event.clone());
         let mut stopped = stop.clone();
         let outcome = tokio::select! {
@@ -164,21 +162,17 @@ async fn work_partition(
     }
 }
 
-fn delivery(message: &OwnedMessage) -> Delivery {
+fn received(message: &OwnedMessage) -> Received {
     let headers = message
         .headers()
         .map(|headers| {
             headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect()
         })
         .unwrap_or_default();
-    Delivery {
-        origin: Origin::Kafka {
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-        },
-        key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+    Received::kafka(
+        (message.topic().to_string(), message.partition(), message.offset()),
+        message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
         headers,
-        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-    }
+        message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    )
 }

@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use lambda_runtime::{service_fn, LambdaEvent};
-use orderflow_pipeline::cloudevents::from_message;
-use orderflow_pipeline::ingest::{Delivery, Ingested, Ingestor, Origin, Received};
+use orderflow_pipeline::ingest::{Ingested, Ingestor, Origin, Received};
 use orderflow_pipeline::time_driven::{Ran, TimeDriven};
 use orderflow_pipeline::StoreError;
 use serde::Deserialize;
@@ -181,14 +180,9 @@ fn decode_record(record: &Value) -> Received {
         .flat_map(|header| header.iter())
         .map(|(name, bytes)| (name.clone(), bytes.iter().map(|b| *b as u8).collect()))
         .collect();
-    let origin = Origin::Kafka {
-        topic: parsed.topic.unwrap_or_default(),
-        partition: i32::try_from(parsed.partition).unwrap_or(-1),
-        offset: parsed.offset,
-    };
-    let event = from_message(&headers, &payload);
+    let origin = (parsed.topic.unwrap_or_default(), i32::try_from(parsed.partition).unwrap_or(-1), parsed.offset);
     let key = key.map(|key| String::from_utf8_lossy(&key).into_owned());
-    Received { delivery: Delivery { origin, key, headers, payload }, event }
+    Received::kafka(origin, key, headers, payload)
 }
 
 fn unreadable(value: &Value, reason: String) -> Received {

@@ -18,21 +18,57 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cloudevents::{data_json, extension_text};
+use crate::cloudevents::{data_json, extension_text, from_message};
 use crate::dead_letters;
 use crate::ports::{MessageProducer, StoreError};
 use crate::processor::{fingerprint, CommandError, CommandProcessor, Envelope, IdempotencyKey, Receipt};
 use crate::streams::is_valid_id;
 
-/// The CloudEvents types orderflow ingests (DESIGN §6).
-pub const INGESTED_TYPES: [&str; 6] = [
-    "payment.authorized",
-    "payment.failed",
-    "shipment.dispatched",
-    "shipment.delivered",
-    "stock.received",
-    "stock.adjusted",
-];
+/// The CloudEvents types orderflow ingests (DESIGN §6). Each one's data and
+/// command are in [`map_data`], whose `match` has an arm for every type: a
+/// type added here and not there does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestedType {
+    PaymentAuthorized,
+    PaymentFailed,
+    ShipmentDispatched,
+    ShipmentDelivered,
+    StockReceived,
+    StockAdjusted,
+}
+
+impl IngestedType {
+    pub const ALL: [IngestedType; 6] = [
+        IngestedType::PaymentAuthorized,
+        IngestedType::PaymentFailed,
+        IngestedType::ShipmentDispatched,
+        IngestedType::ShipmentDelivered,
+        IngestedType::StockReceived,
+        IngestedType::StockAdjusted,
+    ];
+
+    /// The CloudEvents `type`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IngestedType::PaymentAuthorized => "payment.authorized",
+            IngestedType::PaymentFailed => "payment.failed",
+            IngestedType::ShipmentDispatched => "shipment.dispatched",
+            IngestedType::ShipmentDelivered => "shipment.delivered",
+            IngestedType::StockReceived => "stock.received",
+            IngestedType::StockAdjusted => "stock.adjusted",
+        }
+    }
+
+    pub fn of(event_type: &str) -> Option<IngestedType> {
+        IngestedType::ALL.into_iter().find(|known| known.as_str() == event_type)
+    }
+}
+
+/// [`IngestedType::ALL`] as their CloudEvents types.
+pub const INGESTED_TYPES: [&str; 6] = {
+    let all = IngestedType::ALL;
+    [all[0].as_str(), all[1].as_str(), all[2].as_str(), all[3].as_str(), all[4].as_str(), all[5].as_str()]
+};
 
 /// Why a message could not be applied; the `kind` names it in dead letters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,12 +148,12 @@ struct StockAdjusted {
 /// The command an ingested CloudEvent stands for.
 pub fn command_for(event: &Event) -> Result<Command, IngestError> {
     let event_type = event.ty();
-    if !INGESTED_TYPES.contains(&event_type) {
+    let Some(known) = IngestedType::of(event_type) else {
         return Err(IngestError::UnknownType(event_type.to_string()));
-    }
+    };
     let invalid = |reason: String| IngestError::InvalidData { event_type: event_type.to_string(), reason };
     bounded_attributes(event).map_err(invalid)?;
-    data_json(event).and_then(|data| map_data(event_type, data)).map_err(invalid)
+    data_json(event).and_then(|data| map_data(known, data)).map_err(invalid)
 }
 
 /// The attributes that reach events and messages are bounded (see
@@ -133,12 +169,12 @@ fn bounded_attributes(event: &Event) -> Result<(), String> {
     Ok(())
 }
 
-fn map_data(event_type: &str, data: Value) -> Result<Command, String> {
+fn map_data(event_type: IngestedType, data: Value) -> Result<Command, String> {
     let order =
         |order_id: String, command| checked_id("orderId", &order_id).map(|()| Command::Order { order_id, command });
     let inventory = |sku: String, command| checked_id("sku", &sku).map(|()| Command::Inventory { sku, command });
     match event_type {
-        "payment.authorized" => {
+        IngestedType::PaymentAuthorized => {
             let d: PaymentAuthorized = parse(data)?;
             order(
                 d.order_id,
@@ -149,11 +185,11 @@ fn map_data(event_type: &str, data: Value) -> Result<Command, String> {
                 },
             )
         }
-        "payment.failed" => {
+        IngestedType::PaymentFailed => {
             let d: PaymentFailed = parse(data)?;
             order(d.order_id, OrderCommand::FailPayment { payment_id: d.payment_id, reason: d.reason })
         }
-        "shipment.dispatched" => {
+        IngestedType::ShipmentDispatched => {
             let d: ShipmentDispatched = parse(data)?;
             order(
                 d.order_id,
@@ -164,15 +200,15 @@ fn map_data(event_type: &str, data: Value) -> Result<Command, String> {
                 },
             )
         }
-        "shipment.delivered" => {
+        IngestedType::ShipmentDelivered => {
             let d: ShipmentDelivered = parse(data)?;
             order(d.order_id, OrderCommand::Deliver { shipment_id: d.shipment_id })
         }
-        "stock.received" => {
+        IngestedType::StockReceived => {
             let d: StockReceived = parse(data)?;
             inventory(d.sku, InventoryCommand::Restock { quantity: d.quantity })
         }
-        _ => {
+        IngestedType::StockAdjusted => {
             let d: StockAdjusted = parse(data)?;
             inventory(d.sku, InventoryCommand::Adjust { delta: d.delta, reason: d.reason })
         }
@@ -265,6 +301,23 @@ pub struct Received {
 }
 
 impl Received {
+    /// A Kafka record, however the host got it (a consumer, a trigger, an
+    /// event source): kept whole, and read as a CloudEvent in binary or
+    /// structured content mode.
+    pub fn kafka(
+        origin: (String, i32, i64),
+        key: Option<String>,
+        headers: Vec<(String, Vec<u8>)>,
+        payload: Vec<u8>,
+    ) -> Received {
+        let (topic, partition, offset) = origin;
+        let event = from_message(&headers, &payload);
+        Received {
+            delivery: Delivery { origin: Origin::Kafka { topic, partition, offset }, key, headers, payload },
+            event,
+        }
+    }
+
     /// Bytes a host got that are not even a message: kept whole, so that they
     /// are dead-lettered rather than lost.
     pub fn unreadable(payload: Vec<u8>, reason: String) -> Received {

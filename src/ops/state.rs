@@ -1,0 +1,24 @@
+//! What the operator routes read: the store's ports, the consumers' health,
+//! the metrics, and who this process is.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use orderflow_pipeline::consumers::FeedHealth;
+use orderflow_pipeline::ingest::Ingestor;
+use orderflow_pipeline::ports::{EventStore, LeaseStore, Parking, Refusals, SnapshotStore, Timers};
+
+pub struct Ops {
+    pub metrics: PrometheusHandle,
+    pub events: Arc<dyn EventStore>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub ingestor: Arc<Ingestor>,
+    pub refusals: Arc<dyn Refusals>,
+    pub parking: Arc<dyn Parking>,
+    pub leases: Arc<dyn LeaseStore>,
+    pub timers: Arc<dyn Timers>,
+    pub feeds: FeedHealth,
+    /// This process, as the leases name it.
+    pub instance: String,
+    pub store_name: String,
+}
