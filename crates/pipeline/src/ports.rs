@@ -412,8 +412,9 @@ pub struct ClosedWhen {
 #[async_trait]
 pub trait Archive: Send + Sync {
     /// Read models last changed before `before` that `closed` matches and
-    /// whose events before their last are not all archived yet (oldest
-    /// first where the store can tell), at most `limit`.
+    /// whose events before their last are not all archived yet, at most
+    /// `limit`, the oldest first among those read (a store may take any
+    /// `limit` of them: which ones go first does not matter).
     async fn archivable(
         &self,
         before: DateTime<Utc>,

@@ -174,8 +174,8 @@ fn candidates(select: &str, before: DateTime<Utc>, closed: ClosedWhen) -> Result
 #[async_trait]
 impl Archive for CosmosStore {
     /// A cross-partition query of ids and versions (`/updatedAt/?`,
-    /// `/archivedThrough/?` and the closed field are indexed), the first
-    /// `limit` of each partition; the oldest of those, sorted here (the SDK
+    /// `/archivedThrough/?` and the closed field are indexed), `TOP limit`
+    /// of whichever partitions the SDK reads first, sorted here (the SDK
     /// runs no cross-partition ORDER BY).
     async fn archivable(
         &self,
