@@ -99,6 +99,11 @@ async fn closed_orders_move_to_the_archive_while_load_runs_and_read_the_same() {
     support::until(|| count_of(&data, closed), |projected| *projected == count as i64).await;
     let before = reads(&server, &ids).await;
     let hot_before = hot_events(&data);
+    // ... and every change-feed consumer has read them (archival leaves
+    // alone what one has not).
+    let read_by_all = "SELECT (SELECT MIN(CAST(continuation AS INTEGER)) FROM leases WHERE range = 'all')
+        >= (SELECT MAX(seq) FROM events WHERE stream_id LIKE 'Order-a-%')";
+    support::until(|| count_of(&data, read_by_all), |read| *read == 1).await;
 
     // A load of new orders runs meanwhile (and stays hot: they are open).
     let mut load = Command::new(support::BIN)
