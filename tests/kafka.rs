@@ -196,6 +196,8 @@ async fn orders_move_through_their_lifecycle_with_backend_events_from_kafka() {
     assert_eq!(ids, expected, "every event once, in stream order");
     assert_eq!(published[0]["type"], "orderflow.order.placed");
     assert_eq!(published[0]["source"], "/orderflow/orders");
+    assert_eq!(published[0]["dataschema"], "urn:orderflow:schema:order.placed:v1", "the version of its shape");
+    assert_eq!(history[0]["schemaVersion"], 1);
     assert_eq!(published.last().map(|e| e["type"].clone()), Some(json!("orderflow.order.delivered")));
     let inventory = topics.read("orderflow.inventory").await;
     assert!(inventory.iter().any(|e| e["type"] == "orderflow.inventory.stockshipped"));

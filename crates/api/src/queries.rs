@@ -12,7 +12,7 @@ use orderflow_domain::limits::MAX_REFERENCE;
 use orderflow_domain::order::{OrderLine, OrderState, OrderStatus, Payment, Shipment};
 use orderflow_pipeline::ports::Snapshot;
 use orderflow_pipeline::reads::{self, Current};
-use orderflow_pipeline::streams::{order_stream, sku_stream, Category};
+use orderflow_pipeline::streams::{current_data, order_stream, sku_stream, Category};
 use orderflow_pipeline::StoreError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -72,6 +72,10 @@ pub struct HistoryEvent {
     event_id: String,
     #[serde(rename = "type")]
     event_type: String,
+    /// The version of the type's shape `data` is in: always the current one
+    /// (older stored shapes are brought up to it), unless a newer orderflow
+    /// wrote it.
+    schema_version: u32,
     /// Position in the stream, from 0.
     index: u64,
     time: DateTime<Utc>,
@@ -92,19 +96,23 @@ async fn history(app: &App, stream_id: &str, query: HistoryQuery, what: &str) ->
     if events.is_empty() && query.from == 0 {
         return Err(Problem::not_found(format!("no such {what}")));
     }
-    let body: Vec<_> = events
+    let body = events
         .into_iter()
-        .map(|e| HistoryEvent {
-            event_id: e.event_id.to_string(),
-            event_type: e.event_type,
-            index: e.index,
-            time: e.time,
-            data: e.data,
-            message_id: e.message_id,
-            correlation_id: e.correlation_id,
-            causation_id: e.causation_id,
+        .map(|e| {
+            let (schema_version, data) = current_data(&e)?;
+            Ok(HistoryEvent {
+                event_id: e.event_id.to_string(),
+                event_type: e.event_type,
+                schema_version,
+                index: e.index,
+                time: e.time,
+                data,
+                message_id: e.message_id,
+                correlation_id: e.correlation_id,
+                causation_id: e.causation_id,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Json(body).into_response())
 }
 

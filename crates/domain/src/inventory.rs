@@ -21,6 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::contract::EventContract;
 use crate::{Aggregate, Rejection};
 
 pub const MAX_STOCK_CHANGE: u64 = 1_000_000_000;
@@ -79,7 +80,10 @@ impl InventoryCommand {
     }
 }
 
+/// The storage contract of this stream kind (see [`crate::contract`]): never
+/// change a variant's shape without a new version in its `Aggregate::EVENTS`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(strum::VariantNames))]
 #[serde(tag = "type", content = "data", rename_all_fields = "camelCase")]
 pub enum InventoryEvent {
     Restocked { quantity: u64 },
@@ -97,6 +101,8 @@ impl Aggregate for Inventory {
     type State = SkuState;
     type Command = InventoryCommand;
     type Event = InventoryEvent;
+    /// No event type has changed its shape yet: every one is at version 1.
+    const EVENTS: EventContract = EventContract { upcasts: &[] };
 
     fn decide(state: &SkuState, command: &InventoryCommand) -> Result<Vec<InventoryEvent>, Rejection> {
         decide(state, command)

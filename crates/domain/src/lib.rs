@@ -11,8 +11,11 @@
 //! here does I/O, reads the clock, or knows how events are stored or
 //! transported.
 
+pub mod contract;
 pub mod deadlines;
 pub mod fulfillment;
+#[cfg(test)]
+mod golden;
 pub mod inventory;
 pub mod limits;
 pub mod order;
@@ -21,6 +24,7 @@ mod rejection;
 pub use fulfillment::{react, Command, Event};
 pub use rejection::Rejection;
 
+use contract::EventContract;
 use serde::{de::DeserializeOwned, Serialize};
 
 /// One kind of stream: its state, commands and events, and the two functions
@@ -32,6 +36,8 @@ pub trait Aggregate {
     type Command: Send + Sync;
     /// Serialized adjacently tagged: `{"type": "Placed", "data": {...}}`.
     type Event: Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// The versions of the events' shapes and how older ones come up (see [`contract`]).
+    const EVENTS: EventContract;
 
     fn decide(state: &Self::State, command: &Self::Command) -> Result<Vec<Self::Event>, Rejection>;
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;

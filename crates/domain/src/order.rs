@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::contract::EventContract;
 use crate::deadlines::{BackorderAction, Deadline};
 use crate::{Aggregate, Rejection};
 
@@ -224,7 +225,10 @@ impl OrderCommand {
     }
 }
 
+/// The storage contract of this stream kind (see [`crate::contract`]): never
+/// change a variant's shape without a new version in its `Aggregate::EVENTS`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(strum::VariantNames))]
 #[serde(tag = "type", content = "data", rename_all_fields = "camelCase")]
 pub enum OrderEvent {
     Placed {
@@ -306,6 +310,8 @@ impl Aggregate for Order {
     type State = OrderState;
     type Command = OrderCommand;
     type Event = OrderEvent;
+    /// No event type has changed its shape yet: every one is at version 1.
+    const EVENTS: EventContract = EventContract { upcasts: &[] };
 
     fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEvent>, Rejection> {
         decide(state, command)

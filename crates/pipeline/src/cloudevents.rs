@@ -8,7 +8,7 @@ use cloudevents::{Event, EventBuilder, EventBuilderV10};
 use serde_json::{json, Map, Value};
 
 use crate::ports::{EventRecord, Message};
-use crate::streams::Category;
+use crate::streams::{current_data, Category};
 
 pub const ORDERS_TOPIC: &str = "orderflow.orders";
 pub const INVENTORY_TOPIC: &str = "orderflow.inventory";
@@ -18,17 +18,20 @@ const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 
 /// The downstream CloudEvent of a committed event (DESIGN §6): `id` = eventId,
 /// `type` = `orderflow.{category}.{name in lower case}`, `subject` = stream id,
-/// extension `streamindex`.
+/// extension `streamindex`, `data` in the type's current shape and
+/// `dataschema` = `urn:orderflow:schema:{category}.{name in lower case}:v{version}`.
 pub fn downstream_event(record: &EventRecord) -> Result<(String, Event), String> {
     let (topic, source, category) = match Category::of(&record.stream_id) {
         Some((Category::Order, _)) => (ORDERS_TOPIC, "/orderflow/orders", "order"),
         Some((Category::Sku, _)) => (INVENTORY_TOPIC, "/orderflow/inventory", "inventory"),
         None => return Err(format!("no topic for stream {}", record.stream_id)),
     };
+    let (version, data) = current_data(record).map_err(|e| e.to_string())?;
+    let name = format!("{category}.{}", record.event_type.to_lowercase());
     let mut builder = EventBuilderV10::new()
         .id(record.event_id.to_string())
         .source(source)
-        .ty(format!("orderflow.{category}.{}", record.event_type.to_lowercase()))
+        .ty(format!("orderflow.{name}"))
         .subject(record.stream_id.clone())
         .time(record.time)
         .extension("streamindex", record.index as i64)
@@ -38,7 +41,10 @@ pub fn downstream_event(record: &EventRecord) -> Result<(String, Event), String>
     if let Some(traceparent) = crate::trace::traceparent(&record.correlation_id, &record.event_id) {
         builder = builder.extension("traceparent", traceparent);
     }
-    let event = builder.data("application/json", record.data.clone()).build().map_err(|e| e.to_string())?;
+    let event = builder
+        .data_with_schema("application/json", format!("urn:orderflow:schema:{name}:v{version}"), data)
+        .build()
+        .map_err(|e| e.to_string())?;
     Ok((topic.to_string(), event))
 }
 

@@ -29,6 +29,7 @@ fn event(stream_id: &str, index: u64) -> EventRecord {
         stream_id: stream_id.to_string(),
         index,
         event_type: "LineRemoved".into(),
+        schema_version: (index % 3) as u32 + 1,
         data: json!({"sku": format!("S{index}")}),
         time: Utc::now(),
         correlation_id: "corr".into(),
@@ -69,6 +70,8 @@ pub async fn append_then_load(stores: &Stores) {
     let events = stores.events.read_stream(&id, 0, 100).await.expect("read");
     assert_eq!(events.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 1, 2]);
     assert_eq!(events[1].data, json!({"sku": "S1"}));
+    let shapes: Vec<u32> = events.iter().map(|e| e.schema_version).collect();
+    assert_eq!(shapes, [1, 2, 3], "each event keeps the version of its shape");
     assert_eq!(stores.events.read_stream(&id, 1, 1).await.expect("read")[0].index, 1);
     assert!(stores.events.read_stream(&id, 3, 10).await.expect("read").is_empty());
     // Any index a caller can name is an answer, not an error.
@@ -183,6 +186,7 @@ pub async fn the_change_feed_has_every_event_in_stream_order(stores: &Stores) {
     let of = |id: &str| events.iter().filter(|e| e.stream_id == id).map(|e| e.index).collect::<Vec<_>>();
     assert_eq!(of(&a), (0..12).collect::<Vec<_>>());
     assert_eq!(of(&b), [0]);
+    assert!(events.iter().all(|e| e.schema_version == (e.index % 3) as u32 + 1), "each keeps its shape's version");
     // Resuming from where the read ended gives only what came after.
     appended(stores, append(&b, 1, 1, None)).await;
     let (more, _) = drain(stores, &after).await;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use orderflow_domain::deadlines::{schedule, Deadline, DeadlinePolicy};
-use orderflow_domain::order::{OrderCommand, OrderEvent};
+use orderflow_domain::order::{Order, OrderCommand};
 use orderflow_domain::Command;
 use tokio::sync::watch;
 
@@ -42,7 +42,7 @@ impl DeadlineTimers {
             if !matches!(Category::of(&record.stream_id), Some((Category::Order, _))) {
                 continue;
             }
-            let Some((deadline, after)) = schedule(&decode_event::<OrderEvent>(record)?, &self.policy) else {
+            let Some((deadline, after)) = schedule(&decode_event::<Order>(record)?, &self.policy) else {
                 continue;
             };
             let after = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);

@@ -53,12 +53,21 @@ pub struct EventRecord {
     pub index: u64,
     #[serde(rename = "type")]
     pub event_type: String,
+    /// The version of its type's shape `data` was written in (events stored
+    /// before versions existed are version 1); reads bring it up to the
+    /// current one (`orderflow_domain::contract`).
+    #[serde(default = "first_schema_version")]
+    pub schema_version: u32,
     pub data: Value,
     pub time: DateTime<Utc>,
     pub correlation_id: String,
     pub causation_id: String,
     /// The message (HTTP request, ingested CloudEvent, reaction) that caused it.
     pub message_id: String,
+}
+
+fn first_schema_version() -> u32 {
+    1
 }
 
 /// The head of a stream: its version (the number of events in it) and the

@@ -302,7 +302,7 @@ impl CommandProcessor {
             let append = Append {
                 stream_id: stream_id.to_string(),
                 expected_version: version,
-                events: records(stream_id, version, &events, envelope)?,
+                events: records::<A>(stream_id, version, &events, envelope)?,
                 state: new_state.clone(),
                 idempotency: key.map(|k| IdempotencyRecord {
                     key: k.key.clone(),
@@ -378,10 +378,10 @@ impl TipCache {
     }
 }
 
-fn records<E: Serialize>(
+fn records<A: Aggregate>(
     stream_id: &str,
     version: u64,
-    events: &[E],
+    events: &[A::Event],
     envelope: &Envelope,
 ) -> Result<Vec<EventRecord>, StoreError> {
     let time = Utc::now();
@@ -389,12 +389,13 @@ fn records<E: Serialize>(
         .iter()
         .enumerate()
         .map(|(i, event)| {
-            let (event_type, data) = encode_event(event)?;
+            let (event_type, schema_version, data) = encode_event::<A>(event)?;
             Ok(EventRecord {
                 event_id: Uuid::new_v4(),
                 stream_id: stream_id.to_string(),
                 index: version + i as u64,
                 event_type,
+                schema_version,
                 data,
                 time,
                 correlation_id: envelope.correlation_id.clone(),

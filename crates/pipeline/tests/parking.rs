@@ -66,6 +66,7 @@ async fn append(store: &MemoryStore, stream_id: &str, data: Value) {
         stream_id: stream_id.into(),
         index: version,
         event_type: "Happened".into(),
+        schema_version: 1,
         data,
         time: chrono::Utc::now(),
         correlation_id: "c".into(),

@@ -18,6 +18,7 @@ fn append_to(stream: &str, version: u64) -> Append {
         stream_id: stream.to_string(),
         index: version,
         event_type: "Restocked".into(),
+        schema_version: 1,
         data: json!({"quantity": 1}),
         time: Utc::now(),
         correlation_id: "bench".into(),

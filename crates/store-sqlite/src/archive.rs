@@ -226,6 +226,7 @@ mod tests {
                 stream_id: stream_id.into(),
                 index,
                 event_type: "Placed".into(),
+                schema_version: 1,
                 data: json!({"n": index}),
                 time: Utc::now(),
                 correlation_id: "c".into(),

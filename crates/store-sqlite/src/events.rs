@@ -17,7 +17,7 @@ use crate::{archive, SqliteStore};
 pub(crate) const RANGE: &str = "all";
 
 pub(crate) const EVENT_COLUMNS: &str =
-    "seq, stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id";
+    "seq, stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id, schema_version";
 
 #[async_trait]
 impl EventStore for SqliteStore {
@@ -174,8 +174,9 @@ fn append_events(conn: &Connection, append: Append, cutoff: i64) -> Result<Appen
     }
     let mut insert = conn
         .prepare_cached(
-            "INSERT INTO events (stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO events (stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id,
+                schema_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(unavailable)?;
     for (i, event) in append.events.iter().enumerate() {
@@ -194,6 +195,7 @@ fn append_events(conn: &Connection, append: Append, cutoff: i64) -> Result<Appen
                 event.correlation_id,
                 event.causation_id,
                 event.message_id,
+                event.schema_version,
             ])
             .map_err(unavailable)?;
     }
@@ -240,6 +242,7 @@ pub(crate) fn event_row(row: &Row) -> rusqlite::Result<(u64, Result<EventRecord,
             correlation_id: row.get(7).map_err(unavailable)?,
             causation_id: row.get(8).map_err(unavailable)?,
             message_id: row.get(9).map_err(unavailable)?,
+            schema_version: row.get(10).map_err(unavailable)?,
         })
     })();
     Ok((seq, record))

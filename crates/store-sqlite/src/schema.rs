@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS events (
     correlation_id TEXT    NOT NULL,
     causation_id   TEXT    NOT NULL,
     message_id     TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL DEFAULT 1, -- of the type's shape (contract.rs)
     UNIQUE (stream_id, idx)
 );
 CREATE TABLE IF NOT EXISTS tips (
@@ -123,6 +124,12 @@ fn from_2(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("ALTER TABLE snapshots ADD COLUMN archived_through INTEGER")
 }
 
+/// Schema 3 → 4: events carry the version of their type's shape; all
+/// stored before are version 1.
+fn from_3(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("ALTER TABLE events ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1")
+}
+
 /// Sets the durability pragmas and creates (or migrates to) the tables of
 /// this version.
 pub fn prepare(conn: &Connection) -> Result<(), String> {
@@ -149,6 +156,9 @@ fn prepare_tables(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
         if (1..=2).contains(&version) {
             from_2(conn)?;
         }
+        if (1..=3).contains(&version) {
+            from_3(conn)?;
+        }
         conn.execute_batch(TABLES)?;
         conn.pragma_update(None, "user_version", VERSION)
     })();
@@ -167,7 +177,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_store_of_schema_1_keeps_its_keys_positions_and_read_models() {
+    fn a_store_of_schema_1_keeps_its_events_keys_positions_and_read_models() {
         let conn = Connection::open_in_memory().expect("open");
         conn.execute_batch(
             "CREATE TABLE idempotency (stream_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
@@ -176,6 +186,11 @@ mod tests {
                  updated_at TEXT NOT NULL, PRIMARY KEY (consumer, range)) WITHOUT ROWID;
              CREATE TABLE snapshots (stream_id TEXT PRIMARY KEY, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
                  customer_id TEXT, state TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE events (seq INTEGER PRIMARY KEY, stream_id TEXT NOT NULL, idx INTEGER NOT NULL,
+                 event_id TEXT NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, time TEXT NOT NULL,
+                 correlation_id TEXT NOT NULL, causation_id TEXT NOT NULL, message_id TEXT NOT NULL,
+                 UNIQUE (stream_id, idx));
+             INSERT INTO events VALUES (1, 'Order-1', 0, 'e', 'Placed', '{}', 't', 'c', 'c', 'm');
              INSERT INTO snapshots VALUES ('Order-1', 3, '2026-01-01T00:00:00Z', 'c', '{}');
              INSERT INTO idempotency VALUES ('Sku-A', 'k', 'fp', '{}');
              INSERT INTO checkpoints VALUES ('fulfillment', 'all', '42', '2026-01-01T00:00:00Z');
@@ -192,6 +207,8 @@ mod tests {
         let archived: Option<i64> =
             conn.query_row("SELECT archived_through FROM snapshots", [], |r| r.get(0)).expect("read model");
         assert_eq!(archived, None, "read models not archived yet");
+        let shape: i64 = conn.query_row("SELECT schema_version FROM events", [], |r| r.get(0)).expect("event");
+        assert_eq!(shape, 1, "events stored before versions are version 1");
         prepare(&conn).expect("a second open changes nothing");
     }
 }

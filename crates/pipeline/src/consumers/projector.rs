@@ -90,7 +90,7 @@ pub fn project(snapshot: Option<Snapshot>, events: &[&EventRecord]) -> Result<Op
 fn fold<A: Aggregate>(state: Option<&serde_json::Value>, events: &[&EventRecord]) -> Result<A::State, StoreError> {
     let mut state = decode_state::<A>(state)?;
     for event in events {
-        state = A::evolve(state, &decode_event::<A::Event>(event)?);
+        state = A::evolve(state, &decode_event::<A>(event)?);
     }
     Ok(state)
 }
