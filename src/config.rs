@@ -11,6 +11,7 @@ use orderflow_api::ApiConfig;
 use orderflow_domain::deadlines::{BackorderAction, DeadlinePolicy};
 use orderflow_kafka::KafkaConfig;
 use orderflow_pipeline::ports::{StartFrom, DEFAULT_KEY_RETENTION};
+use orderflow_pipeline::topics;
 use orderflow_store_cosmos::{ConnectionString, CosmosAccount, Identity};
 use orderflow_store_sqlite::{DEFAULT_TOPIC_AGE, DEFAULT_TOPIC_RECORDS};
 
@@ -18,16 +19,6 @@ use crate::settings::Settings;
 
 pub const DEFAULT_DATA_DIR: &str = ".orderflow";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7071";
-
-/// Settings that name a physical Kafka topic, for each logical topic.
-const TOPIC_SETTINGS: [(&str, &str); 6] = [
-    ("KafkaTopicPayments", "payments"),
-    ("KafkaTopicWarehouse", "warehouse"),
-    ("KafkaTopicStock", "stock"),
-    ("KafkaTopicOrders", "orderflow.orders"),
-    ("KafkaTopicInventory", "orderflow.inventory"),
-    ("KafkaTopicDeadletter", "orderflow.deadletter"),
-];
 
 /// What flags can set; `None` falls back to the settings.
 #[derive(Default, clap::Args)]
@@ -341,9 +332,9 @@ fn kafka_config(brokers: String, settings: &Settings, problems: &mut Vec<String>
         Some(_) => problems.push("KafkaPartitions: must be a positive number".into()),
         None => {}
     }
-    kafka.topic_names = TOPIC_SETTINGS
+    kafka.topic_names = topics::ALL
         .iter()
-        .filter_map(|(setting, logical)| settings.get(setting).map(|name| (logical.to_string(), name)))
+        .filter_map(|topic| settings.get(topic.setting).map(|name| (topic.name.to_string(), name)))
         .collect::<HashMap<_, _>>();
     if let Err(error) = kafka.client_config() {
         problems.push(error.to_string());
@@ -404,7 +395,7 @@ impl Config {
                     ("KafkaConsumerGroup", kafka.consumer_group.clone()),
                     ("KafkaPartitions", kafka.partitions.to_string()),
                 ]);
-                rows.extend(TOPIC_SETTINGS.iter().map(|(setting, logical)| (*setting, kafka.topic(logical))));
+                rows.extend(topics::ALL.iter().map(|topic| (topic.setting, kafka.topic(topic.name))));
             }
             None => rows.push(("KafkaBrokerList", "not set: the embedded topic log".into())),
         }

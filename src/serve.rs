@@ -29,7 +29,7 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
 
     let kafka_consumer = match &options.kafka {
         Some(kafka) => {
-            let created = orderflow_kafka::create_topics(kafka, &orderflow_kafka::TOPICS)
+            let created = orderflow_kafka::create_topics(kafka)
                 .await
                 .context("cannot prepare the Kafka topics (KafkaBrokerList)")?;
             if !created.is_empty() {

@@ -140,9 +140,9 @@ pub async fn create(config: &Config) -> anyhow::Result<()> {
     let Some(kafka) = &config.kafka else {
         anyhow::bail!("KafkaBrokerList is not set: the embedded topic log needs no topics created");
     };
-    let created = orderflow_kafka::create_topics(kafka, &orderflow_kafka::TOPICS).await?;
-    for topic in orderflow_kafka::TOPICS {
-        let name = kafka.topic(topic);
+    let created = orderflow_kafka::create_topics(kafka).await?;
+    for topic in orderflow_pipeline::topics::ALL {
+        let name = kafka.topic(topic.name);
         let state = if created.contains(&name) { "created" } else { "exists" };
         println!("{name}\t{state}");
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use orderflow_kafka::reader::{read_topic, ReadOptions};
 use orderflow_kafka::{KafkaConfig, KafkaProducer};
 use orderflow_pipeline::ports::{Message, MessageProducer};
+use orderflow_pipeline::topics;
 use serde_json::{json, Value};
 use support::{until_async, Server};
 use tempfile::TempDir;
@@ -19,15 +20,6 @@ fn broker() -> String {
     std::env::var("ORDERFLOW_TEST_KAFKA")
         .expect("ORDERFLOW_TEST_KAFKA is not set: run the tests with scripts/test, which starts a Kafka broker")
 }
-
-const TOPIC_SETTINGS: [(&str, &str); 6] = [
-    ("KafkaTopicPayments", "payments"),
-    ("KafkaTopicWarehouse", "warehouse"),
-    ("KafkaTopicStock", "stock"),
-    ("KafkaTopicOrders", "orderflow.orders"),
-    ("KafkaTopicInventory", "orderflow.inventory"),
-    ("KafkaTopicDeadletter", "orderflow.deadletter"),
-];
 
 /// Unique topics and consumer group for one test (topics cannot be deleted
 /// on the test broker, so tests never share them).
@@ -51,14 +43,13 @@ impl Topics {
             ("KafkaConsumerGroup".to_string(), format!("{}-group", self.prefix)),
             ("KafkaPartitions".to_string(), "3".to_string()),
         ];
-        settings.extend(TOPIC_SETTINGS.iter().map(|(setting, logical)| (setting.to_string(), self.physical(logical))));
+        settings.extend(topics::ALL.iter().map(|topic| (topic.setting.to_string(), self.physical(topic.name))));
         settings
     }
 
     fn config(&self) -> KafkaConfig {
         let mut config = KafkaConfig::new(self.brokers.clone());
-        config.topic_names =
-            TOPIC_SETTINGS.iter().map(|(_, logical)| (logical.to_string(), self.physical(logical))).collect();
+        config.topic_names = topics::ALL.iter().map(|t| (t.name.to_string(), self.physical(t.name))).collect();
         config.partitions = 3;
         config
     }

@@ -27,6 +27,7 @@ use orderflow_pipeline::consumers::{Consumer, FeedRunner, Fulfillment, Projector
 use orderflow_pipeline::deadlines::{DeadlineTimers, PassDeadlines};
 use orderflow_pipeline::ports::{EventRecord, EventStore, Message, MessageProducer, SnapshotStore, StartFrom, Stores};
 use orderflow_pipeline::processor::{CommandProcessor, Envelope, IdempotencyKey};
+use orderflow_pipeline::streams::{order_stream, sku_stream};
 use orderflow_pipeline::StoreError;
 use orderflow_store_cosmos::{Charge, CosmosStore};
 use serde::Serialize;
@@ -242,7 +243,7 @@ async fn measure(
     for i in 0..orders {
         // The customer looks at the order four times along the way.
         for _ in 0..4 {
-            stores.snapshots.get(&format!("Order-{}", order_id(i))).await?;
+            stores.snapshots.get(&order_stream(&order_id(i))).await?;
         }
         let pay = OrderCommand::AuthorizePayment {
             payment_id: format!("p-{i}"),
@@ -325,7 +326,7 @@ fn spent(
 async fn sizes(store: &CosmosStore, order_id: &str, sku: &str) -> anyhow::Result<Sizes> {
     use serde_json::json;
     let bytes = |value: &serde_json::Value| value.to_string().len() as f64;
-    let stream = format!("Order-{order_id}");
+    let stream = order_stream(order_id);
     let events = store.read_stream(&stream, 0, 1_000).await?;
     let mut documents = Vec::with_capacity(events.len());
     for event in &events {
@@ -340,8 +341,8 @@ async fn sizes(store: &CosmosStore, order_id: &str, sku: &str) -> anyhow::Result
         })
     };
     let order_tip = tip(&stream, store.load(&stream, None).await?.tip);
-    let sku_stream = format!("Sku-{sku}");
-    let sku_tip = tip(&sku_stream, store.load(&sku_stream, None).await?.tip);
+    let stock = sku_stream(sku);
+    let sku_tip = tip(&stock, store.load(&stock, None).await?.tip);
     let order_snapshot = store.get(&stream).await?.map_or(0.0, |s| {
         bytes(&json!({"id": s.stream_id, "version": s.version, "updatedAt": s.updated_at, "customerId": s.customer_id, "state": s.state}))
     });

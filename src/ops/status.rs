@@ -11,6 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use orderflow_pipeline::deadlines::ROUND;
+use orderflow_pipeline::streams::Category;
 
 use super::state::Ops;
 
@@ -39,7 +40,7 @@ pub async fn status(State(ops): State<Arc<Ops>>) -> Response {
             .into_iter()
             .map(|s| {
                 json!({
-                    "orderId": s.stream_id.strip_prefix("Order-").unwrap_or(&s.stream_id),
+                    "orderId": Category::of(&s.stream_id).map_or(s.stream_id.as_str(), |(_, id)| id),
                     "status": s.state["status"],
                     "version": s.version,
                     "updatedAt": s.updated_at,

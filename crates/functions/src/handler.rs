@@ -15,29 +15,29 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use orderflow_pipeline::cloudevents::{DEADLETTER_TOPIC, INVENTORY_TOPIC, ORDERS_TOPIC};
 use orderflow_pipeline::consumers::{Consumer, Fulfillment, Parked, Projector, Publisher};
 use orderflow_pipeline::deadlines::DeadlineTimers;
 use orderflow_pipeline::ingest::{Ingested, Ingestor, Received};
 use orderflow_pipeline::ports::{EventStore, Message, MessageProducer, Parking, Refusals, SnapshotStore, StoreError};
 use orderflow_pipeline::processor::CommandProcessor;
 use orderflow_pipeline::time_driven::{Ran, TimeDriven};
+use orderflow_pipeline::topics::{self, Topic};
 use serde_json::{json, Value};
 
 use crate::documents::decode_events;
 use crate::invocation::{InvocationRequest, InvocationResponse};
 use crate::kafka_data::{decode_records, output_element};
 
-/// The Kafka-triggered functions: a Kafka trigger reads one topic, so there
-/// is one per ingestion topic, all handled alike.
-pub const INGEST_FUNCTIONS: [&str; 3] = ["ingest-payments", "ingest-warehouse", "ingest-stock"];
+/// The Kafka-triggered function of an ingestion topic: a Kafka trigger reads
+/// one topic, so there is one per ingestion topic (`ingest-payments`), all
+/// handled alike.
+pub fn ingest_function(topic: &Topic) -> String {
+    format!("ingest-{}", topic.name)
+}
 
 /// Binding names, as `functions/*/function.json` declare them.
 pub const KAFKA_TRIGGER: &str = "events";
 pub const COSMOS_TRIGGER: &str = "documents";
-/// The `kafka` output binding of each downstream topic.
-pub const OUTPUT_BINDINGS: [(&str, &str); 3] =
-    [(ORDERS_TOPIC, "orders"), (INVENTORY_TOPIC, "inventory"), (DEADLETTER_TOPIC, "deadletter")];
 
 /// What the functions work with: the same pipeline steps as `serve`.
 pub struct Steps {
@@ -56,8 +56,8 @@ pub fn router(steps: Steps, api: Router) -> Router {
     let mut router = Router::new()
         // The host waits for any answer here before it sends invocations.
         .route("/", get(|| async { "orderflow custom handler" }));
-    for function in INGEST_FUNCTIONS {
-        router = router.route(&format!("/{function}"), post(ingest));
+    for topic in topics::INGESTION {
+        router = router.route(&format!("/{}", ingest_function(topic)), post(ingest));
     }
     router
         .route("/publish-events", post(publish_events))
@@ -168,8 +168,9 @@ async fn consume(steps: &Steps, consumer: Arc<dyn Consumer>, body: &[u8], outbox
 fn succeeded(outbox: &Outbox, logs: Vec<String>) -> Response {
     let mut response = InvocationResponse { logs, ..InvocationResponse::default() };
     let messages = outbox.taken();
-    for (topic, binding) in OUTPUT_BINDINGS {
-        let elements: Vec<Value> = messages.iter().filter(|m| m.topic == topic).map(output_element).collect();
+    for topic in topics::ALL {
+        let Some(binding) = topic.output_binding else { continue };
+        let elements: Vec<Value> = messages.iter().filter(|m| m.topic == topic.name).map(output_element).collect();
         if !elements.is_empty() {
             response.outputs.insert(binding.to_string(), Value::Array(elements));
         }

@@ -7,11 +7,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::config::KafkaConfig;
+use orderflow_pipeline::topics;
 
-/// Every logical topic orderflow reads or writes.
-pub const TOPICS: [&str; 6] =
-    ["payments", "warehouse", "stock", "orderflow.orders", "orderflow.inventory", "orderflow.deadletter"];
+use crate::config::KafkaConfig;
 
 #[derive(Debug, thiserror::Error)]
 #[error("kafka: {0}")]
@@ -23,12 +21,12 @@ impl From<String> for AdminError {
     }
 }
 
-/// Creates the physical topics of `logical` that do not exist yet; returns
-/// the ones it created.
-pub async fn create_topics(config: &KafkaConfig, logical: &[&str]) -> Result<Vec<String>, AdminError> {
+/// Creates the physical topics of every topic orderflow reads or writes
+/// ([`topics::ALL`]) that does not exist yet; returns the ones it created.
+pub async fn create_topics(config: &KafkaConfig) -> Result<Vec<String>, AdminError> {
     let client_config = config.client_config().map_err(|e| AdminError(e.to_string()))?;
     let admin: AdminClient<DefaultClientContext> = client_config.create().map_err(|e| AdminError(e.to_string()))?;
-    let names: Vec<String> = logical.iter().map(|topic| config.topic(topic)).collect();
+    let names: Vec<String> = topics::ALL.iter().map(|topic| config.topic(topic.name)).collect();
     let topics: Vec<NewTopic> =
         names.iter().map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(1))).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

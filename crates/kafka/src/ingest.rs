@@ -11,6 +11,7 @@ use std::time::Duration;
 use backon::Retryable;
 use orderflow_pipeline::consumers::backoff;
 use orderflow_pipeline::ingest::{Ingested, Ingestor, Received};
+use orderflow_pipeline::topics;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message as _;
@@ -23,9 +24,6 @@ use crate::config::{ConfigError, KafkaConfig};
 /// Messages queued per partition before the consumer stops fetching: a slow
 /// store slows consumption instead of filling memory.
 const QUEUE_PER_PARTITION: usize = 256;
-
-/// The logical ingestion topics.
-pub const INGESTION_TOPICS: [&str; 3] = ["payments", "warehouse", "stock"];
 
 /// The ingestion consumer's context: reports librdkafka's statistics as the
 /// `orderflow_kafka_consumer_lag` gauge (messages behind, per partition).
@@ -67,7 +65,7 @@ pub fn consumer(config: &KafkaConfig, instance: &str) -> Result<IngestConsumer, 
         .set("queued.max.messages.kbytes", "16384")
         .create_with_context(LagReporter)
         .map_err(|e| ConfigError { setting: "KafkaBrokerList", problem: e.to_string() })?;
-    let topics: Vec<String> = INGESTION_TOPICS.iter().map(|t| config.topic(t)).collect();
+    let topics: Vec<String> = topics::INGESTION.iter().map(|t| config.topic(t.name)).collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| ConfigError { setting: "KafkaBrokerList", problem: e.to_string() })?;
     Ok(consumer)

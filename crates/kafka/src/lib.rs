@@ -12,6 +12,6 @@ pub mod ingest;
 pub mod producer;
 pub mod reader;
 
-pub use admin::{create_topics, AdminError, TOPICS};
+pub use admin::{create_topics, AdminError};
 pub use config::{ConfigError, KafkaConfig};
 pub use producer::KafkaProducer;

@@ -10,10 +10,6 @@ use serde_json::{json, Map, Value};
 use crate::ports::{EventRecord, Message};
 use crate::streams::{current_data, Category};
 
-pub const ORDERS_TOPIC: &str = "orderflow.orders";
-pub const INVENTORY_TOPIC: &str = "orderflow.inventory";
-pub const DEADLETTER_TOPIC: &str = "orderflow.deadletter";
-
 const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 
 /// The downstream CloudEvent of a committed event (DESIGN §6): `id` = eventId,
@@ -21,16 +17,15 @@ const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 /// extension `streamindex`, `data` in the type's current shape and
 /// `dataschema` = `urn:orderflow:schema:{category}.{name in lower case}:v{version}`.
 pub fn downstream_event(record: &EventRecord) -> Result<(String, Event), String> {
-    let (topic, source, category) = match Category::of(&record.stream_id) {
-        Some((Category::Order, _)) => (ORDERS_TOPIC, "/orderflow/orders", "order"),
-        Some((Category::Sku, _)) => (INVENTORY_TOPIC, "/orderflow/inventory", "inventory"),
-        None => return Err(format!("no topic for stream {}", record.stream_id)),
+    let Some((category, _)) = Category::of(&record.stream_id) else {
+        return Err(format!("no topic for stream {}", record.stream_id));
     };
+    let kind = category.kind();
     let (version, data) = current_data(record).map_err(|e| e.to_string())?;
-    let name = format!("{category}.{}", record.event_type.to_lowercase());
+    let name = format!("{}.{}", kind.name, record.event_type.to_lowercase());
     let mut builder = EventBuilderV10::new()
         .id(record.event_id.to_string())
-        .source(source)
+        .source(kind.source)
         .ty(format!("orderflow.{name}"))
         .subject(record.stream_id.clone())
         .time(record.time)
@@ -45,7 +40,7 @@ pub fn downstream_event(record: &EventRecord) -> Result<(String, Event), String>
         .data_with_schema("application/json", format!("urn:orderflow:schema:{name}:v{version}"), data)
         .build()
         .map_err(|e| e.to_string())?;
-    Ok((topic.to_string(), event))
+    Ok((kind.topic.name.to_string(), event))
 }
 
 /// A CloudEvent as a Kafka record in binary content mode.

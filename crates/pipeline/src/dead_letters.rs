@@ -18,10 +18,11 @@ use base64::Engine as _;
 use cloudevents::{EventBuilder, EventBuilderV10};
 use serde_json::{json, Map, Value};
 
-use crate::cloudevents::{to_message, DEADLETTER_TOPIC};
+use crate::cloudevents::to_message;
 use crate::ingest::{Delivery, IngestError};
 use crate::ports::Message;
 use crate::processor::fingerprint;
+use crate::topics::DEADLETTER;
 
 /// The most bytes of a payload a dead letter keeps.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -84,7 +85,7 @@ fn message(delivery: &Delivery, data: Value) -> Result<Message, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let key = delivery.key.as_deref().map(|key| prefix(key, MAX_KEY));
-    Ok(to_message(DEADLETTER_TOPIC, key, &event))
+    Ok(to_message(DEADLETTER.name, key, &event))
 }
 
 /// What the message says, whatever carried it: its CloudEvent attribute

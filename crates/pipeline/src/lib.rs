@@ -5,6 +5,8 @@
 //! - [`ingest`]: CloudEvents from back-end systems → commands, or dead letters.
 //! - [`consumers`]: the change-feed consumers (`project-snapshots`,
 //!   `publish-events`, `fulfillment`) and the loop that drives them.
+//! - [`streams`]: the kinds of stream, their ids and how their events are stored.
+//! - [`topics`]: every Kafka topic, with its setting.
 //! - [`cloudevents`]: the CloudEvents Kafka binding of downstream messages.
 //! - [`reads`]: a stream's read model, at least at the version a reader wrote.
 //! - [`archive`]: orders closed long ago move their events to the archive.
@@ -29,6 +31,7 @@ pub mod processor;
 pub mod reads;
 pub mod streams;
 pub mod time_driven;
+pub mod topics;
 pub mod trace;
 
 pub use ports::StoreError;

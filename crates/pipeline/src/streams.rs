@@ -10,6 +10,7 @@ use serde::Deserialize as _;
 use serde_json::{json, Value};
 
 use crate::ports::EventRecord;
+use crate::topics::{self, Topic};
 use crate::StoreError;
 
 /// Order ids and SKUs: 1 to 64 characters of letters, digits and `-_.:`.
@@ -21,29 +22,61 @@ pub fn is_valid_id(id: &str) -> bool {
 }
 
 pub fn order_stream(order_id: &str) -> String {
-    format!("{}-{order_id}", Order::CATEGORY)
+    Category::Order.stream(order_id)
 }
 
 pub fn sku_stream(sku: &str) -> String {
-    format!("{}-{sku}", Inventory::CATEGORY)
+    Category::Sku.stream(sku)
 }
 
-/// The kind of stream a stream id names.
+/// The kind of stream a stream id names. Every `match` on it is exhaustive:
+/// a third kind shows the compiler every place that must know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
     Order,
     Sku,
 }
 
+/// What the pipeline says of one kind of stream, said once.
+pub struct StreamKind {
+    /// The prefix of its stream ids: the aggregate's `CATEGORY` (`Order-{orderId}`).
+    pub prefix: &'static str,
+    /// Its name in downstream CloudEvent types and schemas (`orderflow.order.placed`).
+    pub name: &'static str,
+    /// The topic its events are published to.
+    pub topic: &'static Topic,
+    /// The `source` of its downstream CloudEvents.
+    pub source: &'static str,
+}
+
+const ORDERS: StreamKind =
+    StreamKind { prefix: Order::CATEGORY, name: "order", topic: &topics::ORDERS, source: "/orderflow/orders" };
+const INVENTORY: StreamKind = StreamKind {
+    prefix: Inventory::CATEGORY,
+    name: "inventory",
+    topic: &topics::INVENTORY,
+    source: "/orderflow/inventory",
+};
+
 impl Category {
+    pub const ALL: [Category; 2] = [Category::Order, Category::Sku];
+
+    pub const fn kind(self) -> &'static StreamKind {
+        match self {
+            Category::Order => &ORDERS,
+            Category::Sku => &INVENTORY,
+        }
+    }
+
     /// Splits `Order-42` into (`Order`, `42`).
     pub fn of(stream_id: &str) -> Option<(Category, &str)> {
         let (prefix, id) = stream_id.split_once('-')?;
-        match prefix {
-            p if p == Order::CATEGORY => Some((Category::Order, id)),
-            p if p == Inventory::CATEGORY => Some((Category::Sku, id)),
-            _ => None,
-        }
+        Category::ALL.into_iter().find(|c| c.kind().prefix == prefix).map(|c| (c, id))
+    }
+
+    /// The id of this kind's stream of `id`.
+    pub fn stream(self, id: &str) -> String {
+        format!("{}-{id}", self.kind().prefix)
     }
 }
 
