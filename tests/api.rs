@@ -357,6 +357,12 @@ async fn the_openapi_document_describes_every_route_and_needs_no_key() {
     let place = &document.body["paths"]["/api/orders"]["post"]["responses"];
     assert_eq!(place["422"]["content"]["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem");
     assert_eq!(document.body["components"]["securitySchemes"]["api_key"]["name"], "X-API-Key");
+    // Every business rule's code is listed, as the domain names them.
+    let codes = &document.body["components"]["schemas"]["RejectionCode"]["enum"];
+    assert_eq!(codes, &json!(orderflow_domain::Rule::codes()));
+    for code in ["order-not-placed", "insufficient-stock", "duplicate-sku"] {
+        assert!(codes.as_array().is_some_and(|c| c.contains(&json!(code))), "{code} in {codes}");
+    }
 }
 
 #[tokio::test]

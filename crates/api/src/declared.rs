@@ -90,8 +90,9 @@ pub enum CommandRefusals {
     /// The body is not labelled JSON.
     #[response(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(ProblemBody),
-    /// A business rule refused the command (`code` says which), or an
-    /// Idempotency-Key was reused for another request. Nothing changed.
+    /// A business rule refused the command (`code` says which: one of
+    /// `RejectionCode`), or an Idempotency-Key was reused for another
+    /// request. Nothing changed.
     #[response(status = 422, content_type = "application/problem+json")]
     Rejected(ProblemBody),
 }

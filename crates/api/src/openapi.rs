@@ -4,6 +4,8 @@
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use orderflow_domain::Rule;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -33,7 +35,7 @@ use crate::{commands, events, queries};
         events::post_events,
     ),
     components(schemas(ProblemBody)),
-    modifiers(&ApiKeys),
+    modifiers(&ApiKeys, &RejectionCodes),
     security((), ("api_key" = [])),
 )]
 pub struct ApiDoc;
@@ -49,6 +51,22 @@ impl Modify for ApiKeys {
             "Needed when the server has keys (OrderflowApiKeys); `Authorization: Bearer <key>` works too.",
         )));
         components.add_security_scheme("api_key", scheme);
+    }
+}
+
+/// `RejectionCode`: the `code` of a 422 problem when a business rule refused
+/// the command, from the domain's list of rules.
+struct RejectionCodes;
+
+impl Modify for RejectionCodes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let codes = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("The business rule that refused a command: the `code` of its 422 problem."))
+            .enum_values(Some(Rule::codes()))
+            .build();
+        components.schemas.insert("RejectionCode".to_string(), codes.into());
     }
 }
 

@@ -46,7 +46,7 @@ impl From<Rejection> for Problem {
     fn from(rejection: Rejection) -> Self {
         match rejection {
             Rejection::NotFound { message } => Problem::not_found(message),
-            Rejection::Rule { code, message } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
+            Rejection::Rule { rule, message } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, rule.code(), message),
         }
     }
 }

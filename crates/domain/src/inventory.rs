@@ -22,7 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::contract::EventContract;
-use crate::{Aggregate, Rejection};
+use crate::{Aggregate, Rejection, Rule};
 
 pub const MAX_STOCK_CHANGE: u64 = 1_000_000_000;
 
@@ -124,7 +124,7 @@ pub fn decide(state: &SkuState, command: &InventoryCommand) -> Result<Vec<Invent
         C::Restock { quantity } => {
             if *quantity == 0 || *quantity > MAX_STOCK_CHANGE {
                 return Err(Rejection::rule(
-                    "invalid-quantity",
+                    Rule::InvalidQuantity,
                     format!("quantity must be between 1 and {MAX_STOCK_CHANGE}"),
                 ));
             }
@@ -133,14 +133,14 @@ pub fn decide(state: &SkuState, command: &InventoryCommand) -> Result<Vec<Invent
         C::Adjust { delta, reason } => {
             if *delta == 0 || delta.unsigned_abs() > MAX_STOCK_CHANGE {
                 return Err(Rejection::rule(
-                    "invalid-quantity",
+                    Rule::InvalidQuantity,
                     format!("delta must be non-zero and at most {MAX_STOCK_CHANGE} either way"),
                 ));
             }
             let on_hand = state.on_hand.checked_add_signed(*delta);
             if on_hand.is_none_or(|on_hand| on_hand < state.reserved) {
                 return Err(Rejection::rule(
-                    "insufficient-stock",
+                    Rule::InsufficientStock,
                     format!("an adjustment of {delta} would leave less on hand than the {} reserved", state.reserved),
                 ));
             }
@@ -170,7 +170,7 @@ fn ensure_reserved(state: &SkuState, quantity: u32, action: &str) -> Result<(), 
     let quantity = u64::from(quantity);
     if quantity > state.reserved || quantity > state.on_hand {
         return Err(Rejection::rule(
-            "not-reserved",
+            Rule::NotReserved,
             format!("{quantity} cannot be {action}: {} are reserved, {} on hand", state.reserved, state.on_hand),
         ));
     }

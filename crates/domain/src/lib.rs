@@ -22,7 +22,7 @@ pub mod order;
 mod rejection;
 
 pub use fulfillment::{react, Command, Event};
-pub use rejection::Rejection;
+pub use rejection::{Rejection, Rule};
 
 use contract::EventContract;
 use serde::{de::DeserializeOwned, Serialize};

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::EventContract;
 use crate::deadlines::{BackorderAction, Deadline};
-use crate::{Aggregate, Rejection};
+use crate::{Aggregate, Rejection, Rule};
 
 pub const MAX_LINES: usize = 100;
 pub const MAX_QUANTITY: u32 = 1_000_000;
@@ -335,7 +335,7 @@ pub fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEve
     match command {
         C::Place { customer_id, currency, lines } => {
             if state.status != S::New {
-                return Err(Rejection::rule("order-exists", "an order with this id already exists"));
+                return Err(Rejection::rule(Rule::OrderExists, "an order with this id already exists"));
             }
             validate_place(customer_id, currency, lines)?;
             Ok(vec![OrderEvent::Placed {
@@ -349,25 +349,25 @@ pub fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEve
             validate_line(line)?;
             if state.line(&line.sku).is_some() {
                 return Err(Rejection::rule(
-                    "duplicate-sku",
+                    Rule::DuplicateSku,
                     format!("the order already has a line for SKU {}", line.sku),
                 ));
             }
             if state.lines.len() >= MAX_LINES {
-                return Err(Rejection::rule("too-many-lines", format!("an order has at most {MAX_LINES} lines")));
+                return Err(Rejection::rule(Rule::TooManyLines, format!("an order has at most {MAX_LINES} lines")));
             }
             Ok(vec![OrderEvent::LineAdded { line: line.clone() }])
         }
         C::RemoveLine { sku } => {
             ensure_lines_editable(state)?;
             if state.line(sku).is_none() {
-                return Err(Rejection::rule("no-such-line", format!("the order has no line for SKU {sku}")));
+                return Err(Rejection::rule(Rule::NoSuchLine, format!("the order has no line for SKU {sku}")));
             }
             Ok(vec![OrderEvent::LineRemoved { sku: sku.clone() }])
         }
         C::Confirm => match state.status {
             S::Placed | S::Backordered if state.lines.is_empty() => {
-                Err(Rejection::rule("no-lines", "an order without lines cannot be confirmed"))
+                Err(Rejection::rule(Rule::NoLines, "an order without lines cannot be confirmed"))
             }
             S::Placed | S::Backordered => {
                 Ok(vec![OrderEvent::Confirmed { attempt: state.attempt + 1, lines: state.line_quantities() }])
@@ -397,7 +397,7 @@ pub fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEve
                 return if &payment.payment_id == payment_id {
                     Ok(vec![])
                 } else {
-                    Err(Rejection::rule("already-paid", "the order already has an authorized payment"))
+                    Err(Rejection::rule(Rule::AlreadyPaid, "the order already has an authorized payment"))
                 };
             }
             match state.status {
@@ -407,20 +407,20 @@ pub fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEve
             }
             // An order whose lines were all removed has nothing to pay for.
             if state.lines.is_empty() {
-                return Err(Rejection::rule("no-lines", "an order without lines cannot be paid"));
+                return Err(Rejection::rule(Rule::NoLines, "an order without lines cannot be paid"));
             }
             if *amount_minor == 0 {
-                return Err(Rejection::rule("invalid-amount", "a payment must be of more than 0"));
+                return Err(Rejection::rule(Rule::InvalidAmount, "a payment must be of more than 0"));
             }
             if currency != &state.currency {
                 return Err(Rejection::rule(
-                    "currency-mismatch",
+                    Rule::CurrencyMismatch,
                     format!("payment is in {currency} but the order is in {}", state.currency),
                 ));
             }
             if *amount_minor != state.total_minor() {
                 return Err(Rejection::rule(
-                    "amount-mismatch",
+                    Rule::AmountMismatch,
                     format!("payment of {amount_minor} does not match the order total of {}", state.total_minor()),
                 ));
             }
@@ -436,7 +436,7 @@ pub fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEve
         }
         C::FailPayment { payment_id, reason } => {
             if state.payment.is_some() {
-                return Err(Rejection::rule("already-paid", "the order already has an authorized payment"));
+                return Err(Rejection::rule(Rule::AlreadyPaid, "the order already has an authorized payment"));
             }
             match state.status {
                 S::Cancelled => Err(not_in_status("paid", S::Cancelled)),
@@ -456,7 +456,7 @@ pub fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEve
         },
         C::Deliver { shipment_id } => match state.status {
             S::Shipped | S::Delivered if !is_current_shipment(state, shipment_id) => {
-                Err(Rejection::rule("unknown-shipment", format!("the order was not shipped as {shipment_id}")))
+                Err(Rejection::rule(Rule::UnknownShipment, format!("the order was not shipped as {shipment_id}")))
             }
             S::Shipped => Ok(vec![OrderEvent::Delivered { shipment_id: shipment_id.clone() }]),
             S::Delivered => Ok(vec![]),
@@ -529,37 +529,37 @@ fn is_current_shipment(state: &OrderState, shipment_id: &str) -> bool {
 fn ensure_lines_editable(state: &OrderState) -> Result<(), Rejection> {
     if state.status != OrderStatus::Placed {
         return Err(Rejection::rule(
-            "order-not-placed",
+            Rule::OrderNotPlaced,
             format!("lines can change only while the order is Placed (it is {})", state.status.as_str()),
         ));
     }
     if state.payment.is_some() {
-        return Err(Rejection::rule("already-paid", "lines cannot change once a payment is authorized"));
+        return Err(Rejection::rule(Rule::AlreadyPaid, "lines cannot change once a payment is authorized"));
     }
     Ok(())
 }
 
 fn not_in_status(action: &str, status: OrderStatus) -> Rejection {
-    Rejection::rule("invalid-status", format!("an order that is {} cannot be {action}", status.as_str()))
+    Rejection::rule(Rule::InvalidStatus, format!("an order that is {} cannot be {action}", status.as_str()))
 }
 
 fn validate_place(customer_id: &str, currency: &str, lines: &[OrderLine]) -> Result<(), Rejection> {
     if customer_id.trim().is_empty() {
-        return Err(Rejection::rule("invalid-customer", "customerId must not be empty"));
+        return Err(Rejection::rule(Rule::InvalidCustomer, "customerId must not be empty"));
     }
     if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(Rejection::rule("invalid-currency", "currency must be an ISO-4217 code such as EUR"));
+        return Err(Rejection::rule(Rule::InvalidCurrency, "currency must be an ISO-4217 code such as EUR"));
     }
     if lines.is_empty() {
-        return Err(Rejection::rule("no-lines", "an order needs at least one line"));
+        return Err(Rejection::rule(Rule::NoLines, "an order needs at least one line"));
     }
     if lines.len() > MAX_LINES {
-        return Err(Rejection::rule("too-many-lines", format!("an order has at most {MAX_LINES} lines")));
+        return Err(Rejection::rule(Rule::TooManyLines, format!("an order has at most {MAX_LINES} lines")));
     }
     for (i, line) in lines.iter().enumerate() {
         validate_line(line)?;
         if lines[..i].iter().any(|earlier| earlier.sku == line.sku) {
-            return Err(Rejection::rule("duplicate-sku", format!("SKU {} appears on more than one line", line.sku)));
+            return Err(Rejection::rule(Rule::DuplicateSku, format!("SKU {} appears on more than one line", line.sku)));
         }
     }
     Ok(())
@@ -567,13 +567,16 @@ fn validate_place(customer_id: &str, currency: &str, lines: &[OrderLine]) -> Res
 
 fn validate_line(line: &OrderLine) -> Result<(), Rejection> {
     if line.sku.trim().is_empty() {
-        return Err(Rejection::rule("invalid-line", "sku must not be empty"));
+        return Err(Rejection::rule(Rule::InvalidLine, "sku must not be empty"));
     }
     if line.quantity == 0 || line.quantity > MAX_QUANTITY {
-        return Err(Rejection::rule("invalid-quantity", format!("quantity must be between 1 and {MAX_QUANTITY}")));
+        return Err(Rejection::rule(Rule::InvalidQuantity, format!("quantity must be between 1 and {MAX_QUANTITY}")));
     }
     if line.unit_price_minor > MAX_UNIT_PRICE_MINOR {
-        return Err(Rejection::rule("invalid-price", format!("unitPriceMinor must be at most {MAX_UNIT_PRICE_MINOR}")));
+        return Err(Rejection::rule(
+            Rule::InvalidPrice,
+            format!("unitPriceMinor must be at most {MAX_UNIT_PRICE_MINOR}"),
+        ));
     }
     Ok(())
 }
