@@ -127,6 +127,8 @@ pub struct OrderState {
     pub payment: Option<Payment>,
     /// The last payment failure, while no payment is authorized.
     pub payment_failure: Option<String>,
+    /// The payment that failed last: the same failure again is a repeat.
+    pub failed_payment_id: Option<String>,
     pub shipment: Option<Shipment>,
     /// The SKU that could not be reserved, while `Backordered`.
     pub backordered_sku: Option<String>,
@@ -435,6 +437,9 @@ pub fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEve
             Ok(events)
         }
         C::FailPayment { payment_id, reason } => {
+            if state.failed_payment_id.as_ref() == Some(payment_id) {
+                return Ok(vec![]);
+            }
             if state.payment.is_some() {
                 return Err(Rejection::rule(Rule::AlreadyPaid, "the order already has an authorized payment"));
             }
@@ -612,8 +617,12 @@ pub fn evolve(mut state: OrderState, event: &OrderEvent) -> OrderState {
         E::PaymentAuthorized { payment_id, amount_minor, .. } => {
             state.payment = Some(Payment { payment_id: payment_id.clone(), amount_minor: *amount_minor });
             state.payment_failure = None;
+            state.failed_payment_id = None;
         }
-        E::PaymentFailed { reason, .. } => state.payment_failure = Some(reason.clone()),
+        E::PaymentFailed { payment_id, reason } => {
+            state.payment_failure = Some(reason.clone());
+            state.failed_payment_id = Some(payment_id.clone());
+        }
         E::ReadyToShip {} => state.status = OrderStatus::ReadyToShip,
         E::Shipped { shipment_id, carrier, tracking_number, .. } => {
             state.status = OrderStatus::Shipped;
