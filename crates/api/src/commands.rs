@@ -25,44 +25,34 @@ use crate::App;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrder {
     /// Chosen by the caller, or derived from the Idempotency-Key, or new.
-    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     order_id: Option<String>,
-    /// Not blank, at most 128 bytes, no control characters.
-    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$")]
+    /// Not blank, no control characters.
     customer_id: String,
     /// ISO 4217, such as `EUR`.
-    #[schema(pattern = r"^[A-Z]{3}$")]
     currency: String,
-    /// 1 to 100 lines (`MAX_LINES`), one per SKU.
-    #[schema(min_items = 1, max_items = 100)]
+    /// One per SKU.
     lines: Vec<Line>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Line {
-    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     sku: String,
-    /// 1 to 1,000,000 (`MAX_QUANTITY`).
-    #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: u32,
-    /// Price of one unit in the currency's minor unit (cents), at most 10^10 (`MAX_UNIT_PRICE_MINOR`).
-    #[schema(maximum = 10_000_000_000_u64)]
+    /// Price of one unit in the currency's minor unit (cents).
     unit_price_minor: u64,
 }
 
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelOrder {
-    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Restock {
-    /// 1 to 10^9 (`MAX_STOCK_CHANGE`).
-    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    /// Units received.
     quantity: u64,
 }
 

@@ -14,26 +14,14 @@ pub struct CommandHeaders {
     /// answers what the first one did, for the idempotency retention (7 days
     /// by default), however many other commands came meanwhile. The same key
     /// with another method, path or body is refused (422), whatever resource
-    /// it names. Keys are scoped per API key (1 to 255 visible ASCII characters).
-    #[param(
-        rename = "Idempotency-Key",
-        required = false,
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[\x21-\x7E]+$"
-    )]
+    /// it names. Keys are scoped per API key (visible ASCII characters).
+    #[param(rename = "Idempotency-Key", required = false)]
     idempotency_key: String,
     /// Runs the command only if the stream is at this version (an ETag, such as `"3"`); 412 otherwise.
     #[param(rename = "If-Match", required = false, pattern = r#"^\s*(\*|(W/)?"?[0-9]{1,19}"?)\s*$"#)]
     if_match: String,
     /// The caller's correlation id, kept on every event the command causes.
-    #[param(
-        rename = "X-Correlation-Id",
-        required = false,
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[\x21-\x7E]+$"
-    )]
+    #[param(rename = "X-Correlation-Id", required = false)]
     x_correlation_id: String,
     /// W3C trace context: the command joins the caller's trace.
     #[param(required = false)]
@@ -119,12 +107,8 @@ pub enum EventRefusals {
 pub struct StructuredEvent {
     #[schema(pattern = r"^(1\.0|0\.3)$")]
     specversion: String,
-    /// Unique per `source`: a redelivery with the same pair is recognised
-    /// (at most `MAX_EVENT_ID` characters).
-    #[schema(min_length = 1, max_length = 256)]
+    /// Unique per `source`: a redelivery with the same pair is recognised.
     id: String,
-    /// At most `MAX_SOURCE` characters.
-    #[schema(min_length = 1, max_length = 512)]
     source: String,
     /// Such as `payments.authorized`, `warehouse.shipped`, `stock.received` (DESIGN §6).
     #[serde(rename = "type")]

@@ -28,15 +28,58 @@ pub const MAX_BATCH: usize = 1000;
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum EventsAnswer {
-    One(Ingested),
+    One(Outcome),
     Batch { results: Vec<BatchResult> },
+}
+
+/// What became of one event.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "outcome", rename_all = "camelCase")]
+pub enum Outcome {
+    /// The command ran (or was a no-op); durable.
+    Applied { receipt: Receipt },
+    /// The same event was applied before; nothing new happened.
+    Duplicate { receipt: Receipt },
+    /// Written to the dead-letter topic instead.
+    #[serde(rename_all = "camelCase")]
+    DeadLettered { kind: &'static str, reason: String },
+}
+
+/// The stream an applied event changed.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    /// `Order-{orderId}` or `Sku-{sku}`.
+    stream_id: String,
+    /// The stream's version after the command.
+    version: u64,
+    /// The order's status after it (none for a SKU).
+    status: Option<String>,
+    /// How many events the command appended (0 for a no-op).
+    appended: usize,
+}
+
+impl From<Ingested> for Outcome {
+    fn from(ingested: Ingested) -> Self {
+        let receipt = |r: orderflow_pipeline::processor::Receipt| Receipt {
+            stream_id: r.stream_id,
+            version: r.version,
+            status: r.status,
+            appended: r.appended,
+        };
+        match ingested {
+            Ingested::Applied { receipt: r } => Outcome::Applied { receipt: receipt(r) },
+            Ingested::Duplicate { receipt: r } => Outcome::Duplicate { receipt: receipt(r) },
+            Ingested::DeadLettered { kind, reason } => Outcome::DeadLettered { kind, reason },
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct BatchResult {
     /// The event's `id`, as sent.
     id: Value,
-    result: Ingested,
+    result: Outcome,
 }
 
 /// Send back-end events (payments, shipments, stock) as CloudEvents.
@@ -85,7 +128,7 @@ pub async fn post_events(
     let id = event.as_ref().map(|e| e.id().to_string()).ok();
     match app.ingestor.ingest(&delivery, event).await? {
         Ingested::DeadLettered { kind, reason } => Err(dead_letter_problem(kind, reason, id)),
-        accepted => Ok((StatusCode::ACCEPTED, Json(EventsAnswer::One(accepted))).into_response()),
+        accepted => Ok((StatusCode::ACCEPTED, Json(EventsAnswer::One(accepted.into()))).into_response()),
     }
 }
 
@@ -108,7 +151,7 @@ async fn ingest_batch(app: &App, delivery: Delivery) -> Result<Response, Problem
         let one = Delivery { payload: item.to_string().into_bytes(), ..delivery.clone() };
         let event = serde_json::from_value::<Event>(item).map_err(|e| format!("not a structured CloudEvent: {e}"));
         let outcome = app.ingestor.ingest(&one, event).await?;
-        results.push(BatchResult { id, result: outcome });
+        results.push(BatchResult { id, result: outcome.into() });
     }
     Ok((StatusCode::ACCEPTED, Json(EventsAnswer::Batch { results })).into_response())
 }

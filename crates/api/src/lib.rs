@@ -9,6 +9,7 @@ mod openapi;
 mod problem;
 mod queries;
 mod request;
+mod schemas;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::ProblemBody;
-use crate::{commands, events, queries};
+use crate::{commands, events, queries, schemas};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,7 +35,7 @@ use crate::{commands, events, queries};
         events::post_events,
     ),
     components(schemas(ProblemBody)),
-    modifiers(&ApiKeys, &RejectionCodes),
+    modifiers(&ApiKeys, &RejectionCodes, &Bounds),
     security((), ("api_key" = [])),
 )]
 pub struct ApiDoc;
@@ -67,6 +67,16 @@ impl Modify for RejectionCodes {
             .enum_values(Some(Rule::codes()))
             .build();
         components.schemas.insert("RejectionCode".to_string(), codes.into());
+    }
+}
+
+/// The limits of bounded values, from the domain's constants ([`schemas`]).
+struct Bounds;
+
+impl Modify for Bounds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // A bound with no place is a test failure (`schemas::tests`), not a crash here.
+        let _unplaced = schemas::apply(openapi);
     }
 }
 

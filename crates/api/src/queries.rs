@@ -9,7 +9,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use orderflow_domain::inventory::SkuState;
 use orderflow_domain::limits::MAX_REFERENCE;
-use orderflow_domain::order::{OrderLine, OrderState, OrderStatus, Payment, Shipment};
+use orderflow_domain::order::{OrderLine, OrderState, Payment, Shipment};
 use orderflow_pipeline::ports::Snapshot;
 use orderflow_pipeline::reads::{self, Current};
 use orderflow_pipeline::streams::{current_data, order_stream, sku_stream, Category};
@@ -30,15 +30,15 @@ use crate::App;
 pub struct OrderView {
     order_id: String,
     customer_id: String,
-    status: OrderStatus,
+    status: &'static str,
     currency: String,
-    lines: Vec<OrderLine>,
+    lines: Vec<LineView>,
     total_minor: u64,
     version: u64,
     updated_at: DateTime<Utc>,
-    payment: Option<Payment>,
+    payment: Option<PaymentView>,
     payment_failure: Option<String>,
-    shipment: Option<Shipment>,
+    shipment: Option<ShipmentView>,
     backordered_sku: Option<String>,
     cancel_reason: Option<String>,
     /// A deadline passed with the order still backordered, or shipped but
@@ -46,11 +46,60 @@ pub struct OrderView {
     overdue: bool,
 }
 
+/// One line of an order.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineView {
+    sku: String,
+    quantity: u32,
+    /// Price of one unit in the currency's minor unit (cents).
+    unit_price_minor: u64,
+}
+
+impl From<OrderLine> for LineView {
+    fn from(line: OrderLine) -> Self {
+        LineView { sku: line.sku, quantity: line.quantity, unit_price_minor: line.unit_price_minor }
+    }
+}
+
+/// The payment authorized for an order.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentView {
+    payment_id: String,
+    amount_minor: u64,
+}
+
+impl From<Payment> for PaymentView {
+    fn from(payment: Payment) -> Self {
+        PaymentView { payment_id: payment.payment_id, amount_minor: payment.amount_minor }
+    }
+}
+
+/// How an order was shipped.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipmentView {
+    shipment_id: String,
+    carrier: String,
+    tracking_number: String,
+}
+
+impl From<Shipment> for ShipmentView {
+    fn from(shipment: Shipment) -> Self {
+        ShipmentView {
+            shipment_id: shipment.shipment_id,
+            carrier: shipment.carrier,
+            tracking_number: shipment.tracking_number,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSummary {
     order_id: String,
-    status: OrderStatus,
+    status: &'static str,
     currency: String,
     total_minor: u64,
     version: u64,
@@ -200,15 +249,15 @@ pub async fn get_order(
     let view = OrderView {
         order_id,
         customer_id: state.customer_id.clone(),
-        status: state.status,
+        status: state.status.as_str(),
         total_minor: state.total_minor(),
         currency: state.currency,
-        lines: state.lines,
+        lines: state.lines.into_iter().map(LineView::from).collect(),
         version: snapshot.version,
         updated_at: snapshot.updated_at,
-        payment: state.payment,
+        payment: state.payment.map(PaymentView::from),
         payment_failure: state.payment_failure,
-        shipment: state.shipment,
+        shipment: state.shipment.map(ShipmentView::from),
         backordered_sku: state.backordered_sku,
         cancel_reason: state.cancel_reason,
         overdue: state.overdue,
@@ -291,7 +340,7 @@ pub async fn customer_orders(
             let state = snapshot_state::<OrderState>(snapshot)?;
             Ok(OrderSummary {
                 order_id: Category::of(&snapshot.stream_id).map(|(_, id)| id.to_string()).unwrap_or_default(),
-                status: state.status,
+                status: state.status.as_str(),
                 total_minor: state.total_minor(),
                 currency: state.currency,
                 version: snapshot.version,

@@ -7,8 +7,8 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use orderflow_domain::limits::MAX_CORRELATION_ID;
+use orderflow_domain::limits::{id_rule, is_valid_id};
 use orderflow_pipeline::processor::{fingerprint, Envelope, IdempotencyKey};
-use orderflow_pipeline::streams::is_valid_id;
 use orderflow_pipeline::trace;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -73,7 +73,7 @@ pub fn checked_id(what: &str, id: &str) -> Result<(), Problem> {
     if is_valid_id(id) {
         Ok(())
     } else {
-        Err(Problem::bad_request(format!("{what} must be 1 to 64 letters, digits or -_.:")))
+        Err(Problem::bad_request(id_rule(what)))
     }
 }
 
@@ -95,35 +95,30 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Ids<T> 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct OrderPath {
-    /// 1 to 64 letters, digits or `-_.:`.
-    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
+    /// The order's id.
     pub order_id: String,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct SkuPath {
-    /// 1 to 64 letters, digits or `-_.:`.
-    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
+    /// The SKU.
     pub sku: String,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct LinePath {
-    /// 1 to 64 letters, digits or `-_.:`.
-    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
+    /// The order's id.
     pub order_id: String,
     /// The line's SKU.
-    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     pub sku: String,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct CustomerPath {
-    /// 1 to 128 characters.
-    #[param(min_length = 1, max_length = 128)]
+    /// The customer's id.
     pub customer_id: String,
 }
 
@@ -170,11 +165,19 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     match headers.get(IDEMPOTENCY_KEY) {
         None => Ok(None),
         Some(value) => match value.to_str() {
-            Ok(key) if is_token(key, 255) => Ok(Some(key.to_string())),
-            _ => Err(Problem::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")),
+            Ok(key) if is_token(key, MAX_IDEMPOTENCY_KEY) => Ok(Some(key.to_string())),
+            _ => Err(Problem::bad_request(format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            ))),
         },
     }
 }
+
+/// The longest `Idempotency-Key` taken.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// What [`is_token`] takes, as a regular expression.
+pub const TOKEN_PATTERN: &str = r"^[\x21-\x7E]+$";
 
 fn is_token(text: &str, max: usize) -> bool {
     !text.is_empty() && text.len() <= max && text.bytes().all(|b| b.is_ascii_graphic())

@@ -7,6 +7,8 @@
 /// Order ids and SKUs: they become stream ids, document ids, message keys
 /// and URL segments.
 pub const MAX_ID: usize = 64;
+/// The characters of an id besides ASCII letters and digits.
+const ID_PUNCTUATION: &str = "_.:-";
 /// Customer ids, payment and shipment ids, carriers, tracking numbers.
 pub const MAX_REFERENCE: usize = 128;
 /// Free text: the reason of a cancellation, a failed payment, an adjustment.
@@ -20,6 +22,24 @@ pub const MAX_CORRELATION_ID: usize = 128;
 /// A `traceparent` (version 00 is 55 characters; later ones may be longer).
 pub const MAX_TRACEPARENT: usize = 256;
 
+/// Order ids and SKUs: 1 to [`MAX_ID`] ASCII letters, digits and `_.:-`.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || ID_PUNCTUATION.as_bytes().contains(&b))
+}
+
+/// [`is_valid_id`] as a regular expression, for the OpenAPI document.
+pub fn id_pattern() -> String {
+    // `-` last in the class: a literal without escaping.
+    format!("^[A-Za-z0-9{ID_PUNCTUATION}]{{1,{MAX_ID}}}$")
+}
+
+/// [`is_valid_id`] in words, for error messages.
+pub fn id_rule(what: &str) -> String {
+    format!("{what} must be 1 to {MAX_ID} letters, digits or {ID_PUNCTUATION}")
+}
+
 /// `Err` naming the field when `text` has more than `max` characters.
 pub fn check_length(field: &str, text: &str, max: usize) -> Result<(), String> {
     if text.chars().count() > max {
@@ -31,6 +51,15 @@ pub fn check_length(field: &str, text: &str, max: usize) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(is_valid_id("order-1_A.b:c"));
+        for bad in ["", "a b", "a/b", "ü", &"x".repeat(65)] {
+            assert!(!is_valid_id(bad), "{bad:?}");
+        }
+        assert_eq!(id_pattern(), r"^[A-Za-z0-9_.:-]{1,64}$");
+    }
 
     #[test]
     fn counts_characters_not_bytes() {

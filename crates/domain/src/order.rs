@@ -27,8 +27,7 @@ pub const MAX_LINES: usize = 100;
 pub const MAX_QUANTITY: u32 = 1_000_000;
 pub const MAX_UNIT_PRICE_MINOR: u64 = 10_000_000_000;
 
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, strum::VariantArray)]
 pub enum OrderStatus {
     /// No order yet: the stream is empty.
     #[default]
@@ -44,6 +43,7 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    pub const ALL: &'static [OrderStatus] = <OrderStatus as strum::VariantArray>::VARIANTS;
     /// The statuses an order never leaves: its stream is closed, and may be
     /// archived once old enough.
     pub const CLOSED: [OrderStatus; 2] = [OrderStatus::Delivered, OrderStatus::Cancelled];
@@ -73,7 +73,6 @@ impl OrderStatus {
     }
 }
 
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderLine {
@@ -96,7 +95,6 @@ pub struct LineQuantity {
     pub quantity: u32,
 }
 
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Payment {
@@ -104,7 +102,6 @@ pub struct Payment {
     pub amount_minor: u64,
 }
 
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Shipment {

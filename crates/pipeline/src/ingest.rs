@@ -10,7 +10,8 @@ use std::sync::Arc;
 use cloudevents::{AttributesReader, Event};
 use orderflow_domain::inventory::InventoryCommand;
 use orderflow_domain::limits::{
-    check_length, MAX_CORRELATION_ID, MAX_EVENT_ID, MAX_REFERENCE, MAX_SOURCE, MAX_TEXT, MAX_TRACEPARENT,
+    check_length, id_rule, is_valid_id, MAX_CORRELATION_ID, MAX_EVENT_ID, MAX_REFERENCE, MAX_SOURCE, MAX_TEXT,
+    MAX_TRACEPARENT,
 };
 use orderflow_domain::order::OrderCommand;
 use orderflow_domain::Command;
@@ -22,7 +23,6 @@ use crate::cloudevents::{data_json, extension_text, from_message};
 use crate::dead_letters;
 use crate::ports::{MessageProducer, StoreError};
 use crate::processor::{fingerprint, CommandError, CommandProcessor, Envelope, IdempotencyKey, Receipt};
-use crate::streams::is_valid_id;
 
 /// The CloudEvents types orderflow ingests (DESIGN §6). Each one's data and
 /// command are in [`map_data`], whose `match` has an arm for every type: a
@@ -269,7 +269,7 @@ fn checked_id(field: &str, id: &str) -> Result<(), String> {
     if is_valid_id(id) {
         Ok(())
     } else {
-        Err(format!("{field} must be 1 to 64 letters, digits or -_.:"))
+        Err(id_rule(field))
     }
 }
 
@@ -336,7 +336,6 @@ impl Delivery {
     }
 }
 
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "camelCase")]
 pub enum Ingested {

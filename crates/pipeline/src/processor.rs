@@ -117,7 +117,6 @@ pub fn fingerprint(parts: &[&[u8]]) -> String {
 }
 
 /// The answer to an executed command.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
