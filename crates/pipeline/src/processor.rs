@@ -1,6 +1,7 @@
 //! The command processor: load the stream's tip, decide, append — atomically,
 //! with optimistic concurrency and idempotency.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, StoreError, Tip};
+use crate::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, StoreError};
 use crate::streams::{self, encode_event, encode_state, order_stream, sku_stream};
 
 /// Where a command comes from, and how it must be treated.
@@ -147,8 +148,8 @@ pub enum CommandError {
 
 /// A tip read from the store, or the stored answer of a command that was
 /// already handled under the same idempotency key.
-enum Reload {
-    Tip(Current),
+enum Reload<S> {
+    Tip(Current<S>),
     Answered(Receipt),
 }
 
@@ -159,16 +160,19 @@ pub struct CommandProcessor {
     /// racing to a conflict; the store's version check still guards against
     /// other processes.
     locks: StreamLocks,
-    /// The tips this process wrote last. A command decides on the cached tip
-    /// without reading the store; the append's version check tells when the
-    /// cache was stale, and then the tip is read and the command decided again.
+    /// The tips this process wrote or read last, with their states decoded.
+    /// A command decides on the cached tip without reading the store; the
+    /// append's version check tells when the cache was stale, and then the
+    /// tip is read and the command decided again.
     tips: TipCache,
 }
 
-/// The state a command is decided on, and whether it was read from the store
-/// just now (authoritative) or taken from the cache / assumed empty.
-struct Current {
-    tip: Arc<Tip>,
+/// The version and state a command is decided on, and whether they were
+/// read from the store just now (authoritative) or taken from the cache /
+/// assumed empty.
+struct Current<S> {
+    version: u64,
+    state: Arc<S>,
     authoritative: bool,
 }
 
@@ -236,14 +240,22 @@ impl CommandProcessor {
         command.await
     }
 
-    async fn load(&self, stream_id: &str, key: Option<&IdempotencyKey>) -> Result<Reload, CommandError> {
+    async fn load<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Reload<A::State>, CommandError> {
         let loaded = self.store.load(stream_id, key.map(|k| k.key.as_str())).await?;
         if let Some(prior) = loaded.prior {
             return Ok(Reload::Answered(replay(prior, key)?));
         }
-        let tip = Arc::new(loaded.tip.unwrap_or_else(empty_tip));
-        self.tips.insert(stream_id, tip.clone());
-        Ok(Reload::Tip(Current { tip, authoritative: true }))
+        let (version, state) = match loaded.tip {
+            Some(tip) => (tip.version, streams::decode_state::<A>(Some(&tip.state))?),
+            None => (0, A::State::default()),
+        };
+        let state = Arc::new(state);
+        self.tips.insert(stream_id, version, state.clone());
+        Ok(Reload::Tip(Current { version, state, authoritative: true }))
     }
 
     async fn run<A: Aggregate>(
@@ -256,23 +268,25 @@ impl CommandProcessor {
         let key = envelope.idempotency.as_ref();
         // A stream this process has not seen is assumed new: right for every
         // new order, and checked by the append like any cached tip.
-        let mut current =
-            Current { tip: self.tips.get(stream_id).unwrap_or_else(|| Arc::new(empty_tip())), authoritative: false };
+        let mut current = match self.tips.get::<A::State>(stream_id) {
+            Some((version, state)) => Current { version, state, authoritative: false },
+            None => Current { version: 0, state: Arc::default(), authoritative: false },
+        };
         let mut conflicts = 0;
         loop {
-            let state = streams::decode_state::<A>(Some(&current.tip.state))?;
-            let version = current.tip.version;
+            let state = current.state.as_ref();
+            let version = current.version;
             let decision = match envelope.expected_version {
                 Some(expected) if expected != version => {
                     Err(CommandError::PreconditionFailed { expected, actual: version })
                 }
-                _ => A::decide(&state, command).map_err(CommandError::Rejected),
+                _ => A::decide(state, command).map_err(CommandError::Rejected),
             };
             // Refusing, or doing nothing, on a tip that may be stale: read it
             // first. (Appending is safe: the append checks the version.)
             let appends = matches!(&decision, Ok(events) if !events.is_empty());
             if !appends && !current.authoritative {
-                current = match self.load(stream_id, key).await? {
+                current = match self.load::<A>(stream_id, key).await? {
                     Reload::Tip(current) => current,
                     Reload::Answered(receipt) => return Ok(receipt),
                 };
@@ -280,7 +294,7 @@ impl CommandProcessor {
             }
             let events = decision?;
             if events.is_empty() {
-                let status = A::status(&state).map(str::to_string);
+                let status = A::status(state).map(str::to_string);
                 return Ok(Receipt {
                     stream_id: stream_id.to_string(),
                     version,
@@ -289,7 +303,7 @@ impl CommandProcessor {
                     duplicate: false,
                 });
             }
-            let new_state = A::fold(state, &events);
+            let new_state = A::fold(state.clone(), &events);
             let receipt = Receipt {
                 stream_id: stream_id.to_string(),
                 version: version + events.len() as u64,
@@ -297,12 +311,11 @@ impl CommandProcessor {
                 appended: events.len(),
                 duplicate: false,
             };
-            let new_state = encode_state::<A>(&new_state)?;
             let append = Append {
                 stream_id: stream_id.to_string(),
                 expected_version: version,
                 events: records::<A>(stream_id, version, &events, envelope)?,
-                state: new_state.clone(),
+                state: encode_state::<A>(&new_state)?,
                 idempotency: key.map(|k| IdempotencyRecord {
                     key: k.key.clone(),
                     fingerprint: k.fingerprint.clone(),
@@ -319,7 +332,7 @@ impl CommandProcessor {
             metrics::histogram!("orderflow_append_seconds").record(started.elapsed().as_secs_f64());
             match appended {
                 Ok(AppendOutcome::Appended { version }) => {
-                    self.tips.insert(stream_id, Arc::new(Tip { version, state: new_state }));
+                    self.tips.insert(stream_id, version, Arc::new(new_state));
                     return Ok(receipt);
                 }
                 Ok(AppendOutcome::Duplicate(prior)) => return replay(prior, key),
@@ -335,7 +348,7 @@ impl CommandProcessor {
                         let jitter = fastrand::u64(0..=2_000 * u64::from(conflicts));
                         tokio::time::sleep(Duration::from_micros(jitter)).await;
                     }
-                    current = match self.load(stream_id, key).await? {
+                    current = match self.load::<A>(stream_id, key).await? {
                         Reload::Tip(current) => current,
                         Reload::Answered(receipt) => return Ok(receipt),
                     };
@@ -350,13 +363,10 @@ impl CommandProcessor {
     }
 }
 
-fn empty_tip() -> Tip {
-    Tip { version: 0, state: serde_json::Value::Null }
-}
-
-/// A bounded map of recently written tips.
+/// A bounded map of recent tips: each stream's version and its state, typed
+/// (as the stream's kind decides on it, so no command decodes it again).
 struct TipCache {
-    tips: quick_cache::sync::Cache<String, Arc<Tip>>,
+    tips: quick_cache::sync::Cache<String, (u64, Arc<dyn Any + Send + Sync>)>,
 }
 
 impl TipCache {
@@ -364,12 +374,13 @@ impl TipCache {
         TipCache { tips: quick_cache::sync::Cache::new(capacity) }
     }
 
-    fn get(&self, stream_id: &str) -> Option<Arc<Tip>> {
-        self.tips.get(stream_id)
+    fn get<S: Send + Sync + 'static>(&self, stream_id: &str) -> Option<(u64, Arc<S>)> {
+        let (version, state) = self.tips.get(stream_id)?;
+        Some((version, state.downcast::<S>().ok()?))
     }
 
-    fn insert(&self, stream_id: &str, tip: Arc<Tip>) {
-        self.tips.insert(stream_id.to_string(), tip);
+    fn insert<S: Send + Sync + 'static>(&self, stream_id: &str, version: u64, state: Arc<S>) {
+        self.tips.insert(stream_id.to_string(), (version, state));
     }
 
     fn remove(&self, stream_id: &str) {
