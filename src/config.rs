@@ -81,6 +81,9 @@ pub struct Config {
     /// cancelled longer ago than this move their events to the archive
     /// (`orderflow archive` does it by hand).
     pub archive_closed_after: Option<Duration>,
+    /// Setting `OrderflowMetricsPublic`, default true: `/metrics` answers
+    /// without a key even when keys are configured (for scrapers).
+    pub metrics_public: bool,
 }
 
 pub struct CosmosConfig {
@@ -200,6 +203,15 @@ impl Config {
             archive_default,
             Duration::from_secs(1)..=MAX_ARCHIVE_CLOSED_AFTER,
         );
+        let metrics_public = match settings.get("OrderflowMetricsPublic").map(|v| v.trim().to_ascii_lowercase()) {
+            None => true,
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
+            Some(v) => {
+                problems.push(format!("OrderflowMetricsPublic: {v:?} is neither true nor false"));
+                true
+            }
+        };
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
         }
@@ -217,6 +229,7 @@ impl Config {
             topic_retention,
             topic_records,
             archive_closed_after,
+            metrics_public,
         })
     }
 }
@@ -353,6 +366,7 @@ impl Config {
             ("OrderflowInstanceName", self.instance.clone()),
             ("OrderflowMaxBodyBytes", self.api.max_body_bytes.to_string()),
             ("OrderflowApiKeys", format!("{} key(s)", self.api.api_keys.len())),
+            ("OrderflowMetricsPublic", self.metrics_public.to_string()),
             ("OrderflowIdempotencyRetention", show_duration(self.key_retention)),
             ("OrderflowFeedStart", show_feed_start(self.feed_start)),
             ("OrderflowPaymentDeadline", show_optional(self.deadlines.payment)),

@@ -7,14 +7,14 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use orderflow_api::router;
+use orderflow_api::{router, ApiKeys};
 use orderflow_pipeline::consumers::{FeedHealth, FeedRunner};
 use orderflow_pipeline::ports::StartFrom;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::ops::Ops;
+use crate::ops::{Access, Ops};
 use crate::pipeline::Pipeline;
 
 pub async fn serve(options: Config) -> anyhow::Result<()> {
@@ -92,7 +92,8 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         timers: stores.timers.clone(),
         feeds,
         instance: options.instance.clone(),
-        store_name: pipeline.store_name.clone(),
+        store_kind: if options.cosmos.is_some() { "Cosmos DB" } else { "embedded" },
+        access: Access::new(ApiKeys::new(&options.api.api_keys), options.metrics_public),
     };
     let routes = router(pipeline.app(&options), &options.api)
         .merge(crate::ops::router(ops))

@@ -1,8 +1,10 @@
 //! What operators reach on `serve` besides the API: Prometheus metrics at
 //! `/metrics`, liveness at `/health/live`, readiness at `/health/ready`, the
 //! change-feed consumers at `/health/pipeline`, and
-//! the status page for people at `/`.
+//! the status page for people at `/` (behind a key when keys are configured:
+//! [`access`]).
 
+mod access;
 mod health;
 mod state;
 mod status;
@@ -10,11 +12,13 @@ mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
+use axum::middleware;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
+pub use access::Access;
 pub use state::Ops;
 
 /// Records every `metrics::` call of the process from now on; histograms
@@ -35,12 +39,21 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 }
 
 pub fn router(ops: Ops) -> Router {
-    Router::new()
+    let ops = Arc::new(ops);
+    let console = Router::new()
+        .route("/", get(status::page))
+        .route("/status.json", get(status::status))
+        .route_layer(middleware::from_fn_with_state(ops.clone(), access::require_operator));
+    let metrics = Router::new()
         .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn_with_state(ops.clone(), access::require_metrics_access));
+    Router::new()
         .route("/health/live", get(|| async { Json(json!({"status": "alive"})) }))
         .route("/health/ready", get(health::ready))
         .route("/health/pipeline", get(health::pipeline))
-        .route("/", get(status::page))
-        .route("/status.json", get(status::status))
-        .with_state(Arc::new(ops))
+        .route("/login", get(access::login_page).post(access::login))
+        .route("/logout", post(access::logout))
+        .merge(console)
+        .merge(metrics)
+        .with_state(ops)
 }

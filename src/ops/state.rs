@@ -8,6 +8,8 @@ use orderflow_pipeline::consumers::FeedHealth;
 use orderflow_pipeline::ingest::Ingestor;
 use orderflow_pipeline::ports::{EventStore, LeaseStore, Parking, Refusals, SnapshotStore, Timers};
 
+use super::access::Access;
+
 pub struct Ops {
     pub metrics: PrometheusHandle,
     pub events: Arc<dyn EventStore>,
@@ -20,5 +22,7 @@ pub struct Ops {
     pub feeds: FeedHealth,
     /// This process, as the leases name it.
     pub instance: String,
-    pub store_name: String,
+    /// Which kind of store, without its place (no paths or endpoints on a page).
+    pub store_kind: &'static str,
+    pub access: Access,
 }

@@ -67,7 +67,7 @@ pub async fn status(State(ops): State<Arc<Ops>>) -> Response {
         Err(error) => json!({"error": error.to_string()}),
     };
     Json(json!({
-        "store": ops.store_name,
+        "store": ops.store_kind,
         "deadlines": deadlines,
         "consumers": consumers,
         "deadLettered": ops.ingestor.dead_lettered(),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -62,7 +62,7 @@ pub struct App {
     pub ingestor: Arc<Ingestor>,
     pub events: Arc<dyn EventStore>,
     pub snapshots: Arc<dyn SnapshotStore>,
-    key_digests: Arc<Vec<[u8; 32]>>,
+    keys: ApiKeys,
 }
 
 impl App {
@@ -73,8 +73,40 @@ impl App {
         api_keys: &[String],
     ) -> Self {
         let events = processor.store().clone();
-        let key_digests = Arc::new(api_keys.iter().map(|key| digest(key)).collect());
-        App { processor, ingestor, events, snapshots, key_digests }
+        App { processor, ingestor, events, snapshots, keys: ApiKeys::new(api_keys) }
+    }
+}
+
+/// The API keys a server takes (`OrderflowApiKeys`), kept as digests: none
+/// means every request is let in.
+#[derive(Clone, Default)]
+pub struct ApiKeys {
+    digests: Arc<Vec<[u8; 32]>>,
+}
+
+impl ApiKeys {
+    pub fn new(keys: &[String]) -> Self {
+        ApiKeys { digests: Arc::new(keys.iter().map(|key| digest(key)).collect()) }
+    }
+
+    /// Whether a key is needed at all.
+    pub fn required(&self) -> bool {
+        !self.digests.is_empty()
+    }
+
+    /// Who presents `key` (a digest of it), if it is one of the keys.
+    /// Digests of equal length: comparing them leaks nothing about the keys.
+    pub fn caller(&self, key: &str) -> Option<String> {
+        let given = digest(key);
+        self.digests.contains(&given).then(|| given.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The key a request presents: `X-API-Key`, or `Authorization: Bearer`.
+    pub fn presented(headers: &HeaderMap) -> Option<&str> {
+        headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()?.strip_prefix("Bearer ")))
     }
 }
 
@@ -152,25 +184,17 @@ async fn overloaded(error: BoxError) -> Problem {
 }
 
 async fn require_api_key(State(app): State<App>, mut request: Request, next: Next) -> Response {
-    if app.key_digests.is_empty() {
+    if !app.keys.required() {
         return next.run(request).await;
     }
-    let headers = request.headers();
-    let presented = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()?.strip_prefix("Bearer ")));
-    // Digests of equal length: comparing them leaks nothing about the keys.
-    match presented.map(digest) {
-        Some(given) if app.key_digests.contains(&given) => {
+    let presented = ApiKeys::presented(request.headers()).map(|key| app.keys.caller(key));
+    match presented {
+        Some(Some(caller)) => {
             // Each key's Idempotency-Keys are its own.
-            let caller = given.iter().map(|b| format!("{b:02x}")).collect();
             request.extensions_mut().insert(request::Caller(caller));
             next.run(request).await
         }
-        Some(_) => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is not valid").into_response(),
-        None => {
-            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "an API key is required (X-API-Key)").into_response()
-        }
+        Some(None) => Problem::unauthorized("the API key is not valid").into_response(),
+        None => Problem::unauthorized("an API key is required (X-API-Key)").into_response(),
     }
 }

@@ -28,6 +28,11 @@ impl Problem {
         Problem::new(StatusCode::BAD_REQUEST, "malformed-request", detail)
     }
 
+    /// 401: a key is needed and was missing or wrong.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
     pub fn not_found(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::NOT_FOUND, "not-found", detail)
     }

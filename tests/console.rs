@@ -1,0 +1,113 @@
+//! The operator console of `serve` (`/`, `/status.json`), as an operator's
+//! browser and scripts reach it: open without keys; with keys, behind a key
+//! or a session from the login form, `/health/*` public, `/metrics` as its
+//! setting says.
+
+mod support;
+
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{redirect, Client, StatusCode};
+use serde_json::Value;
+use support::Server;
+use tempfile::TempDir;
+
+/// A browser that does not follow redirects, to see where it is sent.
+fn browser() -> Client {
+    Client::builder().redirect(redirect::Policy::none()).build().expect("client")
+}
+
+async fn login(server: &Server, key: &str) -> reqwest::Response {
+    browser()
+        .post(server.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("key={key}"))
+        .send()
+        .await
+        .expect("login")
+}
+
+async fn get(server: &Server, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = browser().get(server.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("get")
+}
+
+#[tokio::test]
+async fn without_keys_the_console_is_open() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"));
+    assert_eq!(get(&server, "/", &[]).await.status(), StatusCode::OK);
+    let status: Value = get(&server, "/status.json", &[]).await.json().await.expect("json");
+    assert_eq!(status["store"], "embedded");
+    let login = get(&server, "/login", &[]).await;
+    assert_eq!(
+        (login.status(), login.headers().get(LOCATION).map(|v| v.as_bytes())),
+        (StatusCode::SEE_OTHER, Some(&b"/"[..]))
+    );
+}
+
+#[tokio::test]
+async fn with_keys_every_view_needs_a_key_or_a_session() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start_with(&dir.path().join("data"), &[("OrderflowApiKeys", "k-1,k-2")]);
+
+    // A browser without a session is sent to the login form; JSON is refused.
+    let page = get(&server, "/", &[]).await;
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert_eq!(page.headers().get(LOCATION).and_then(|v| v.to_str().ok()), Some("/login"));
+    let refused = get(&server, "/status.json", &[]).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let form = get(&server, "/login", &[]).await;
+    assert_eq!(form.status(), StatusCode::OK);
+    assert!(form.text().await.expect("page").contains(r#"<form method="post" action="/login">"#));
+
+    // A wrong key opens nothing.
+    let wrong = login(&server, "k-3").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+    assert!(wrong.text().await.expect("page").contains("That key is not valid."));
+
+    // A right one opens a session the browser keeps to itself.
+    let signed_in = login(&server, "k-2").await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let cookie = signed_in.headers().get(SET_COOKIE).and_then(|v| v.to_str().ok()).expect("a session cookie");
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.split("; ").any(|a| a == attribute), "{attribute} in {cookie}");
+    }
+    let session = cookie.split(';').next().expect("name=value").to_string();
+    assert_eq!(get(&server, "/", &[(COOKIE.as_str(), &session)]).await.status(), StatusCode::OK);
+    let status = get(&server, "/status.json", &[(COOKIE.as_str(), &session)]).await;
+    assert_eq!(status.status(), StatusCode::OK);
+    let text = status.text().await.expect("json");
+    let data_dir = dir.path().to_string_lossy().into_owned();
+    assert!(!text.contains(&data_dir), "no paths on any page: {text}");
+    let forged = format!("{}x", session);
+    assert_eq!(get(&server, "/status.json", &[(COOKIE.as_str(), &forged)]).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Scripts present the key itself.
+    assert_eq!(get(&server, "/status.json", &[("x-api-key", "k-1")]).await.status(), StatusCode::OK);
+    assert_eq!(get(&server, "/status.json", &[("authorization", "Bearer k-2")]).await.status(), StatusCode::OK);
+
+    // Signing out ends the session.
+    let out = browser().post(server.url("/logout")).header(COOKIE, &session).send().await.expect("logout");
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(get(&server, "/status.json", &[(COOKIE.as_str(), &session)]).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Health stays public, and metrics by default.
+    for path in ["/health/live", "/health/ready", "/health/pipeline", "/metrics"] {
+        assert_eq!(get(&server, path, &[]).await.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_can_need_a_key_too() {
+    let dir = TempDir::new().expect("temp dir");
+    let settings = [("OrderflowApiKeys", "k-1"), ("OrderflowMetricsPublic", "false")];
+    let server = Server::start_with(&dir.path().join("data"), &settings);
+    assert_eq!(get(&server, "/metrics", &[]).await.status(), StatusCode::UNAUTHORIZED);
+    let scraped = get(&server, "/metrics", &[("authorization", "Bearer k-1")]).await;
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert_eq!(get(&server, "/health/ready", &[]).await.status(), StatusCode::OK);
+}
