@@ -4,6 +4,7 @@
 //! every second, and (with Kafka) the ingestion consumer — on the embedded store or on Cosmos DB, with the
 //! operator endpoints beside the API (status page, metrics, health).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::ops::series::Series;
 use crate::ops::{Access, Ops};
 use crate::pipeline::Pipeline;
 
@@ -94,7 +96,10 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         instance: options.instance.clone(),
         store_kind: if options.cosmos.is_some() { "Cosmos DB" } else { "embedded" },
         access: Access::new(ApiKeys::new(&options.api.api_keys), options.metrics_public),
+        series: Series::default(),
     };
+    let ops = Arc::new(ops);
+    tokio::spawn(crate::ops::series::run(ops.clone()));
     let routes = router(pipeline.app(&options), &options.api)
         .merge(crate::ops::router(ops))
         .layer(axum::middleware::from_fn(crate::telemetry::request_span));

@@ -8,7 +8,7 @@ mod support;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{redirect, Client, StatusCode};
 use serde_json::Value;
-use support::Server;
+use support::{until_async, Server};
 use tempfile::TempDir;
 
 /// A browser that does not follow redirects, to see where it is sent.
@@ -110,4 +110,42 @@ async fn metrics_can_need_a_key_too() {
     let scraped = get(&server, "/metrics", &[("authorization", "Bearer k-1")]).await;
     assert_eq!(scraped.status(), StatusCode::OK);
     assert_eq!(get(&server, "/health/ready", &[]).await.status(), StatusCode::OK);
+}
+
+/// Commands for a while, so that several seconds of the series have some.
+async fn some_load(server: &Server, seconds: u64) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        assert_eq!(server.restock("SKU-C", 1).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn the_charts_follow_the_figures_second_by_second() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"));
+    some_load(&server, 3).await;
+    let series = |server: &Server| {
+        let url = server.url("/series.json");
+        async move { reqwest::get(url).await.expect("get").json::<Value>().await.expect("json") }
+    };
+    let busy = until_async(
+        || series(&server),
+        |series| {
+            series["samples"].as_array().is_some_and(|samples| {
+                samples.iter().any(|s| s["commands"]["appended"].as_f64().is_some_and(|rate| rate > 0.0))
+            })
+        },
+    )
+    .await;
+    let samples = busy["samples"].as_array().cloned().unwrap_or_default();
+    let counted = samples.iter().find(|s| s["commands"]["appended"].as_f64().is_some_and(|rate| rate > 0.0));
+    let counted = counted.expect("a second with commands");
+    assert!(counted["p50Ms"].as_f64().is_some_and(|ms| ms > 0.0), "{counted}");
+    assert!(counted["p99Ms"].as_f64() >= counted["p50Ms"].as_f64(), "{counted}");
+    assert!(counted["lagSeconds"].as_object().is_some_and(|lag| lag.contains_key("fulfillment")), "{counted}");
+    // A second later there is one more sample: the charts move.
+    let later =
+        until_async(|| series(&server), |later| later["samples"].as_array().map(Vec::len) > Some(samples.len())).await;
+    assert_eq!(later["everySeconds"], 1);
 }

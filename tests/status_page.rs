@@ -13,6 +13,22 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The page at `url` after its scripts ran for a few (virtual) seconds.
 fn rendered(url: &str, profile: &std::path::Path) -> String {
+    chromium(url, profile, &["--dump-dom"])
+}
+
+/// A picture of the page at `url`, `width` × `height`, into `target/screenshots/`
+/// (look at them: the tests cannot tell whether a chart reads well).
+fn screenshot(url: &str, profile: &std::path::Path, name: &str, (width, height): (u32, u32)) -> std::path::PathBuf {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&folder).expect("screenshots folder");
+    let path = folder.join(name);
+    let shot = format!("--screenshot={}", path.display());
+    let size = format!("--window-size={width},{height}");
+    chromium(url, profile, &[&shot, &size, "--hide-scrollbars"]);
+    path
+}
+
+fn chromium(url: &str, profile: &std::path::Path, what: &[&str]) -> String {
     let output = Command::new(CHROMIUM)
         .args([
             "--headless",
@@ -24,8 +40,8 @@ fn rendered(url: &str, profile: &std::path::Path) -> String {
             "--disable-component-update",
             "--disable-sync",
             "--virtual-time-budget=4000",
-            "--dump-dom",
         ])
+        .args(what)
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(url)
         .output()
@@ -65,4 +81,46 @@ async fn the_status_page_shows_steps_orders_dead_letters_and_deadlines() {
     // o-s1's payment deadline (30 minutes) is not due: none waits.
     let due = page.find("id=\"deadlines-due\"").map(|at| &page[at..(at + 40).min(page.len())]);
     assert!(due.is_some_and(|due| due.contains(">0<")), "{due:?}");
+}
+
+#[tokio::test]
+async fn the_charts_draw_the_last_minutes_on_a_desk_and_on_a_phone() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"));
+    // A few seconds of orders: placed, confirmed (reservations follow), placed
+    // again (refused: it exists).
+    server.restock("SKU-C", 1_000_000).await;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    let mut n = 0;
+    while std::time::Instant::now() < until {
+        n += 1;
+        server.place(&format!("c-{n}"), &[("SKU-C", 1, 100)]).await;
+        server.post_empty(&format!("/api/orders/c-{n}/confirm")).await;
+        server.place(&format!("c-{n}"), &[("SKU-C", 1, 100)]).await.assert_problem(422, "order-exists");
+    }
+    server.order_status(&format!("c-{n}"), "Reserved").await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+
+    let url = server.url("/");
+    let profile = dir.path().join("chromium");
+    let render = (url.clone(), profile.clone());
+    let page = tokio::task::spawn_blocking(move || rendered(&render.0, &render.1)).await.expect("chromium ran");
+    for line in ["appended", "rejected", "p50", "p99", "fulfillment", "project-snapshots", "publish-events"] {
+        assert!(page.contains(&format!("data-line=\"{line}\"")), "no {line} line in the charts:\n{page}");
+    }
+    let legend = page.find("id=\"legend-commands\"").map(|at| &page[at..(at + 200).min(page.len())]);
+    assert!(legend.is_some_and(|legend| legend.contains("appended (")), "{legend:?}");
+    let shots = tokio::task::spawn_blocking(move || {
+        [
+            screenshot(&url, &profile, "console-desk.png", (1280, 1400)),
+            screenshot(&url, &profile, "console-phone.png", (390, 1400)),
+        ]
+    })
+    .await
+    .expect("chromium ran");
+    for shot in shots {
+        let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "{} is {size} bytes", shot.display());
+        println!("screenshot: {}", shot.display());
+    }
 }

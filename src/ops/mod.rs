@@ -1,11 +1,12 @@
 //! What operators reach on `serve` besides the API: Prometheus metrics at
 //! `/metrics`, liveness at `/health/live`, readiness at `/health/ready`, the
 //! change-feed consumers at `/health/pipeline`, and
-//! the status page for people at `/` (behind a key when keys are configured:
-//! [`access`]).
+//! the console for people at `/` with its live charts ([`series`]), behind a
+//! key when keys are configured ([`access`]).
 
 mod access;
 mod health;
+pub mod series;
 mod state;
 mod status;
 
@@ -38,11 +39,11 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
-pub fn router(ops: Ops) -> Router {
-    let ops = Arc::new(ops);
+pub fn router(ops: Arc<Ops>) -> Router {
     let console = Router::new()
         .route("/", get(status::page))
         .route("/status.json", get(status::status))
+        .route("/series.json", get(series::samples))
         .route_layer(middleware::from_fn_with_state(ops.clone(), access::require_operator));
     let metrics = Router::new()
         .route("/metrics", get(health::metrics))

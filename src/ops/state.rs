@@ -9,6 +9,7 @@ use orderflow_pipeline::ingest::Ingestor;
 use orderflow_pipeline::ports::{EventStore, LeaseStore, Parking, Refusals, SnapshotStore, Timers};
 
 use super::access::Access;
+use super::series::Series;
 
 pub struct Ops {
     pub metrics: PrometheusHandle,
@@ -25,4 +26,6 @@ pub struct Ops {
     /// Which kind of store, without its place (no paths or endpoints on a page).
     pub store_kind: &'static str,
     pub access: Access,
+    /// The last 15 minutes of figures, for the charts.
+    pub series: Series,
 }

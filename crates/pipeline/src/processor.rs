@@ -190,6 +190,7 @@ impl CommandProcessor {
         let span = |name: &str, stream: &str| {
             tracing::info_span!("command", command = name, stream, correlation = envelope.correlation_id)
         };
+        let started = std::time::Instant::now();
         let (name, result) = match command {
             Command::Order { order_id, command } => {
                 let stream = order_stream(order_id);
@@ -213,6 +214,7 @@ impl CommandProcessor {
             Err(CommandError::Store(_)) => "store-error",
         };
         metrics::counter!("orderflow_commands_total", "command" => name, "outcome" => outcome).increment(1);
+        metrics::histogram!("orderflow_command_seconds").record(started.elapsed().as_secs_f64());
         result
     }
 
