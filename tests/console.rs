@@ -149,3 +149,48 @@ async fn the_charts_follow_the_figures_second_by_second() {
         until_async(|| series(&server), |later| later["samples"].as_array().map(Vec::len) > Some(samples.len())).await;
     assert_eq!(later["everySeconds"], 1);
 }
+
+#[tokio::test]
+async fn an_orders_journey_shows_every_event_what_it_caused_and_where_it_went() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"));
+    support::lifecycle::place_to_delivered(&server).await;
+    let journey = |query: &str| {
+        let url = server.url(&format!("/journey.json?{query}"));
+        async move { reqwest::get(url).await.expect("get") }
+    };
+    let answer = journey("order=o-1").await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let journey_of_o1: Value = answer.json().await.expect("json");
+    let events = journey_of_o1["events"].as_array().cloned().unwrap_or_default();
+    let history = server.history("o-1").await;
+    assert_eq!(events.len(), history.len());
+    for (event, stored) in events.iter().zip(&history) {
+        assert_eq!((&event["type"], &event["eventId"]), (&stored["type"], &stored["eventId"]));
+        let downstream = &event["downstream"];
+        assert_eq!(downstream["topic"], "orderflow.orders");
+        let lower = stored["type"].as_str().unwrap_or_default().to_lowercase();
+        assert_eq!(downstream["type"], format!("orderflow.order.{lower}"));
+        assert_eq!(downstream["id"], stored["eventId"]);
+    }
+    let confirmed = events.iter().find(|e| e["type"] == "Confirmed").expect("confirmed");
+    let reactions: Vec<String> = confirmed["reactions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| format!("{} on {}", r["command"].as_str().unwrap_or(""), r["stream"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(reactions, ["Reserve on Sku-SKU-A", "Reserve on Sku-SKU-B"]);
+    let shipped = events.iter().find(|e| e["type"] == "Shipped").expect("shipped");
+    assert_eq!(shipped["reactions"].as_array().map(Vec::len), Some(2), "both SKUs ship: {shipped}");
+    assert_eq!(journey_of_o1["readModel"]["state"]["status"], "Delivered");
+    let traces = journey_of_o1["traceIds"].as_array().cloned().unwrap_or_default();
+    assert!(!traces.is_empty() && traces.iter().all(|t| t.as_str().is_some_and(|t| t.len() == 32)), "{traces:?}");
+
+    let customer_id = journey_of_o1["readModel"]["state"]["customerId"].as_str().unwrap_or_default().to_string();
+    let orders: Value = journey(&format!("customer={customer_id}")).await.json().await.expect("json");
+    assert!(orders["orders"].as_array().is_some_and(|o| o.iter().any(|o| o["orderId"] == "o-1")), "{orders}");
+    assert_eq!(journey("order=nope").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(journey("order=a%20b").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(journey("").await.status(), StatusCode::BAD_REQUEST);
+}

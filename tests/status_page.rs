@@ -124,3 +124,25 @@ async fn the_charts_draw_the_last_minutes_on_a_desk_and_on_a_phone() {
         println!("screenshot: {}", shot.display());
     }
 }
+
+#[tokio::test]
+async fn an_orders_journey_is_one_search_away() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"));
+    support::lifecycle::place_to_delivered(&server).await;
+    let url = server.url("/?order=o-1");
+    let profile = dir.path().join("chromium");
+    let render = (url.clone(), profile.clone());
+    let page = tokio::task::spawn_blocking(move || rendered(&render.0, &render.1)).await.expect("chromium ran");
+    let types = ["Placed", "Confirmed", "LineReserved", "LineReserved", "Reserved", "PaymentAuthorized", "ReadyToShip"];
+    for (index, event_type) in types.iter().chain(&["Shipped", "Delivered"]).enumerate() {
+        let at = page.find(&format!("id=\"event-{index}\"")).unwrap_or_else(|| panic!("no event {index}:\n{page}"));
+        assert!(page[at..].starts_with(&format!("id=\"event-{index}\"><strong>#{index} {event_type}</strong>")));
+    }
+    assert!(page.contains("→ Reserve on Sku-SKU-A; Reserve on Sku-SKU-B"), "{page}");
+    assert!(page.contains("published to orderflow.orders as orderflow.order.delivered"));
+    let shot = tokio::task::spawn_blocking(move || screenshot(&url, &profile, "console-journey.png", (1280, 2200)))
+        .await
+        .expect("chromium ran");
+    println!("screenshot: {}", shot.display());
+}

@@ -6,6 +6,7 @@
 
 mod access;
 mod health;
+mod journey;
 pub mod series;
 mod state;
 mod status;
@@ -44,6 +45,7 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/", get(status::page))
         .route("/status.json", get(status::status))
         .route("/series.json", get(series::samples))
+        .route("/journey.json", get(journey::journey))
         .route_layer(middleware::from_fn_with_state(ops.clone(), access::require_operator));
     let metrics = Router::new()
         .route("/metrics", get(health::metrics))

@@ -1,0 +1,129 @@
+//! An order's journey, for the console: its read model, every event of its
+//! stream in order (time, type, data, what caused it), the reactions each
+//! event causes (fulfillment's commands, from the domain's own `react`), the
+//! downstream message it became, and the trace id to look up; or, by
+//! customer, the customer's orders to pick from.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cloudevents::AttributesReader;
+use orderflow_api::Problem;
+use orderflow_domain::limits::{id_rule, is_valid_id, MAX_REFERENCE};
+use orderflow_domain::{react, Command};
+use orderflow_pipeline::cloudevents::downstream_event;
+use orderflow_pipeline::ports::EventRecord;
+use orderflow_pipeline::streams::{current_data, domain_event, order_stream, target_stream, Category};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::state::Ops;
+
+/// Events shown of one order: far more than any order's life takes.
+const MAX_EVENTS: usize = 1000;
+/// Orders listed for a customer, newest first.
+const MAX_ORDERS: usize = 50;
+
+#[derive(Deserialize)]
+pub struct Find {
+    order: Option<String>,
+    customer: Option<String>,
+}
+
+/// `GET /journey.json?order=ID` or `?customer=ID`.
+pub async fn journey(State(ops): State<Arc<Ops>>, Query(find): Query<Find>) -> Response {
+    let answer = match (find.order, find.customer) {
+        (Some(order_id), _) => order(&ops, &order_id).await,
+        (None, Some(customer_id)) => customer(&ops, &customer_id).await,
+        (None, None) => Err(Problem::bad_request("name an order (?order=) or a customer (?customer=)")),
+    };
+    answer.map(Json).into_response()
+}
+
+async fn order(ops: &Ops, order_id: &str) -> Result<Value, Problem> {
+    if !is_valid_id(order_id) {
+        return Err(Problem::bad_request(id_rule("order")));
+    }
+    let stream_id = order_stream(order_id);
+    let records = ops.events.read_stream(&stream_id, 0, MAX_EVENTS).await?;
+    if records.is_empty() {
+        return Err(Problem::not_found(format!("no order {order_id}")));
+    }
+    let read_model = ops.snapshots.get(&stream_id).await?;
+    let mut traces: Vec<&str> = records.iter().filter_map(|r| trace_id(&r.correlation_id)).collect();
+    traces.dedup();
+    Ok(json!({
+        "orderId": order_id,
+        "readModel": read_model.map(|s| json!({"version": s.version, "updatedAt": s.updated_at, "state": s.state})),
+        "events": records.iter().map(step).collect::<Vec<_>>(),
+        "truncated": records.len() == MAX_EVENTS,
+        "traceIds": traces,
+    }))
+}
+
+/// One event, what it causes and where it goes.
+fn step(record: &EventRecord) -> Value {
+    let (schema_version, data) = current_data(record).unwrap_or((record.schema_version, record.data.clone()));
+    let reactions = match domain_event(record) {
+        Ok(event) => json!(react(&event).iter().map(reaction).collect::<Vec<_>>()),
+        Err(error) => json!({"error": error.to_string()}),
+    };
+    let downstream = match downstream_event(record) {
+        Ok((topic, event)) => json!({
+            "topic": topic,
+            "type": event.ty(),
+            "id": event.id(),
+            "dataschema": event.dataschema().map(|schema| schema.to_string()),
+        }),
+        Err(error) => json!({"error": error}),
+    };
+    json!({
+        "index": record.index,
+        "eventId": record.event_id,
+        "time": record.time,
+        "type": record.event_type,
+        "schemaVersion": schema_version,
+        "data": data,
+        "messageId": record.message_id,
+        "causationId": record.causation_id,
+        "traceId": trace_id(&record.correlation_id),
+        "reactions": reactions,
+        "downstream": downstream,
+    })
+}
+
+fn reaction(command: &Command) -> Value {
+    let name = match command {
+        Command::Order { command, .. } => command.name(),
+        Command::Inventory { command, .. } => command.name(),
+    };
+    json!({"command": name, "stream": target_stream(command)})
+}
+
+/// A correlation id that is a W3C trace id (32 lower-case hex digits).
+fn trace_id(correlation_id: &str) -> Option<&str> {
+    let hex =
+        correlation_id.len() == 32 && correlation_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    hex.then_some(correlation_id)
+}
+
+async fn customer(ops: &Ops, customer_id: &str) -> Result<Value, Problem> {
+    if customer_id.is_empty() || customer_id.chars().count() > MAX_REFERENCE {
+        return Err(Problem::bad_request(format!("a customer id has 1 to {MAX_REFERENCE} characters")));
+    }
+    let orders = ops.snapshots.by_customer(customer_id, MAX_ORDERS).await?;
+    let orders: Vec<Value> = orders
+        .into_iter()
+        .map(|s| {
+            json!({
+                "orderId": Category::of(&s.stream_id).map_or(s.stream_id.as_str(), |(_, id)| id),
+                "status": s.state["status"],
+                "version": s.version,
+                "updatedAt": s.updated_at,
+            })
+        })
+        .collect();
+    Ok(json!({"customerId": customer_id, "orders": orders}))
+}
