@@ -15,11 +15,12 @@ use orderflow_domain::limits::{id_rule, is_valid_id, MAX_REFERENCE};
 use orderflow_domain::{react, Command};
 use orderflow_pipeline::cloudevents::downstream_event;
 use orderflow_pipeline::ports::EventRecord;
-use orderflow_pipeline::streams::{current_data, domain_event, order_stream, target_stream, Category};
+use orderflow_pipeline::streams::{current_data, domain_event, order_stream, target_stream};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::state::Ops;
+use super::status::order_summary;
 
 /// Events shown of one order: far more than any order's life takes.
 const MAX_EVENTS: usize = 1000;
@@ -114,16 +115,6 @@ async fn customer(ops: &Ops, customer_id: &str) -> Result<Value, Problem> {
         return Err(Problem::bad_request(format!("a customer id has 1 to {MAX_REFERENCE} characters")));
     }
     let orders = ops.snapshots.by_customer(customer_id, MAX_ORDERS).await?;
-    let orders: Vec<Value> = orders
-        .into_iter()
-        .map(|s| {
-            json!({
-                "orderId": Category::of(&s.stream_id).map_or(s.stream_id.as_str(), |(_, id)| id),
-                "status": s.state["status"],
-                "version": s.version,
-                "updatedAt": s.updated_at,
-            })
-        })
-        .collect();
+    let orders: Vec<Value> = orders.iter().map(order_summary).collect();
     Ok(json!({"customerId": customer_id, "orders": orders}))
 }

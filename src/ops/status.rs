@@ -11,12 +11,23 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use orderflow_pipeline::deadlines::ROUND;
+use orderflow_pipeline::ports::Snapshot;
 use orderflow_pipeline::streams::Category;
 
 use super::state::Ops;
 
 pub async fn page() -> Html<&'static str> {
     Html(include_str!("status.html"))
+}
+
+/// An order in a list: its id, status, version and last change.
+pub fn order_summary(snapshot: &Snapshot) -> Value {
+    json!({
+        "orderId": Category::of(&snapshot.stream_id).map_or(snapshot.stream_id.as_str(), |(_, id)| id),
+        "status": snapshot.state["status"],
+        "version": snapshot.version,
+        "updatedAt": snapshot.updated_at,
+    })
 }
 
 pub async fn status(State(ops): State<Arc<Ops>>) -> Response {
@@ -36,17 +47,7 @@ pub async fn status(State(ops): State<Arc<Ops>>) -> Response {
         })
         .collect();
     let orders = match ops.snapshots.recent_orders(20).await {
-        Ok(snapshots) => snapshots
-            .into_iter()
-            .map(|s| {
-                json!({
-                    "orderId": Category::of(&s.stream_id).map_or(s.stream_id.as_str(), |(_, id)| id),
-                    "status": s.state["status"],
-                    "version": s.version,
-                    "updatedAt": s.updated_at,
-                })
-            })
-            .collect(),
+        Ok(snapshots) => snapshots.iter().map(order_summary).collect(),
         Err(error) => vec![json!({"error": error.to_string()})],
     };
     let parked = match ops.parking.parked(None).await {
