@@ -92,6 +92,7 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         parking: stores.parking.clone(),
         leases: stores.leases.clone(),
         timers: stores.timers.clone(),
+        consumers: pipeline.consumers(),
         feeds,
         instance: options.instance.clone(),
         store_kind: if options.cosmos.is_some() { "Cosmos DB" } else { "embedded" },

@@ -194,3 +194,62 @@ async fn an_orders_journey_shows_every_event_what_it_caused_and_where_it_went() 
     assert_eq!(journey("order=a%20b").await.status(), StatusCode::BAD_REQUEST);
     assert_eq!(journey("").await.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_parked_stream_is_retried_from_the_console_once_fixed() {
+    let dir = TempDir::new().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, &[("OrderflowApiKeys", "k-1")]);
+    // An event this build cannot read, straight into the store: two steps park its stream.
+    let db = rusqlite::Connection::open(data.join("orderflow.db")).expect("open the store");
+    db.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
+    db.execute(
+        "INSERT INTO events (stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id)
+         VALUES ('Order-later', 0, ?1, 'FromTheFuture', '{}', '2026-11-30T00:00:00.000000Z', 'c', 'c', 'm')",
+        [uuid::Uuid::new_v4().to_string()],
+    )
+    .expect("insert");
+    let key = [("x-api-key", "k-1")];
+    let status = || async { get(&server, "/status.json", &key).await.json::<Value>().await.expect("json") };
+    let parked = until_async(status, |s| s["parkedStreams"].as_array().map(Vec::len) == Some(2)).await;
+    let steps: Vec<&str> =
+        parked["parkedStreams"].as_array().into_iter().flatten().filter_map(|p| p["consumer"].as_str()).collect();
+    assert!(steps.contains(&"project-snapshots") && steps.contains(&"fulfillment"), "{parked}");
+
+    let retry = |consumer: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let url = server.url("/parked/retry");
+        async move {
+            let mut request =
+                browser().post(url).json(&serde_json::json!({"consumer": consumer, "streamId": "Order-later"}));
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request.send().await.expect("post")
+        }
+    };
+    assert_eq!(retry("fulfillment", &[]).await.status(), StatusCode::UNAUTHORIZED, "actions need the key");
+    let still: Value = retry("fulfillment", &[("x-api-key", "k-1")]).await.json().await.expect("json");
+    assert_eq!(still["outcome"], "still-parked", "{still}");
+    assert!(still["reason"].as_str().is_some_and(|r| r.contains("FromTheFuture")), "{still}");
+
+    // Fixed (here by hand: the event becomes one this build reads), each step gets it through.
+    db.execute(
+        "UPDATE events SET type = 'Placed', data = ?1 WHERE stream_id = 'Order-later'",
+        [r#"{"customerId":"c-9","currency":"EUR","lines":[]}"#],
+    )
+    .expect("fix");
+    for step in ["project-snapshots", "fulfillment"] {
+        let unparked: Value = retry(step, &[("x-api-key", "k-1")]).await.json().await.expect("json");
+        assert_eq!(
+            (&unparked["outcome"], &unparked["events"]),
+            (&serde_json::json!("unparked"), &serde_json::json!(1)),
+            "{step}: {unparked}"
+        );
+    }
+    let after = status().await;
+    assert_eq!(after["parkedStreams"], serde_json::json!([]), "{after}");
+    let order = get(&server, "/api/orders/later", &key).await;
+    assert_eq!(order.status(), StatusCode::OK, "the read model caught up");
+    let unknown = retry("fulfillment", &[("x-api-key", "k-1")]).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND, "nothing parked any more");
+}

@@ -5,6 +5,7 @@
 //! key when keys are configured ([`access`]).
 
 mod access;
+mod actions;
 mod health;
 mod journey;
 pub mod series;
@@ -46,6 +47,7 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/status.json", get(status::status))
         .route("/series.json", get(series::samples))
         .route("/journey.json", get(journey::journey))
+        .route("/parked/retry", post(actions::retry_parked))
         .route_layer(middleware::from_fn_with_state(ops.clone(), access::require_operator));
     let metrics = Router::new()
         .route("/metrics", get(health::metrics))

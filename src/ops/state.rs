@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use orderflow_pipeline::consumers::FeedHealth;
+use orderflow_pipeline::consumers::{Consumer, FeedHealth};
 use orderflow_pipeline::ingest::Ingestor;
 use orderflow_pipeline::ports::{EventStore, LeaseStore, Parking, Refusals, SnapshotStore, Timers};
 
@@ -20,6 +20,8 @@ pub struct Ops {
     pub parking: Arc<dyn Parking>,
     pub leases: Arc<dyn LeaseStore>,
     pub timers: Arc<dyn Timers>,
+    /// The change-feed consumers, for retrying what one parked.
+    pub consumers: [Arc<dyn Consumer>; 3],
     pub feeds: FeedHealth,
     /// This process, as the leases name it.
     pub instance: String,
