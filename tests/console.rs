@@ -201,14 +201,7 @@ async fn a_parked_stream_is_retried_from_the_console_once_fixed() {
     let data = dir.path().join("data");
     let server = Server::start_with(&data, &[("OrderflowApiKeys", "k-1")]);
     // An event this build cannot read, straight into the store: two steps park its stream.
-    let db = rusqlite::Connection::open(data.join("orderflow.db")).expect("open the store");
-    db.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
-    db.execute(
-        "INSERT INTO events (stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id)
-         VALUES ('Order-later', 0, ?1, 'FromTheFuture', '{}', '2026-11-30T00:00:00.000000Z', 'c', 'c', 'm')",
-        [uuid::Uuid::new_v4().to_string()],
-    )
-    .expect("insert");
+    let db = support::write_unreadable_event(&data, "Order-later");
     let key = [("x-api-key", "k-1")];
     let status = || async { get(&server, "/status.json", &key).await.json::<Value>().await.expect("json") };
     let parked = until_async(status, |s| s["parkedStreams"].as_array().map(Vec::len) == Some(2)).await;

@@ -104,14 +104,7 @@ async fn a_stream_a_step_cannot_handle_is_parked_and_nothing_else_waits() {
     let server = support::Server::start(&data);
     // An event this version cannot read (written by a newer one, say),
     // straight into the store.
-    let db = rusqlite::Connection::open(data.join("orderflow.db")).expect("open the store");
-    db.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
-    db.execute(
-        "INSERT INTO events (stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id)
-         VALUES ('Order-future', 0, ?1, 'FromTheFuture', '{}', '2026-11-30T00:00:00.000000Z', 'c', 'c', 'm')",
-        [uuid::Uuid::new_v4().to_string()],
-    )
-    .expect("insert");
+    support::write_unreadable_event(&data, "Order-future");
 
     // Every other stream goes on.
     server.restock("SKU-P", 5).await;

@@ -234,3 +234,18 @@ pub fn topic(data_dir: &Path, topic: &str) -> Vec<Value> {
         .map(|line| serde_json::from_str(line).expect("a JSON line"))
         .collect()
 }
+
+/// Writes an event this build cannot read (a type it does not know, as a
+/// newer build could write) straight into the embedded store of `data_dir`,
+/// as the first event of `stream_id`; answers the connection, to fix it later.
+pub fn write_unreadable_event(data_dir: &Path, stream_id: &str) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(data_dir.join("orderflow.db")).expect("open the store");
+    db.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+    db.execute(
+        "INSERT INTO events (stream_id, idx, event_id, type, data, time, correlation_id, causation_id, message_id)
+         VALUES (?1, 0, ?2, 'FromTheFuture', '{}', '2026-11-30T00:00:00.000000Z', 'c', 'c', 'm')",
+        [stream_id.to_string(), uuid::Uuid::new_v4().to_string()],
+    )
+    .expect("insert");
+    db
+}
