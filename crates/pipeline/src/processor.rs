@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, StoreError};
+use crate::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, StoreError, Tip};
 use crate::streams::{self, encode_event, encode_state, order_stream, sku_stream};
 
 /// Where a command comes from, and how it must be treated.
@@ -252,12 +252,41 @@ impl CommandProcessor {
             return Ok(Reload::Answered(replay(prior, key)?));
         }
         let (version, state) = match loaded.tip {
-            Some(tip) => (tip.version, streams::decode_state::<A>(Some(&tip.state))?),
+            Some(tip) => (tip.version, self.state_of::<A>(stream_id, &tip).await?),
             None => (0, A::State::default()),
         };
         let state = Arc::new(state);
         self.tips.insert(stream_id, version, state.clone());
         Ok(Reload::Tip(Current { version, state, authoritative: true }))
+    }
+
+    /// The state a tip holds. A tip written before the state's shape
+    /// changed may not read: its state is then folded again from the
+    /// stream's events, which always read (their shapes are versioned), and
+    /// the next append writes it in the new shape.
+    async fn state_of<A: Aggregate>(&self, stream_id: &str, tip: &Tip) -> Result<A::State, CommandError> {
+        let error = match streams::decode_state::<A>(Some(&tip.state)) {
+            Ok(state) => return Ok(state),
+            Err(error) => error,
+        };
+        tracing::warn!(stream_id, %error, "the stream's tip does not read: folding its events again");
+        let mut state = A::State::default();
+        let mut folded = 0;
+        while folded < tip.version {
+            let page = self.store.read_stream(stream_id, folded, 1000).await?;
+            if page.is_empty() {
+                return Err(StoreError::Corrupt(format!(
+                    "{stream_id} has {folded} events, its tip says {}",
+                    tip.version
+                ))
+                .into());
+            }
+            for record in page.iter().take((tip.version - folded) as usize) {
+                state = A::evolve(state, &streams::decode_event::<A>(record)?);
+                folded += 1;
+            }
+        }
+        Ok(state)
     }
 
     async fn run<A: Aggregate>(
