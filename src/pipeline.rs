@@ -33,8 +33,10 @@ pub struct Pipeline {
     pub archive_closed_after: Option<chrono::Duration>,
     /// The Kafka producer, when topics are on Kafka (to flush at the end).
     pub kafka: Option<Arc<KafkaProducer>>,
-    /// What the store is, for people.
+    /// What the store is, for people (with its place: for the command line).
     pub store_name: String,
+    /// Which kind of store, without its place (for pages).
+    pub store_kind: &'static str,
 }
 
 impl Pipeline {
@@ -53,12 +55,13 @@ impl Pipeline {
         } else {
             None
         };
-        let (stores, store_name) = match (&config.cosmos, &embedded) {
+        let (stores, store_name, store_kind) = match (&config.cosmos, &embedded) {
             (Some(cosmos), _) => (
                 Stores::of(Arc::new(connect_cosmos(cosmos, config.key_retention).await?)),
                 format!("Cosmos DB {} database {}", cosmos.account.endpoint(), cosmos.database),
+                "Cosmos DB",
             ),
-            (None, Some(store)) => (Stores::of(store.clone()), store.path().display().to_string()),
+            (None, Some(store)) => (Stores::of(store.clone()), store.path().display().to_string(), "embedded"),
             (None, None) => anyhow::bail!("no store: set CosmosDBConnection or OrderflowDataDir"),
         };
         let (producer, kafka): (Arc<dyn MessageProducer>, _) = match (&config.kafka, &embedded) {
@@ -73,7 +76,17 @@ impl Pipeline {
         let ingestor = Arc::new(Ingestor::new(processor.clone(), producer.clone()));
         let deadlines = DeadlineTimers { timers: stores.timers.clone(), policy: config.deadlines.clone() };
         let archive_closed_after = config.archive_closed_after.map(chrono::Duration::from_std).transpose()?;
-        Ok(Pipeline { stores, producer, processor, ingestor, deadlines, archive_closed_after, kafka, store_name })
+        Ok(Pipeline {
+            stores,
+            producer,
+            processor,
+            ingestor,
+            deadlines,
+            archive_closed_after,
+            kafka,
+            store_name,
+            store_kind,
+        })
     }
 
     /// The change-feed consumers (DESIGN §1), by name.

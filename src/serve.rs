@@ -95,7 +95,7 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         consumers: pipeline.consumers(),
         feeds,
         instance: options.instance.clone(),
-        store_kind: if options.cosmos.is_some() { "Cosmos DB" } else { "embedded" },
+        store_kind: pipeline.store_kind,
         access: Access::new(ApiKeys::new(&options.api.api_keys), options.metrics_public),
         series: Series::default(),
     };

@@ -16,6 +16,7 @@ use orderflow_domain::{react, Command};
 use orderflow_pipeline::cloudevents::downstream_event;
 use orderflow_pipeline::ports::EventRecord;
 use orderflow_pipeline::streams::{current_data, domain_event, order_stream, target_stream};
+use orderflow_pipeline::trace::is_trace_id;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -103,11 +104,9 @@ fn reaction(command: &Command) -> Value {
     json!({"command": name, "stream": target_stream(command)})
 }
 
-/// A correlation id that is a W3C trace id (32 lower-case hex digits).
+/// The correlation id, when it is a trace id (not a caller's own id).
 fn trace_id(correlation_id: &str) -> Option<&str> {
-    let hex =
-        correlation_id.len() == 32 && correlation_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    hex.then_some(correlation_id)
+    is_trace_id(correlation_id).then_some(correlation_id)
 }
 
 async fn customer(ops: &Ops, customer_id: &str) -> Result<Value, Problem> {

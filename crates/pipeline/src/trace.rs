@@ -10,17 +10,24 @@ use uuid::Uuid;
 pub fn trace_id(traceparent: &str) -> Option<String> {
     let mut parts = traceparent.trim().split('-');
     let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex =
-        |text: &str, len: usize| text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let valid = hex(version, 2)
         && version != "ff"
-        && hex(trace, 32)
-        && trace.bytes().any(|b| b != b'0')
+        && is_trace_id(trace)
         && hex(parent, 16)
         && parent.bytes().any(|b| b != b'0')
         && hex(flags, 2)
         && (version != "00" || parts.next().is_none());
     valid.then(|| trace.to_string())
+}
+
+/// Whether `id` (a correlation id, say) is a W3C trace id: 32 lower-case
+/// hex digits, not all zero.
+pub fn is_trace_id(id: &str) -> bool {
+    hex(id, 32) && id.bytes().any(|b| b != b'0')
+}
+
+fn hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A fresh trace id, for a request that came without one.
