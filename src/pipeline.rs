@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use orderflow_api::App;
+use orderflow_kafka::reader::KafkaTopicReader;
 use orderflow_kafka::KafkaProducer;
 use orderflow_pipeline::archive::ArchiveClosed;
 use orderflow_pipeline::consumers::{Consumer, Fulfillment, Projector, Publisher};
 use orderflow_pipeline::deadlines::{DeadlineTimers, PassDeadlines};
 use orderflow_pipeline::ingest::Ingestor;
-use orderflow_pipeline::ports::{MessageProducer, Stores};
+use orderflow_pipeline::ports::{MessageProducer, Stores, TopicReader};
 use orderflow_pipeline::processor::CommandProcessor;
 use orderflow_pipeline::time_driven::TimeDriven;
 use orderflow_store_cosmos::CosmosStore;
@@ -24,6 +25,8 @@ pub struct Pipeline {
     pub stores: Stores,
     /// Where downstream messages and dead letters go.
     pub producer: Arc<dyn MessageProducer>,
+    /// The same topics, read back.
+    pub topics: Arc<dyn TopicReader>,
     pub processor: Arc<CommandProcessor>,
     pub ingestor: Arc<Ingestor>,
     /// Where deadlines are kept, and which ones orders get.
@@ -64,12 +67,13 @@ impl Pipeline {
             (None, Some(store)) => (Stores::of(store.clone()), store.path().display().to_string(), "embedded"),
             (None, None) => anyhow::bail!("no store: set CosmosDBConnection or OrderflowDataDir"),
         };
-        let (producer, kafka): (Arc<dyn MessageProducer>, _) = match (&config.kafka, &embedded) {
+        type Topics = (Arc<dyn MessageProducer>, Arc<dyn TopicReader>);
+        let ((producer, topics), kafka): (Topics, _) = match (&config.kafka, &embedded) {
             (Some(kafka), _) => {
                 let producer = Arc::new(KafkaProducer::new(kafka)?);
-                (producer.clone(), Some(producer))
+                ((producer.clone(), Arc::new(KafkaTopicReader::new(kafka.clone()))), Some(producer))
             }
-            (None, Some(store)) => (store.clone(), None),
+            (None, Some(store)) => ((store.clone(), store.clone()), None),
             (None, None) => anyhow::bail!("no topics: set KafkaBrokerList or OrderflowDataDir"),
         };
         let processor = Arc::new(CommandProcessor::new(stores.events.clone()));
@@ -79,6 +83,7 @@ impl Pipeline {
         Ok(Pipeline {
             stores,
             producer,
+            topics,
             processor,
             ingestor,
             deadlines,

@@ -96,6 +96,7 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         feeds,
         instance: options.instance.clone(),
         store_kind: pipeline.store_kind,
+        topics: pipeline.topics.clone(),
         access: Access::new(ApiKeys::new(&options.api.api_keys), options.metrics_public),
         series: Series::default(),
     };
@@ -104,7 +105,9 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
     let routes = router(pipeline.app(&options), &options.api)
         .merge(crate::ops::router(ops))
         .layer(axum::middleware::from_fn(crate::telemetry::request_span));
-    axum::serve(listener, routes).with_graceful_shutdown(shutdown_signal()).await.context("the HTTP server failed")?;
+    // Client addresses, for throttling wrong keys at the console.
+    let service = routes.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.context("the HTTP server failed")?;
 
     tracing::info!("HTTP requests finished; stopping consumers");
     let _ = stop.send(true);

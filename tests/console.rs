@@ -246,3 +246,159 @@ async fn a_parked_stream_is_retried_from_the_console_once_fixed() {
     let unknown = retry("fulfillment", &[("x-api-key", "k-1")]).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND, "nothing parked any more");
 }
+
+async fn post_json(server: &Server, path: &str, body: Value, key: Option<&str>) -> reqwest::Response {
+    let mut request = browser().post(server.url(path)).json(&body);
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    request.send().await.expect("post")
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_with_their_reason_and_can_be_sent_again_corrected() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start_with(&dir.path().join("data"), &[("OrderflowApiKeys", "k-1")]);
+    let key = [("x-api-key", "k-1")];
+    let send = |path: &str, body: Value| {
+        let request = browser().post(server.url(path)).header("x-api-key", "k-1").json(&body);
+        async move { request.send().await.expect("post") }
+    };
+    assert!(send("/api/inventory/SKU-A/restock", serde_json::json!({"quantity": 5})).await.status().is_success());
+    let order = serde_json::json!({"orderId": "o-1", "customerId": "c-1", "currency": "EUR",
+        "lines": [{"sku": "SKU-A", "quantity": 1, "unitPriceMinor": 1250}]});
+    assert_eq!(send("/api/orders", order).await.status(), StatusCode::CREATED);
+    assert!(send("/api/orders/o-1/confirm", serde_json::json!({})).await.status().is_success());
+    until_async(
+        || async { get(&server, "/api/orders/o-1", &key).await.json::<Value>().await.expect("json") },
+        |order| order["status"] == "Reserved",
+    )
+    .await;
+
+    // A payment of the wrong amount, and bytes that are no CloudEvent at all.
+    let payment = |amount: u64| {
+        serde_json::json!({"orderId": "o-1", "paymentId": "p-1", "amountMinor": amount, "currency": "EUR"}).to_string()
+    };
+    let wrong = browser()
+        .post(server.url("/api/events"))
+        .header("x-api-key", "k-1")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "pay-1")
+        .header("ce-source", "/payments")
+        .header("ce-type", "payment.authorized")
+        .header("content-type", "application/json")
+        .body(payment(9999))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let garbage = browser()
+        .post(server.url("/api/events"))
+        .header("x-api-key", "k-1")
+        .header("content-type", "application/json")
+        .body("{\"no\": \"cloudevent\"}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+
+    assert_eq!(get(&server, "/deadletters.json", &[]).await.status(), StatusCode::UNAUTHORIZED);
+    let listed = |query: &'static str| {
+        let request = browser().get(server.url(&format!("/deadletters.json{query}"))).header("x-api-key", "k-1");
+        async move { request.send().await.expect("get").json::<Value>().await.expect("json") }
+    };
+    let all = until_async(|| listed(""), |l| l["deadLetters"].as_array().map(Vec::len) == Some(2)).await;
+    assert_eq!((all["kinds"]["rejected"].as_u64(), all["kinds"]["undecodable"].as_u64()), (Some(1), Some(1)), "{all}");
+    let rejected = listed("?kind=rejected").await;
+    let letters = rejected["deadLetters"].as_array().cloned().unwrap_or_default();
+    assert_eq!(letters.len(), 1, "{rejected}");
+    let letter = &letters[0];
+    assert!(letter["reason"].as_str().is_some_and(|r| r.contains("amount")), "{letter}");
+    assert_eq!((&letter["origin"]["via"], &letter["whole"]), (&serde_json::json!("http"), &serde_json::json!(true)));
+    assert!(letter["preview"].as_str().is_some_and(|p| p.contains("9999")), "{letter}");
+    assert!(letter["time"].is_string());
+    let at = serde_json::json!({"partition": letter["partition"], "offset": letter["offset"]});
+
+    // Sent again as it was: dead-lettered again, for the same reason, and listed as from the console.
+    assert_eq!(post_json(&server, "/deadletters/reingest", at.clone(), None).await.status(), StatusCode::UNAUTHORIZED);
+    let again: Value =
+        post_json(&server, "/deadletters/reingest", at.clone(), Some("k-1")).await.json().await.expect("json");
+    assert_eq!(again["outcome"], "deadLettered", "{again}");
+    let relisted =
+        until_async(|| listed("?kind=rejected"), |l| l["deadLetters"].as_array().map(Vec::len) == Some(2)).await;
+    assert_eq!(relisted["deadLetters"][0]["origin"]["via"], "console", "{relisted}");
+    assert_eq!(relisted["deadLetters"][0]["origin"]["deadLetter"], letter["id"]);
+
+    // Corrected: applied, once however often it is sent.
+    let mut corrected = at.clone();
+    corrected["payload"] = Value::String(payment(1250));
+    let applied: Value =
+        post_json(&server, "/deadletters/reingest", corrected.clone(), Some("k-1")).await.json().await.expect("json");
+    assert_eq!(
+        (&applied["outcome"], &applied["receipt"]["status"]),
+        (&serde_json::json!("applied"), &serde_json::json!("ReadyToShip")),
+        "{applied}"
+    );
+    let twice: Value =
+        post_json(&server, "/deadletters/reingest", corrected, Some("k-1")).await.json().await.expect("json");
+    assert_eq!(twice["outcome"], "duplicate", "{twice}");
+    let history: Value = get(&server, "/api/orders/o-1/events", &key).await.json().await.expect("json");
+    let authorized = history.as_array().into_iter().flatten().filter(|e| e["type"] == "PaymentAuthorized");
+    assert_eq!(authorized.count(), 1, "{history}");
+
+    let gone =
+        post_json(&server, "/deadletters/reingest", serde_json::json!({"partition": 0, "offset": 999}), Some("k-1"))
+            .await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let bad = post_json(&server, "/deadletters/reingest", serde_json::json!({"offset": "x"}), Some("k-1")).await;
+    assert!(bad.status().is_client_error(), "{}", bad.status());
+}
+
+#[tokio::test]
+async fn wrong_keys_from_one_address_are_stopped_for_a_while() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start_with(&dir.path().join("data"), &[("OrderflowApiKeys", "k-1")]);
+    for _ in 0..10 {
+        assert_eq!(get(&server, "/status.json", &[("x-api-key", "guess")]).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let stopped = get(&server, "/status.json", &[("x-api-key", "k-1")]).await;
+    assert_eq!(stopped.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(stopped.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("60"));
+    assert_eq!(login(&server, "k-1").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Health and the API's own keys are not the console's.
+    assert_eq!(get(&server, "/health/live", &[]).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_skus_open_reservations_are_listed_by_order_with_their_age() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"));
+    assert_eq!(server.restock("SKU-A", 10).await.status, 200);
+    for order in ["o-1", "o-2"] {
+        assert_eq!(server.place(order, &[("SKU-A", 2, 100)]).await.status, 201);
+        assert_eq!(server.post_empty(&format!("/api/orders/{order}/confirm")).await.status, 200);
+    }
+    server.order_status("o-2", "Reserved").await;
+    assert_eq!(server.post_empty("/api/orders/o-1/cancel").await.status, 200);
+    let sku = |query: &'static str| {
+        let url = server.url(&format!("/sku.json?{query}"));
+        async move { reqwest::get(url).await.expect("get") }
+    };
+    let view = until_async(
+        || async { sku("sku=SKU-A").await.json::<Value>().await.expect("json") },
+        |view| view["reserved"] == 2,
+    )
+    .await;
+    let open: Vec<(&str, u64)> = view["openReservations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| (r["orderId"].as_str().unwrap_or(""), r["quantity"].as_u64().unwrap_or(0)))
+        .collect();
+    assert_eq!(open, [("o-2", 2)], "{view}");
+    assert!(view["openReservations"][0]["ageSeconds"].as_i64().is_some_and(|age| age >= 0), "{view}");
+    assert_eq!((view["onHand"].as_u64(), view["available"].as_u64()), (Some(10), Some(8)));
+    assert_eq!(sku("sku=NOPE").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(sku("sku=a%20b").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(sku("").await.status(), StatusCode::BAD_REQUEST);
+}

@@ -255,6 +255,20 @@ async fn bad_messages_are_dead_lettered_and_do_not_block_their_partition() {
     assert!(undecodable["data"]["origin"]["offset"].is_i64());
     let unknown = dead.iter().find(|d| d["data"]["kind"] == "unknown-type").expect("the unknown type");
     assert_eq!(unknown["data"]["headers"]["ce_type"], "stock.teleported");
+
+    // The console reads them back from Kafka, and sends one again corrected.
+    let listed = server.get("/deadletters.json?kind=invalid-data").await.body;
+    let letters = listed["deadLetters"].as_array().cloned().unwrap_or_default();
+    assert_eq!((listed["scanned"].as_u64(), letters.len()), (Some(7), 3), "{listed}");
+    let long = letters.iter().find(|l| l["preview"].as_str().is_some_and(|p| p.contains("rrrrrrrr"))).expect("long-1");
+    assert_eq!(long["origin"]["topic"], topics.physical("stock"));
+    let corrected = json!({
+        "partition": long["partition"], "offset": long["offset"],
+        "payload": json!({"sku": "X", "delta": 1, "reason": "recount"}).to_string(),
+    });
+    let applied = server.post("/deadletters/reingest", corrected).await;
+    assert_eq!(applied.body["outcome"], "applied", "{applied:?}");
+    server.eventually("/api/inventory/X", |s| s["onHand"] == 8).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,15 +1,19 @@
 //! The status page, as a person sees it: loaded in headless Chromium
-//! (Debian's `chromium`), its script run, the rendered page read back.
+//! (Debian's `chromium`), its script run, the rendered page read back; and
+//! used, with the mouse and the keyboard ([`browser`]).
 
+#[path = "support/browser.rs"]
+mod browser;
 mod support;
 
 use std::process::Command;
 
+use reqwest::Method;
 use serde_json::json;
 use support::Server;
 use tempfile::TempDir;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+use browser::{Browser, CHROMIUM};
 
 /// The page at `url` after its scripts ran for a few (virtual) seconds.
 fn rendered(url: &str, profile: &std::path::Path) -> String {
@@ -139,10 +143,98 @@ async fn an_orders_journey_is_one_search_away() {
         let at = page.find(&format!("id=\"event-{index}\"")).unwrap_or_else(|| panic!("no event {index}:\n{page}"));
         assert!(page[at..].starts_with(&format!("id=\"event-{index}\"><strong>#{index} {event_type}</strong>")));
     }
-    assert!(page.contains("→ Reserve on Sku-SKU-A; Reserve on Sku-SKU-B"), "{page}");
+    assert!(
+        page.contains(
+            r#"→ Reserve on <a href="/?sku=SKU-A">Sku-SKU-A</a>; Reserve on <a href="/?sku=SKU-B">Sku-SKU-B</a>"#
+        ),
+        "{page}"
+    );
     assert!(page.contains("published to orderflow.orders as orderflow.order.delivered"));
     let shot = tokio::task::spawn_blocking(move || screenshot(&url, &profile, "console-journey.png", (1280, 2200)))
         .await
         .expect("chromium ran");
     println!("screenshot: {}", shot.display());
+}
+
+#[tokio::test]
+async fn an_operator_signs_in_sends_a_dead_letter_again_and_follows_an_order_to_its_sku() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start_with(&dir.path().join("data"), &[("OrderflowApiKeys", "k-1")]);
+    let key = [("x-api-key", "k-1")];
+    let restock = server.send(Method::POST, "/api/inventory/SKU-A/restock", Some(json!({"quantity": 5})), &key).await;
+    assert_eq!(restock.status, 200);
+    let order = json!({"orderId": "o-1", "customerId": "c-1", "currency": "EUR",
+        "lines": [{"sku": "SKU-A", "quantity": 2, "unitPriceMinor": 1250}]});
+    assert_eq!(server.send(Method::POST, "/api/orders", Some(order), &key).await.status, 201);
+    assert_eq!(server.send(Method::POST, "/api/orders/o-1/confirm", None, &key).await.status, 200);
+    support::until_async(
+        || server.send(Method::GET, "/api/orders/o-1", None, &key),
+        |o| o.body["status"] == "Reserved",
+    )
+    .await;
+    let payment = |amount: u64| {
+        json!({"orderId": "o-1", "paymentId": "p-1", "amountMinor": amount, "currency": "EUR"}).to_string()
+    };
+    let headers = [
+        ("x-api-key", "k-1"),
+        ("ce-specversion", "1.0"),
+        ("ce-id", "pay-1"),
+        ("ce-source", "/payments"),
+        ("ce-type", "payment.authorized"),
+        ("content-type", "application/json"),
+    ];
+    // A payment of the wrong amount: refused, dead-lettered.
+    assert_eq!(server.post_raw("/api/events", payment(9999), &headers).await.status, 422);
+
+    let url = server.url("/");
+    let profile = dir.path().join("chromium");
+    let shots = tokio::task::spawn_blocking(move || {
+        let mut browser = Browser::launch(&profile, (1280, 1600));
+        browser.open(&url);
+        assert_eq!(browser.eval("location.pathname"), json!("/login"), "no session: the login form");
+        browser.type_into("#key", "k-1");
+        browser.click("button[type=submit]");
+        browser.wait_for(
+            "location.pathname === '/' && document.querySelectorAll('#steps tr').length === 3",
+            "the console",
+        );
+
+        // The dead letter, with its reason; corrected and sent again.
+        let row = "#dead tr[id^=dead-]";
+        browser.wait_for(&format!("document.querySelectorAll('{row}').length === 1"), "the dead letter");
+        let listed = browser.text(row);
+        assert!(
+            listed.contains("rejected") && listed.contains("amount") && listed.contains("HTTP request"),
+            "{listed}"
+        );
+        browser.click(&format!("{row} button"));
+        assert!(browser.text("#reingest-title").contains("amount"));
+        browser.type_into("#reingest-payload", &payment(2500));
+        let corrected = browser.screenshot("console-reingest.png");
+        browser.click("#reingest-corrected");
+        let result = browser.wait_for(
+            "document.getElementById('reingest-result').innerText.includes('applied')
+            && document.getElementById('reingest-result').innerText",
+            "the re-ingestion's answer",
+        );
+        assert_eq!(result, json!("applied: Order-o-1 at version 6"));
+
+        // The order's journey, then the SKU one of its reactions went to.
+        browser.type_into("#find-id", "o-1");
+        browser.click("#find button");
+        browser.wait_for("document.querySelectorAll('#journey-events li').length === 6", "the journey");
+        assert!(browser.text("#event-4").starts_with("#4 PaymentAuthorized"), "{}", browser.text("#event-4"));
+        browser.click("#event-1 a[href='/?sku=SKU-A']");
+        let reservation = browser.wait_for("document.querySelector('#reservations tbody tr')?.innerText", "the SKU");
+        let cells: Vec<String> =
+            reservation.as_str().unwrap_or_default().split('\t').map(|cell| cell.trim().to_string()).collect();
+        assert_eq!((cells[0].as_str(), cells[1].as_str(), cells[2].as_str()), ("o-1", "1", "2"), "{cells:?}");
+        assert!(browser.text("#sku").contains("SKU-A: 5 on hand, 2 reserved, 3 available"), "{}", browser.text("#sku"));
+        [corrected, browser.screenshot("console-sku.png")]
+    })
+    .await
+    .expect("the browser session ran");
+    for shot in shots {
+        println!("screenshot: {}", shot.display());
+    }
 }

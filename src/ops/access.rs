@@ -5,16 +5,22 @@
 //! HttpOnly; SameSite=Strict`, lasts 12 hours and is forgotten when the
 //! server restarts. `/health/*` stays public; `/metrics` too unless
 //! `OrderflowMetricsPublic` is `false`.
+//!
+//! Whoever passes is the request's [`Operator`]: actions record it. Wrong
+//! keys (at the login form or in a header) are throttled per client address:
+//! after [`MAX_FAILURES`] in a minute, that address is answered 429 until the
+//! minute is over.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Form;
+use axum::{Extension, Form};
 use orderflow_api::{ApiKeys, Problem};
 use serde::Deserialize;
 
@@ -24,42 +30,91 @@ const COOKIE: &str = "orderflow_session";
 const SESSION_LENGTH: Duration = Duration::from_secs(12 * 3600);
 /// Sessions open at once: past it, the one that ends first is closed.
 const MAX_SESSIONS: usize = 10_000;
+/// Wrong keys from one address in [`FAILURE_WINDOW`] before it is refused.
+pub const MAX_FAILURES: u32 = 10;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses whose failures are remembered at once (the oldest go first).
+const MAX_FAILING_ADDRESSES: usize = 10_000;
+
+/// Who is at the console, for the record of what they did: the key they
+/// presented, by the first characters of its digest (never the key), or
+/// anyone when no key is configured.
+#[derive(Debug, Clone)]
+pub struct Operator(pub String);
+
+struct Session {
+    ends: Instant,
+    operator: Operator,
+}
 
 pub struct Access {
     keys: ApiKeys,
     metrics_public: bool,
-    /// Session token → when it ends.
-    sessions: Mutex<HashMap<String, Instant>>,
+    /// Session token → the session.
+    sessions: Mutex<HashMap<String, Session>>,
+    /// Client address → wrong keys since when.
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
 impl Access {
     pub fn new(keys: ApiKeys, metrics_public: bool) -> Self {
-        Access { keys, metrics_public, sessions: Mutex::default() }
+        Access { keys, metrics_public, sessions: Mutex::default(), failures: Mutex::default() }
     }
 
-    fn allowed(&self, headers: &HeaderMap) -> bool {
-        !self.keys.required()
-            || ApiKeys::presented(headers).is_some_and(|key| self.keys.caller(key).is_some())
-            || session_token(headers).is_some_and(|token| self.in_session(token))
+    /// Who the request comes from, if it may pass: `Err(true)` when it
+    /// presented a key that is not valid.
+    fn operator(&self, headers: &HeaderMap) -> Result<Operator, bool> {
+        if !self.keys.required() {
+            return Ok(Operator("anyone (no keys configured)".into()));
+        }
+        if let Some(key) = ApiKeys::presented(headers) {
+            return self.keys.caller(key).map(operator_of).ok_or(true);
+        }
+        session_token(headers).and_then(|token| self.session(token)).ok_or(false)
     }
 
-    fn in_session(&self, token: &str) -> bool {
+    fn session(&self, token: &str) -> Option<Operator> {
         let sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        sessions.get(token).is_some_and(|ends| *ends > Instant::now())
+        sessions.get(token).filter(|session| session.ends > Instant::now()).map(|session| session.operator.clone())
     }
 
-    fn open_session(&self) -> String {
+    /// Whether `client` has had too many wrong keys lately.
+    fn throttled(&self, client: Option<IpAddr>) -> bool {
+        let Some(client) = client else { return false };
+        let failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        failures.get(&client).is_some_and(|(count, since)| *count >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+    }
+
+    fn failed(&self, client: Option<IpAddr>) {
+        let Some(client) = client else { return };
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if failures.len() >= MAX_FAILING_ADDRESSES {
+            failures.retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
+            if let Some(oldest) = failures.iter().min_by_key(|(_, (_, since))| *since).map(|(client, _)| *client) {
+                failures.remove(&oldest);
+            }
+        }
+        let entry = failures.entry(client).or_insert((0, now));
+        if now.duration_since(entry.1) >= FAILURE_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+    }
+
+    fn open_session(&self, operator: Operator) -> String {
         // Two random UUIDs: 244 random bits from the operating system's generator.
         let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        sessions.retain(|_, ends| *ends > now);
+        sessions.retain(|_, session| session.ends > now);
         if sessions.len() >= MAX_SESSIONS {
-            if let Some(first) = sessions.iter().min_by_key(|(_, ends)| **ends).map(|(token, _)| token.clone()) {
+            if let Some(first) = sessions.iter().min_by_key(|(_, session)| session.ends).map(|(token, _)| token.clone())
+            {
                 sessions.remove(&first);
             }
         }
-        sessions.insert(token.clone(), now + SESSION_LENGTH);
+        sessions.insert(token.clone(), Session { ends: now + SESSION_LENGTH, operator });
         token
     }
 
@@ -68,6 +123,22 @@ impl Access {
             self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(token);
         }
     }
+}
+
+/// A key's caller (the hex digest of the key) as an operator.
+fn operator_of(caller: String) -> Operator {
+    Operator(format!("key {}", &caller[..caller.len().min(12)]))
+}
+
+/// The client's address, when the server records it.
+fn client_of(request: &Request) -> Option<IpAddr> {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(address)| address.ip())
+}
+
+fn too_many() -> Response {
+    let detail = "too many wrong keys from this address: try again later";
+    let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many-attempts", detail);
+    Problem { retry_after_secs: Some(FAILURE_WINDOW.as_secs()), ..problem }.into_response()
 }
 
 /// The session token among the request's cookies, if any.
@@ -86,9 +157,20 @@ fn session_cookie(token: &str, max_age: Duration) -> String {
 
 /// In front of the console's pages and JSON: a page sends a browser without
 /// a session to the login form; JSON answers 401.
-pub async fn require_operator(State(ops): State<Arc<Ops>>, request: Request, next: Next) -> Response {
-    if ops.access.allowed(request.headers()) {
-        return next.run(request).await;
+pub async fn require_operator(State(ops): State<Arc<Ops>>, mut request: Request, next: Next) -> Response {
+    let client = client_of(&request);
+    if ops.access.throttled(client) {
+        return too_many();
+    }
+    let wrong_key = match ops.access.operator(request.headers()) {
+        Ok(operator) => {
+            request.extensions_mut().insert(operator);
+            return next.run(request).await;
+        }
+        Err(wrong_key) => wrong_key,
+    };
+    if wrong_key {
+        ops.access.failed(client);
     }
     if request.uri().path() == "/" {
         return Redirect::to("/login").into_response();
@@ -98,7 +180,7 @@ pub async fn require_operator(State(ops): State<Arc<Ops>>, request: Request, nex
 
 /// In front of `/metrics`.
 pub async fn require_metrics_access(State(ops): State<Arc<Ops>>, request: Request, next: Next) -> Response {
-    if ops.access.metrics_public || ops.access.allowed(request.headers()) {
+    if ops.access.metrics_public || ops.access.operator(request.headers()).is_ok() {
         return next.run(request).await;
     }
     Problem::unauthorized("an API key is required (X-API-Key): OrderflowMetricsPublic is false").into_response()
@@ -118,16 +200,26 @@ pub async fn login_page(State(ops): State<Arc<Ops>>) -> Response {
 
 /// A valid key opens a session and goes on to the console; another one
 /// shows the form again.
-pub async fn login(State(ops): State<Arc<Ops>>, Form(login): Form<Login>) -> Response {
+pub async fn login(
+    State(ops): State<Arc<Ops>>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Form(login): Form<Login>,
+) -> Response {
     if !ops.access.keys.required() {
         return Redirect::to("/").into_response();
     }
-    if ops.access.keys.caller(login.key.trim()).is_none() {
-        tracing::warn!("console login with a key that is not valid");
-        return login_form(StatusCode::UNAUTHORIZED, "That key is not valid.");
+    let client = client.map(|Extension(ConnectInfo(address))| address.ip());
+    if ops.access.throttled(client) {
+        return too_many();
     }
-    let token = ops.access.open_session();
-    tracing::info!("console session opened");
+    let Some(caller) = ops.access.keys.caller(login.key.trim()) else {
+        tracing::warn!(?client, "console login with a key that is not valid");
+        ops.access.failed(client);
+        return login_form(StatusCode::UNAUTHORIZED, "That key is not valid.");
+    };
+    let operator = operator_of(caller);
+    tracing::info!(operator = operator.0, "console session opened");
+    let token = ops.access.open_session(operator);
     ([(header::SET_COOKIE, session_cookie(&token, SESSION_LENGTH))], Redirect::to("/")).into_response()
 }
 

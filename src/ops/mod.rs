@@ -1,14 +1,18 @@
 //! What operators reach on `serve` besides the API: Prometheus metrics at
 //! `/metrics`, liveness at `/health/live`, readiness at `/health/ready`, the
 //! change-feed consumers at `/health/pipeline`, and
-//! the console for people at `/` with its live charts ([`series`]), behind a
-//! key when keys are configured ([`access`]).
+//! the console for people at `/` with its live charts ([`series`]), an
+//! order's journey, a SKU's reservations, the dead letters and parked streams
+//! and what can be done about them ([`actions`]), behind a key when keys are
+//! configured ([`access`]).
 
 mod access;
 mod actions;
+mod dead_letters;
 mod health;
 mod journey;
 pub mod series;
+mod sku;
 mod state;
 mod status;
 
@@ -47,7 +51,10 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/status.json", get(status::status))
         .route("/series.json", get(series::samples))
         .route("/journey.json", get(journey::journey))
+        .route("/sku.json", get(sku::sku))
+        .route("/deadletters.json", get(dead_letters::dead_letters))
         .route("/parked/retry", post(actions::retry_parked))
+        .route("/deadletters/reingest", post(actions::reingest))
         .route_layer(middleware::from_fn_with_state(ops.clone(), access::require_operator));
     let metrics = Router::new()
         .route("/metrics", get(health::metrics))

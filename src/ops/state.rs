@@ -6,7 +6,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use orderflow_pipeline::consumers::{Consumer, FeedHealth};
 use orderflow_pipeline::ingest::Ingestor;
-use orderflow_pipeline::ports::{EventStore, LeaseStore, Parking, Refusals, SnapshotStore, Timers};
+use orderflow_pipeline::ports::{EventStore, LeaseStore, Parking, Refusals, SnapshotStore, Timers, TopicReader};
 
 use super::access::Access;
 use super::series::Series;
@@ -27,6 +27,8 @@ pub struct Ops {
     pub instance: String,
     /// Which kind of store, without its place (no paths or endpoints on a page).
     pub store_kind: &'static str,
+    /// The topics, to read the dead letters back.
+    pub topics: Arc<dyn TopicReader>,
     pub access: Access,
     /// The last 15 minutes of figures, for the charts.
     pub series: Series,

@@ -21,6 +21,11 @@ pub async fn place_to_delivered(server: &Server) {
     assert_eq!(reserved["totalMinor"], 3000);
     let sku_a = server.eventually("/api/inventory/SKU-A", |s| s["reserved"] == 2).await;
     assert_eq!((sku_a["onHand"].as_u64(), sku_a["available"].as_u64()), (Some(10), Some(8)));
+    let open = &sku_a["openReservations"];
+    assert_eq!(
+        (&open[0]["orderId"], &open[0]["quantity"], open.as_array().map(Vec::len)),
+        (&json!("o-1"), &json!(2), Some(1))
+    );
 
     let paid = server
         .event(
@@ -43,6 +48,7 @@ pub async fn place_to_delivered(server: &Server) {
     // The shipped stock left the warehouse.
     let sku_a = server.eventually("/api/inventory/SKU-A", |s| s["onHand"] == 8).await;
     assert_eq!((sku_a["reserved"].as_u64(), sku_a["available"].as_u64()), (Some(0), Some(8)));
+    assert_eq!(sku_a["openReservations"], json!([]), "shipped: no longer open");
 
     let history = server.history("o-1").await;
     let types: Vec<&str> = history.iter().filter_map(|e| e["type"].as_str()).collect();

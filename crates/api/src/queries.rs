@@ -1,17 +1,19 @@
-//! The query routes. Order and inventory views come from the snapshot store
-//! (eventually consistent: each says which version it reflects, also as its
-//! ETag); an order's history comes from the event store.
+//! The query routes. Order and inventory views (each stream kind's `View`)
+//! come from the snapshot store (eventually consistent: each says which
+//! version it reflects, also as its ETag); an order's history comes from the
+//! event store.
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use orderflow_domain::inventory::SkuState;
+use orderflow_domain::inventory::Inventory;
 use orderflow_domain::limits::MAX_REFERENCE;
-use orderflow_domain::order::{OrderLine, OrderState, Payment, Shipment};
+use orderflow_domain::order::{Order, OrderLine, OrderState, Payment, Shipment};
+use orderflow_domain::Aggregate;
 use orderflow_pipeline::ports::Snapshot;
-use orderflow_pipeline::reads::{self, Current};
+use orderflow_pipeline::reads::{self, Current, Read};
 use orderflow_pipeline::streams::{current_data, order_stream, sku_stream, Category};
 use orderflow_pipeline::StoreError;
 use serde::de::DeserializeOwned;
@@ -172,8 +174,24 @@ pub struct InventoryView {
     on_hand: u64,
     reserved: u64,
     available: u64,
+    /// The reservations that are open, oldest first (at most 1,000).
+    open_reservations: Vec<ReservationView>,
+    /// Open reservations beyond those listed.
+    unlisted_reservations: u64,
     version: u64,
     updated_at: DateTime<Utc>,
+}
+
+/// Stock held for an order until it ships or is released.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationView {
+    order_id: String,
+    /// The order's reservation attempt (a new one after a backorder).
+    attempt: u32,
+    quantity: u32,
+    /// When it was made.
+    since: DateTime<Utc>,
 }
 
 /// Read-your-writes: the version a command answered (its `version`, also
@@ -190,16 +208,16 @@ pub struct ReadQuery {
 
 /// The stream's read model, at the version the reader asks for or newer;
 /// a stream that exists is found even before its first projection.
-async fn current(
+async fn current<A: Aggregate>(
     app: &App,
     stream_id: &str,
     query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
     what: &str,
-) -> Result<Snapshot, Problem> {
+) -> Result<Read<A::View>, Problem> {
     let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
     let at_least = query.min_version.unwrap_or(0);
-    match reads::current(app.events.as_ref(), app.snapshots.as_ref(), stream_id, at_least).await? {
-        Current::Found(snapshot) => Ok(snapshot),
+    match reads::current::<A>(app.events.as_ref(), app.snapshots.as_ref(), stream_id, at_least).await? {
+        Current::Found(read) => Ok(read),
         Current::Missing => Err(Problem::not_found(format!("no such {what}"))),
         Current::NotReached { version } => Err(Problem::new(
             StatusCode::PRECONDITION_FAILED,
@@ -244,8 +262,8 @@ pub async fn get_order(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     checked_id("orderId", &order_id)?;
-    let snapshot = current(&app, &order_stream(&order_id), query, "order").await?;
-    let state = snapshot_state::<OrderState>(&snapshot)?;
+    let Read { view: state, version, updated_at } =
+        current::<Order>(&app, &order_stream(&order_id), query, "order").await?;
     let view = OrderView {
         order_id,
         customer_id: state.customer_id.clone(),
@@ -253,8 +271,8 @@ pub async fn get_order(
         total_minor: state.total_minor(),
         currency: state.currency,
         lines: state.lines.into_iter().map(LineView::from).collect(),
-        version: snapshot.version,
-        updated_at: snapshot.updated_at,
+        version,
+        updated_at,
         payment: state.payment.map(PaymentView::from),
         payment_failure: state.payment_failure,
         shipment: state.shipment.map(ShipmentView::from),
@@ -262,7 +280,7 @@ pub async fn get_order(
         cancel_reason: state.cancel_reason,
         overdue: state.overdue,
     };
-    Ok(versioned(&headers, snapshot.version, view))
+    Ok(versioned(&headers, version, view))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -369,17 +387,22 @@ pub async fn get_inventory(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     checked_id("sku", &sku)?;
-    let snapshot = current(&app, &sku_stream(&sku), query, "SKU").await?;
-    let state: SkuState = snapshot_state(&snapshot)?;
+    let Read { view, version, updated_at } = current::<Inventory>(&app, &sku_stream(&sku), query, "SKU").await?;
     let body = InventoryView {
         sku,
-        on_hand: state.on_hand,
-        reserved: state.reserved,
-        available: state.available(),
-        version: snapshot.version,
-        updated_at: snapshot.updated_at,
+        on_hand: view.on_hand,
+        reserved: view.reserved,
+        available: view.available(),
+        unlisted_reservations: view.unlisted,
+        open_reservations: view
+            .open_reservations
+            .into_iter()
+            .map(|r| ReservationView { order_id: r.order_id, attempt: r.attempt, quantity: r.quantity, since: r.since })
+            .collect(),
+        version,
+        updated_at,
     };
-    Ok(versioned(&headers, snapshot.version, body))
+    Ok(versioned(&headers, version, body))
 }
 
 pub async fn health() -> Response {

@@ -19,10 +19,11 @@
 //! received stock to waiting orders silently would take the decision of which
 //! order goes first away from the people who run the shop.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::contract::EventContract;
-use crate::{Aggregate, Rejection, Rule};
+use crate::{Aggregate, Recorded, Rejection, Rule, View};
 
 pub const MAX_STOCK_CHANGE: u64 = 1_000_000_000;
 
@@ -36,6 +37,69 @@ pub struct SkuState {
 impl SkuState {
     pub fn available(&self) -> u64 {
         self.on_hand.saturating_sub(self.reserved)
+    }
+}
+
+/// What people read of a SKU: its counters and the reservations that are
+/// open, oldest first, with when each was made. At most
+/// [`MAX_LISTED_RESERVATIONS`] are listed (a view must stay one small
+/// document however hot the SKU); the rest are counted (`unlisted`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkuView {
+    pub on_hand: u64,
+    pub reserved: u64,
+    /// No `default`: a view stored before reservations were listed does not
+    /// read, and is built again from the stream.
+    pub open_reservations: Vec<OpenReservation>,
+    pub unlisted: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenReservation {
+    pub order_id: String,
+    pub attempt: u32,
+    pub quantity: u32,
+    pub since: DateTime<Utc>,
+}
+
+pub const MAX_LISTED_RESERVATIONS: usize = 1000;
+
+impl SkuView {
+    pub fn available(&self) -> u64 {
+        self.on_hand.saturating_sub(self.reserved)
+    }
+
+    fn close(&mut self, order_id: &str, attempt: u32) {
+        match self.open_reservations.iter().position(|r| r.order_id == order_id && r.attempt == attempt) {
+            Some(position) => drop(self.open_reservations.remove(position)),
+            None => self.unlisted = self.unlisted.saturating_sub(1),
+        }
+    }
+}
+
+impl View for SkuView {
+    type Event = InventoryEvent;
+
+    fn update(&mut self, event: &InventoryEvent, recorded: Recorded) {
+        use InventoryEvent as E;
+        let counters = evolve(SkuState { on_hand: self.on_hand, reserved: self.reserved }, event);
+        (self.on_hand, self.reserved) = (counters.on_hand, counters.reserved);
+        match event {
+            E::StockReserved { order_id, attempt, quantity } => {
+                if self.open_reservations.len() < MAX_LISTED_RESERVATIONS {
+                    let (order_id, attempt, quantity) = (order_id.clone(), *attempt, *quantity);
+                    self.open_reservations.push(OpenReservation { order_id, attempt, quantity, since: recorded.time });
+                } else {
+                    self.unlisted += 1;
+                }
+            }
+            E::StockReleased { order_id, attempt, .. } | E::StockShipped { order_id, attempt, .. } => {
+                self.close(order_id, *attempt)
+            }
+            E::Restocked { .. } | E::Adjusted { .. } | E::ReservationRejected { .. } => {}
+        }
     }
 }
 
@@ -103,6 +167,7 @@ impl Aggregate for Inventory {
     type Event = InventoryEvent;
     /// No event type has changed its shape yet: every one is at version 1.
     const EVENTS: EventContract = EventContract { upcasts: &[] };
+    type View = SkuView;
 
     fn decide(state: &SkuState, command: &InventoryCommand) -> Result<Vec<InventoryEvent>, Rejection> {
         decide(state, command)
@@ -265,5 +330,57 @@ mod tests {
         assert_eq!(decide(&state, &shrink(0)).unwrap_err().code(), "invalid-quantity");
         let adjusted = Inventory::fold(state.clone(), &decide(&state, &shrink(-2)).unwrap());
         assert_eq!((adjusted.on_hand, adjusted.available()), (3, 0));
+    }
+
+    fn viewed(events: &[InventoryEvent]) -> SkuView {
+        let start = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        events.iter().enumerate().fold(SkuView::default(), |mut view, (index, event)| {
+            let time = start + chrono::Duration::minutes(index as i64);
+            view.update(event, Recorded { index: index as u64, time });
+            view
+        })
+    }
+
+    #[test]
+    fn the_view_lists_open_reservations_by_order_with_their_age() {
+        let reserved = |order: &str, attempt| E::StockReserved { order_id: order.into(), attempt, quantity: 2 };
+        let view = viewed(&[
+            E::Restocked { quantity: 10 },
+            reserved("o1", 1),
+            reserved("o2", 1),
+            E::StockReleased { order_id: "o1".into(), attempt: 1, quantity: 2 },
+            reserved("o1", 2),
+            reserved("o3", 1),
+            E::StockShipped { order_id: "o3".into(), attempt: 1, quantity: 2 },
+            E::ReservationRejected { order_id: "o4".into(), attempt: 1, quantity: 99, available: 6 },
+        ]);
+        let open: Vec<(&str, u32, i64)> = view
+            .open_reservations
+            .iter()
+            .map(|r| (r.order_id.as_str(), r.attempt, r.since.timestamp() - 1_700_000_000))
+            .collect();
+        assert_eq!(open, [("o2", 1, 120), ("o1", 2, 240)]);
+        assert_eq!((view.on_hand, view.reserved, view.available(), view.unlisted), (8, 4, 4, 0));
+    }
+
+    #[test]
+    fn the_view_counts_what_it_cannot_list_and_keeps_its_counters_exact() {
+        let count = MAX_LISTED_RESERVATIONS as u32 + 5;
+        let mut events = vec![E::Restocked { quantity: 1_000_000 }];
+        events.extend((0..count).map(|i| E::StockReserved { order_id: format!("o{i}"), attempt: 1, quantity: 1 }));
+        // The first listed one and an unlisted one end.
+        events.push(E::StockReleased { order_id: "o0".into(), attempt: 1, quantity: 1 });
+        events.push(E::StockShipped { order_id: format!("o{}", count - 1), attempt: 1, quantity: 1 });
+        let view = viewed(&events);
+        assert_eq!(view.open_reservations.len(), MAX_LISTED_RESERVATIONS - 1);
+        assert_eq!(view.unlisted, 4);
+        assert_eq!(view.open_reservations.len() as u64 + view.unlisted, u64::from(count) - 2);
+        assert_eq!((view.on_hand, view.reserved), (1_000_000 - 1, u64::from(count) - 2));
+    }
+
+    #[test]
+    fn a_view_stored_before_reservations_were_listed_does_not_read() {
+        let old = serde_json::json!({"onHand": 3, "reserved": 1});
+        assert!(serde_json::from_value::<SkuView>(old).is_err());
     }
 }

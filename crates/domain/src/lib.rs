@@ -7,7 +7,9 @@
 //!
 //! and the **fulfillment** policy (`fulfillment::react`) turns an event of one
 //! stream into the commands other streams must receive; the **deadlines**
-//! policy (`deadlines::schedule`) says which deadline an event starts. Nothing
+//! policy (`deadlines::schedule`) says which deadline an event starts. What
+//! queries read of a stream is its [`View`], kept up to date by `update`,
+//! shaped for those queries rather than for deciding. Nothing
 //! here does I/O, reads the clock, or knows how events are stored or
 //! transported.
 
@@ -20,9 +22,11 @@ pub mod inventory;
 pub mod limits;
 pub mod order;
 mod rejection;
+pub mod views;
 
 pub use fulfillment::{react, Command, Event};
 pub use rejection::{Rejection, Rule};
+pub use views::{Recorded, View};
 
 use contract::EventContract;
 use serde::{de::DeserializeOwned, Serialize};
@@ -38,6 +42,8 @@ pub trait Aggregate {
     type Event: Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
     /// The versions of the events' shapes and how older ones come up (see [`contract`]).
     const EVENTS: EventContract;
+    /// What queries read of a stream of this kind (its read model).
+    type View: View<Event = Self::Event>;
 
     fn decide(state: &Self::State, command: &Self::Command) -> Result<Vec<Self::Event>, Rejection>;
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;

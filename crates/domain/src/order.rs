@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::EventContract;
 use crate::deadlines::{BackorderAction, Deadline};
-use crate::{Aggregate, Rejection, Rule};
+use crate::{Aggregate, Recorded, Rejection, Rule, View};
 
 pub const MAX_LINES: usize = 100;
 pub const MAX_QUANTITY: u32 = 1_000_000;
@@ -311,6 +311,9 @@ impl Aggregate for Order {
     type Event = OrderEvent;
     /// No event type has changed its shape yet: every one is at version 1.
     const EVENTS: EventContract = EventContract { upcasts: &[] };
+    /// An order's queries (the order, a customer's orders) read what it
+    /// decides on.
+    type View = OrderState;
 
     fn decide(state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEvent>, Rejection> {
         decide(state, command)
@@ -581,6 +584,14 @@ fn validate_line(line: &OrderLine) -> Result<(), Rejection> {
         ));
     }
     Ok(())
+}
+
+impl View for OrderState {
+    type Event = OrderEvent;
+
+    fn update(&mut self, event: &OrderEvent, _: Recorded) {
+        *self = evolve(std::mem::take(self), event);
+    }
 }
 
 pub fn evolve(mut state: OrderState, event: &OrderEvent) -> OrderState {

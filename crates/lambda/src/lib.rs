@@ -125,6 +125,7 @@ fn item_identifier(origin: &Origin) -> String {
     match origin {
         Origin::Kafka { topic, partition, offset } => format!("{topic}-{partition}@{offset}"),
         Origin::Http { request_id } => request_id.clone(),
+        Origin::Console { dead_letter } => dead_letter.clone(),
     }
 }
 

@@ -13,16 +13,23 @@
 //!   whatever the transport spells them `ce-id` or `ce_id`, its content type
 //!   and payload), so the same bad message sent again — over HTTP or Kafka,
 //!   at any offset — has the same dead letter id.
+//!
+//! An operator reads them back ([`Listed`], the console) and sends one
+//! through ingestion again, as it was or corrected ([`redelivery`]).
 
 use base64::Engine as _;
-use cloudevents::{EventBuilder, EventBuilderV10};
+use cloudevents::{AttributesReader, AttributesWriter, EventBuilder, EventBuilderV10};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::cloudevents::to_message;
-use crate::ingest::{Delivery, IngestError};
-use crate::ports::Message;
+use crate::cloudevents::{data_json, from_message, to_message};
+use crate::ingest::{Delivery, IngestError, Origin, Received};
+use crate::ports::{Message, OnTopic};
 use crate::processor::fingerprint;
 use crate::topics::DEADLETTER;
+
+/// The CloudEvent type of a dead letter.
+pub const DEAD_LETTER_TYPE: &str = "orderflow.deadletter";
 
 /// The most bytes of a payload a dead letter keeps.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -79,7 +86,7 @@ fn message(delivery: &Delivery, data: Value) -> Result<Message, String> {
     let event = EventBuilderV10::new()
         .id(identity(delivery))
         .source("/orderflow/ingest")
-        .ty("orderflow.deadletter")
+        .ty(DEAD_LETTER_TYPE)
         .time(chrono::Utc::now())
         .data("application/json", data)
         .build()
@@ -140,6 +147,114 @@ fn printable(text: &str) -> bool {
 
 fn prefix(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
+}
+
+/// The most characters of a payload a listing shows.
+pub const PREVIEW: usize = 2000;
+
+/// A dead letter as an operator sees it in a list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listed {
+    pub partition: i32,
+    pub offset: i64,
+    pub id: String,
+    pub time: Option<String>,
+    pub kind: String,
+    pub reason: String,
+    pub origin: Value,
+    pub key: Option<String>,
+    /// The payload's first [`PREVIEW`] characters (as text, or base64).
+    pub preview: String,
+    pub payload_encoding: Option<String>,
+    pub payload_bytes: u64,
+    /// Whether the dead letter holds the whole payload, so that it can be
+    /// sent again as it is (else only a corrected payload can be).
+    pub whole: bool,
+}
+
+/// What an operator reads of a dead letter on its topic.
+pub fn listed(letter: &OnTopic) -> Result<Listed, String> {
+    let (event, data) = read(letter)?;
+    let text = |name: &str| data.get(name).and_then(Value::as_str).map(str::to_string);
+    let payload = text("payload").unwrap_or_default();
+    Ok(Listed {
+        partition: letter.partition,
+        offset: letter.offset,
+        id: event.id().to_string(),
+        time: event.time().map(|time| time.to_rfc3339()),
+        kind: text("kind").unwrap_or_default(),
+        reason: text("reason").unwrap_or_default(),
+        origin: data.get("origin").cloned().unwrap_or(Value::Null),
+        key: text("key"),
+        preview: prefix(&payload, PREVIEW),
+        payload_encoding: text("payloadEncoding"),
+        payload_bytes: data.get("payloadBytes").and_then(Value::as_u64).unwrap_or_default(),
+        whole: whole_payload(&data).is_ok(),
+    })
+}
+
+/// A dead letter as a message to ingest again: its headers and key, its
+/// payload or the one an operator corrected, and a new id derived from the
+/// dead letter and that payload — so that sending the same correction twice
+/// applies it once, and a different one is a new message.
+pub fn redelivery(letter: &OnTopic, corrected: Option<&str>) -> Result<Received, String> {
+    let (dead, data) = read(letter)?;
+    let payload = match corrected {
+        Some(payload) => payload.as_bytes().to_vec(),
+        None => whole_payload(&data)?,
+    };
+    let id = format!("reingested-{}", &fingerprint(&[dead.id().as_bytes(), &payload])[..32]);
+    // Kept as text (CloudEvent attributes are); the HTTP binding's `ce-`
+    // spelled as the Kafka binding's `ce_`, which both ingestion paths read.
+    let mut headers: Vec<(String, Vec<u8>)> = data
+        .get("headers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| {
+            let name = match name.to_ascii_lowercase().strip_prefix("ce-") {
+                Some(attribute) => format!("ce_{attribute}"),
+                None => name.clone(),
+            };
+            (name, value.as_str().unwrap_or_default().as_bytes().to_vec())
+        })
+        .collect();
+    for (name, value) in &mut headers {
+        if name.eq_ignore_ascii_case("ce_id") {
+            *value = id.as_bytes().to_vec();
+        }
+    }
+    let event = from_message(&headers, &payload).map(|mut event| {
+        event.set_id(id.clone());
+        event
+    });
+    let key = data.get("key").and_then(Value::as_str).map(str::to_string);
+    let origin = Origin::Console { dead_letter: dead.id().to_string() };
+    Ok(Received { delivery: Delivery { origin, key, headers, payload }, event })
+}
+
+fn read(letter: &OnTopic) -> Result<(cloudevents::Event, Value), String> {
+    let event = from_message(&letter.message.headers, &letter.message.value)?;
+    if event.ty() != DEAD_LETTER_TYPE {
+        return Err(format!("not a dead letter but {}", event.ty()));
+    }
+    let data = data_json(&event)?;
+    Ok((event, data))
+}
+
+/// The payload as it arrived, when the dead letter kept all of it.
+fn whole_payload(data: &Value) -> Result<Vec<u8>, String> {
+    let partial = data.get("truncated").and_then(Value::as_bool).unwrap_or(false)
+        || data.get("reduced").and_then(Value::as_bool).unwrap_or(false);
+    let payload = data.get("payload").and_then(Value::as_str).filter(|_| !partial);
+    let Some(payload) = payload else {
+        return Err("the dead letter kept only part of the payload: send a corrected one".into());
+    };
+    match data.get("payloadEncoding").and_then(Value::as_str) {
+        Some("base64") => base64::engine::general_purpose::STANDARD.decode(payload).map_err(|e| e.to_string()),
+        _ => Ok(payload.as_bytes().to_vec()),
+    }
 }
 
 #[cfg(test)]

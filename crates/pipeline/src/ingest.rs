@@ -281,6 +281,9 @@ pub enum Origin {
     Http { request_id: String },
     #[serde(rename_all = "camelCase")]
     Kafka { topic: String, partition: i32, offset: i64 },
+    /// Sent again by an operator from a dead letter.
+    #[serde(rename_all = "camelCase")]
+    Console { dead_letter: String },
 }
 
 /// One message as it arrived: what a dead letter must preserve.
@@ -332,6 +335,7 @@ impl Delivery {
         match &self.origin {
             Origin::Kafka { topic, partition, .. } => (topic.clone(), *partition),
             Origin::Http { request_id } => (request_id.clone(), -1),
+            Origin::Console { dead_letter } => (dead_letter.clone(), -1),
         }
     }
 }
@@ -346,6 +350,17 @@ pub enum Ingested {
     /// Written to the dead-letter topic instead.
     #[serde(rename_all = "camelCase")]
     DeadLettered { kind: &'static str, reason: String },
+}
+
+impl Ingested {
+    /// Its name, for metrics and records.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Ingested::Applied { .. } => "applied",
+            Ingested::Duplicate { .. } => "duplicate",
+            Ingested::DeadLettered { .. } => "dead-lettered",
+        }
+    }
 }
 
 pub struct Ingestor {
@@ -371,12 +386,7 @@ impl Ingestor {
                 Ingested::DeadLettered { kind: error.kind(), reason: error.to_string() }
             }
         };
-        let outcome = match &ingested {
-            Ingested::Applied { .. } => "applied",
-            Ingested::Duplicate { .. } => "duplicate",
-            Ingested::DeadLettered { .. } => "dead-lettered",
-        };
-        metrics::counter!("orderflow_ingested_total", "outcome" => outcome).increment(1);
+        metrics::counter!("orderflow_ingested_total", "outcome" => ingested.outcome()).increment(1);
         Ok(ingested)
     }
 

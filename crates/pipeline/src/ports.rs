@@ -488,3 +488,23 @@ pub trait MessageProducer: Send + Sync {
     /// order given.
     async fn send(&self, messages: Vec<Message>) -> Result<(), StoreError>;
 }
+
+/// A message where it lies on its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnTopic {
+    pub partition: i32,
+    pub offset: i64,
+    pub message: Message,
+}
+
+/// Reading back what is on a topic, outside any consumer: the console's dead
+/// letters.
+#[async_trait]
+pub trait TopicReader: Send + Sync {
+    /// The newest messages of a topic: at most `per_partition` from each of
+    /// its partitions.
+    async fn latest(&self, topic: &str, per_partition: usize) -> Result<Vec<OnTopic>, StoreError>;
+
+    /// The message at a place, if the topic still holds it.
+    async fn at(&self, topic: &str, partition: i32, offset: i64) -> Result<Option<OnTopic>, StoreError>;
+}

@@ -9,20 +9,32 @@
 
 use std::time::Duration;
 
-use crate::consumers::project;
+use chrono::{DateTime, Utc};
+use orderflow_domain::Aggregate;
+use serde::Deserialize;
+
+use crate::consumers::{project, Projected};
 use crate::ports::{EventRecord, EventStore, Snapshot, SnapshotStore, StoreError};
 
 /// What a read of a stream's current state finds.
 #[derive(Debug)]
-pub enum Current {
+pub enum Current<V> {
     /// The read model, at the version asked for or newer.
-    Found(Snapshot),
+    Found(Read<V>),
     /// No such stream.
     Missing,
     /// The stream exists but has not reached the version asked for (a
     /// version no command of it answered, or one another replica has not
     /// seen yet after the waits below).
     NotReached { version: u64 },
+}
+
+/// A stream's view at a version.
+#[derive(Debug)]
+pub struct Read<V> {
+    pub view: V,
+    pub version: u64,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Events read from the store per request while catching up.
@@ -34,13 +46,15 @@ const PAGE: usize = 1_000;
 const WAITS: [Duration; 4] =
     [Duration::from_millis(10), Duration::from_millis(50), Duration::from_millis(200), Duration::from_millis(500)];
 
-/// The read model of `stream_id` at version `at_least` or newer (0: any).
-pub async fn current(
+/// The view of `stream_id` (a stream of kind `A`) at version `at_least` or
+/// newer (0: any). A stored view of an older shape is built again from the
+/// stream's events.
+pub async fn current<A: Aggregate>(
     events: &dyn EventStore,
     snapshots: &dyn SnapshotStore,
     stream_id: &str,
     at_least: u64,
-) -> Result<Current, StoreError> {
+) -> Result<Current<A::View>, StoreError> {
     let mut snapshot = snapshots.get(stream_id).await?;
     let mut waits = WAITS.iter();
     loop {
@@ -60,7 +74,14 @@ pub async fn current(
             },
         }
     }
-    Ok(snapshot.map_or(Current::Missing, Current::Found))
+    let Some(found) = snapshot else { return Ok(Current::Missing) };
+    let found = match A::View::deserialize(&found.state) {
+        Ok(view) => return Ok(Current::Found(Read { view, version: found.version, updated_at: found.updated_at })),
+        Err(_) => catch_up(events, stream_id, None).await?.unwrap_or(found),
+    };
+    let view = A::View::deserialize(&found.state)
+        .map_err(|e| StoreError::Corrupt(format!("the view of {stream_id} does not read: {e}")))?;
+    Ok(Current::Found(Read { view, version: found.version, updated_at: found.updated_at }))
 }
 
 /// The snapshot with every event the store holds after it applied.
@@ -73,7 +94,14 @@ async fn catch_up(
         let from = snapshot.as_ref().map_or(0, |s| s.version);
         let page = events.read_stream(stream_id, from, PAGE).await?;
         let records: Vec<&EventRecord> = page.iter().collect();
-        snapshot = project(snapshot, &records)?;
+        snapshot = match project(snapshot, &records)? {
+            Projected::Snapshot(projected) => projected,
+            // Of an older shape: from the stream's first event.
+            Projected::Outdated => {
+                snapshot = None;
+                continue;
+            }
+        };
         if page.len() < PAGE {
             return Ok(snapshot);
         }

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use base64::Engine as _;
 use chrono::{SecondsFormat, Utc};
-use orderflow_pipeline::ports::{Message, MessageProducer};
+use orderflow_pipeline::ports::{Message, MessageProducer, OnTopic, TopicReader};
 use orderflow_pipeline::StoreError;
 use rusqlite::params;
 use rusqlite::{Connection, OptionalExtension};
@@ -116,6 +116,29 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// The embedded log has one partition per topic: partition 0.
+#[async_trait]
+impl TopicReader for SqliteStore {
+    async fn latest(&self, topic: &str, per_partition: usize) -> Result<Vec<OnTopic>, StoreError> {
+        let from = self.topic_len(topic).await?.saturating_sub(per_partition as u64);
+        let records = self.read_topic(topic, from, per_partition).await?;
+        Ok(records.into_iter().map(on_topic).collect())
+    }
+
+    async fn at(&self, topic: &str, partition: i32, offset: i64) -> Result<Option<OnTopic>, StoreError> {
+        let Ok(offset) = u64::try_from(offset) else { return Ok(None) };
+        if partition != 0 {
+            return Ok(None);
+        }
+        let record = self.read_topic(topic, offset, 1).await?.into_iter().next();
+        Ok(record.filter(|record| record.offset == offset).map(on_topic))
+    }
+}
+
+fn on_topic(record: TopicRecord) -> OnTopic {
+    OnTopic { partition: 0, offset: record.offset as i64, message: record.message }
 }
 
 /// Records deleted per topic and reason in one upkeep at most: the writer

@@ -16,7 +16,7 @@ pub use fulfillment::Fulfillment;
 pub use health::FeedHealth;
 pub use leases::Clock;
 pub use parking::{retry, Parked, Retried};
-pub use projector::{project, Projector};
+pub use projector::{project, Projected, Projector};
 pub use publisher::Publisher;
 
 use std::sync::Arc;
