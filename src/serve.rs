@@ -97,7 +97,7 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         instance: options.instance.clone(),
         store_kind: pipeline.store_kind,
         topics: pipeline.topics.clone(),
-        access: Access::new(ApiKeys::new(&options.api.api_keys), options.metrics_public),
+        access: Arc::new(Access::new(ApiKeys::new(&options.api.api_keys), options.metrics_public)),
         series: Series::default(),
     };
     let ops = Arc::new(ops);

@@ -84,10 +84,16 @@ async fn business_rules_are_answered_with_422_and_change_nothing() {
     server.post("/api/orders", empty).await.assert_problem(422, "no-lines");
     let zero =
         json!({"customerId": "c", "currency": "EUR", "lines": [{"sku": "A", "quantity": 0, "unitPriceMinor": 1}]});
-    server.post("/api/orders", zero).await.assert_problem(422, "invalid-quantity");
+    // A value that breaks its type's rule is malformed, whatever the state.
+    let malformed = server.post("/api/orders", zero).await;
+    malformed.assert_problem(400, "malformed-request");
+    assert!(
+        malformed.body["detail"].as_str().is_some_and(|d| d.contains("quantity must be between 1")),
+        "{malformed:?}"
+    );
     let currency =
         json!({"customerId": "c", "currency": "euro", "lines": [{"sku": "A", "quantity": 1, "unitPriceMinor": 1}]});
-    server.post("/api/orders", currency).await.assert_problem(422, "invalid-currency");
+    server.post("/api/orders", currency).await.assert_problem(400, "malformed-request");
 
     server.post_empty("/api/orders/o-4/confirm").await;
     server
@@ -103,7 +109,7 @@ async fn business_rules_are_answered_with_422_and_change_nothing() {
         )
         .await
         .assert_problem(422, "rejected");
-    server.post("/api/inventory/SKU-A/restock", json!({"quantity": 0})).await.assert_problem(422, "invalid-quantity");
+    server.post("/api/inventory/SKU-A/restock", json!({"quantity": 0})).await.assert_problem(400, "malformed-request");
 
     // Only what was accepted was recorded (with no stock, fulfillment
     // backorders the confirmed order).
@@ -195,6 +201,8 @@ async fn bad_input_gets_a_clear_4xx_and_has_no_effect() {
     assert_eq!(dead[0]["data"]["payload"], "garbage");
     assert_eq!(dead[0]["id"], dead[6]["id"], "one bad message, one dead letter id");
     assert_eq!(dead[1]["data"]["headers"]["ce-type"], "order.exploded");
+    let too_long = dead[5]["data"]["reason"].as_str().unwrap_or_default();
+    assert!(too_long.contains("carrier must be 1 to 128 characters"), "names the field and its rule: {too_long}");
     assert_eq!(topic(&server.data_dir, "orderflow.orders").len(), 0);
 }
 
@@ -371,8 +379,10 @@ async fn metrics_and_health_tell_operators_what_happened() {
     server.restock("SKU-M", 3).await;
     server.place("o-m", &[("SKU-M", 1, 100)]).await;
     server.post_empty("/api/orders/o-m/confirm").await;
-    server.post("/api/inventory/SKU-M/restock", json!({"quantity": 0})).await.assert_problem(422, "invalid-quantity");
     server.order_status("o-m", "Reserved").await;
+    // Less on hand than is reserved: refused.
+    let shrink = json!({"sku": "SKU-M", "delta": -3, "reason": "count"});
+    server.event("adjust-1", "stock.adjusted", shrink).await.assert_problem(422, "rejected");
 
     assert_eq!(server.get("/health/live").await.status, 200);
     let ready = server.get("/health/ready").await;
@@ -385,10 +395,10 @@ async fn metrics_and_health_tell_operators_what_happened() {
     let text = metrics.text().await.expect("text");
     for expected in [
         r#"orderflow_commands_total{command="Place",outcome="appended"} 1"#,
-        r#"orderflow_commands_total{command="Restock",outcome="rejected"} 1"#,
+        r#"orderflow_commands_total{command="Adjust",outcome="rejected"} 1"#,
         r#"orderflow_commands_total{command="Reserve",outcome="appended"} 1"#,
         r#"orderflow_http_requests_total{method="POST",route="/api/orders",status="201"} 1"#,
-        r#"orderflow_http_requests_total{method="POST",route="/api/inventory/{sku}/restock",status="422"} 1"#,
+        r#"orderflow_http_requests_total{method="POST",route="/api/events",status="422"} 1"#,
         r#"orderflow_feed_events_total{consumer="project-snapshots"}"#,
         r#"orderflow_feed_lag_seconds{consumer="fulfillment"}"#,
         "orderflow_append_seconds_bucket",

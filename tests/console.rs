@@ -183,6 +183,20 @@ async fn an_orders_journey_shows_every_event_what_it_caused_and_where_it_went() 
     assert_eq!(reactions, ["Reserve on Sku-SKU-A", "Reserve on Sku-SKU-B"]);
     let shipped = events.iter().find(|e| e["type"] == "Shipped").expect("shipped");
     assert_eq!(shipped["reactions"].as_array().map(Vec::len), Some(2), "both SKUs ship: {shipped}");
+    // What the reactions did on the SKUs, found by their causation id.
+    let produced = |event: &Value| -> Vec<String> {
+        event["produced"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{} {}", p["stream"].as_str().unwrap_or(""), p["type"].as_str().unwrap_or("")))
+            .collect()
+    };
+    assert_eq!(produced(confirmed), ["Sku-SKU-A StockReserved", "Sku-SKU-B StockReserved"], "{confirmed}");
+    assert_eq!(produced(shipped), ["Sku-SKU-A StockShipped", "Sku-SKU-B StockShipped"], "{shipped}");
+    assert_eq!(confirmed["produced"][0]["data"]["quantity"], 2);
+    let placed = events.iter().find(|e| e["type"] == "Placed").expect("placed");
+    assert!(produced(placed).is_empty(), "{placed}");
     assert_eq!(journey_of_o1["readModel"]["state"]["status"], "Delivered");
     let traces = journey_of_o1["traceIds"].as_array().cloned().unwrap_or_default();
     assert!(!traces.is_empty() && traces.iter().all(|t| t.as_str().is_some_and(|t| t.len() == 32)), "{traces:?}");

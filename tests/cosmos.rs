@@ -91,7 +91,7 @@ async fn idempotency_and_restarts_hold_on_cosmos_db() {
     server.order_status("c-1", "Reserved").await;
     assert_eq!(server.history("c-1").await.len(), 4, "Placed, Confirmed, LineReserved, Reserved");
     server.eventually("/api/inventory/SKU-A", |s| s["reserved"] == 1 && s["version"] == 2).await;
-    server.post("/api/inventory/X/restock", json!({"quantity": 0})).await.assert_problem(422, "invalid-quantity");
+    server.post("/api/inventory/X/restock", json!({"quantity": 0})).await.assert_problem(400, "malformed-request");
 }
 
 #[tokio::test]

@@ -150,6 +150,12 @@ async fn an_orders_journey_is_one_search_away() {
         "{page}"
     );
     assert!(page.contains("published to orderflow.orders as orderflow.order.delivered"));
+    assert!(
+        page.contains(
+            r#"<div class="produced">⇒ Sku-SKU-A #1 StockReserved {"attempt":1,"orderId":"o-1","quantity":2}</div>"#
+        ),
+        "{page}"
+    );
     let shot = tokio::task::spawn_blocking(move || screenshot(&url, &profile, "console-journey.png", (1280, 2200)))
         .await
         .expect("chromium ran");

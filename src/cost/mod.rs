@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use indicatif::{ProgressBar, ProgressStyle};
 use orderflow_domain::deadlines::DeadlinePolicy;
 use orderflow_domain::inventory::InventoryCommand;
-use orderflow_domain::order::{OrderCommand, OrderLine};
+use orderflow_domain::order::{NewLine, OrderCommand};
 use orderflow_domain::Command;
 use orderflow_pipeline::archive::{pack, ArchiveClosed};
 use orderflow_pipeline::consumers::{Consumer, FeedRunner, Fulfillment, Projector, Publisher, Step};
@@ -211,8 +211,10 @@ async fn measure(
     }
     let skus = [format!("COST-{run}-MUG"), format!("COST-{run}-TEE")];
     for sku in &skus {
-        let restock =
-            Command::Inventory { sku: sku.clone(), command: InventoryCommand::Restock { quantity: 1_000_000 } };
+        let restock = Command::Inventory {
+            sku: sku.clone(),
+            command: InventoryCommand::Restock { quantity: 1_000_000.try_into()? },
+        };
         processor.execute(&restock, &Envelope::new()).await?;
     }
     drain(&mut runners).await?;
@@ -229,11 +231,11 @@ async fn measure(
         let id = format!("{what}-{run}-{i}");
         Envelope::idempotent(id.clone(), IdempotencyKey::cloud_event("/cost", &id, id.clone()))
     };
-    let line = |sku: &str| OrderLine { sku: sku.to_string(), quantity: 1, unit_price_minor: 500 };
     progress.set_message("placing and confirming");
     for i in 0..orders {
-        let lines = skus.iter().map(|sku| line(sku)).collect();
-        let place = OrderCommand::Place { customer_id: format!("c-{i}"), currency: "EUR".into(), lines };
+        let lines = skus.iter().map(|sku| NewLine::new(sku, 1, 500)).collect::<Result<_, _>>()?;
+        let customer_id = format!("c-{i}").try_into()?;
+        let place = OrderCommand::Place { customer_id, currency: "EUR".try_into()?, lines };
         processor.execute(&order(i, place), &http("place", i)).await?;
         processor.execute(&order(i, OrderCommand::Confirm), &http("confirm", i)).await?;
         progress.inc(1);
@@ -246,18 +248,18 @@ async fn measure(
             stores.snapshots.get(&order_stream(&order_id(i))).await?;
         }
         let pay = OrderCommand::AuthorizePayment {
-            payment_id: format!("p-{i}"),
+            payment_id: format!("p-{i}").try_into()?,
             amount_minor: 1_000,
-            currency: "EUR".into(),
+            currency: "EUR".try_into()?,
         };
         processor.execute(&order(i, pay), &cloud_event("pay", i)).await?;
         let ship = OrderCommand::Ship {
-            shipment_id: format!("s-{i}"),
-            carrier: "DHL".into(),
-            tracking_number: format!("T-{i}"),
+            shipment_id: format!("s-{i}").try_into()?,
+            carrier: "DHL".try_into()?,
+            tracking_number: format!("T-{i}").try_into()?,
         };
         processor.execute(&order(i, ship), &cloud_event("ship", i)).await?;
-        let deliver = OrderCommand::Deliver { shipment_id: format!("s-{i}") };
+        let deliver = OrderCommand::Deliver { shipment_id: format!("s-{i}").try_into()? };
         processor.execute(&order(i, deliver), &cloud_event("delivered", i)).await?;
         progress.inc(1);
     }

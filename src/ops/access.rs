@@ -24,8 +24,6 @@ use axum::{Extension, Form};
 use orderflow_api::{ApiKeys, Problem};
 use serde::Deserialize;
 
-use super::state::Ops;
-
 const COOKIE: &str = "orderflow_session";
 const SESSION_LENGTH: Duration = Duration::from_secs(12 * 3600);
 /// Sessions open at once: past it, the one that ends first is closed.
@@ -157,12 +155,12 @@ fn session_cookie(token: &str, max_age: Duration) -> String {
 
 /// In front of the console's pages and JSON: a page sends a browser without
 /// a session to the login form; JSON answers 401.
-pub async fn require_operator(State(ops): State<Arc<Ops>>, mut request: Request, next: Next) -> Response {
+pub async fn require_operator(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
     let client = client_of(&request);
-    if ops.access.throttled(client) {
+    if access.throttled(client) {
         return too_many();
     }
-    let wrong_key = match ops.access.operator(request.headers()) {
+    let wrong_key = match access.operator(request.headers()) {
         Ok(operator) => {
             request.extensions_mut().insert(operator);
             return next.run(request).await;
@@ -170,7 +168,7 @@ pub async fn require_operator(State(ops): State<Arc<Ops>>, mut request: Request,
         Err(wrong_key) => wrong_key,
     };
     if wrong_key {
-        ops.access.failed(client);
+        access.failed(client);
     }
     if request.uri().path() == "/" {
         return Redirect::to("/login").into_response();
@@ -179,8 +177,8 @@ pub async fn require_operator(State(ops): State<Arc<Ops>>, mut request: Request,
 }
 
 /// In front of `/metrics`.
-pub async fn require_metrics_access(State(ops): State<Arc<Ops>>, request: Request, next: Next) -> Response {
-    if ops.access.metrics_public || ops.access.operator(request.headers()).is_ok() {
+pub async fn require_metrics_access(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    if access.metrics_public || access.operator(request.headers()).is_ok() {
         return next.run(request).await;
     }
     Problem::unauthorized("an API key is required (X-API-Key): OrderflowMetricsPublic is false").into_response()
@@ -191,8 +189,8 @@ pub struct Login {
     key: String,
 }
 
-pub async fn login_page(State(ops): State<Arc<Ops>>) -> Response {
-    if !ops.access.keys.required() {
+pub async fn login_page(State(access): State<Arc<Access>>) -> Response {
+    if !access.keys.required() {
         return Redirect::to("/").into_response();
     }
     login_form(StatusCode::OK, "")
@@ -201,30 +199,30 @@ pub async fn login_page(State(ops): State<Arc<Ops>>) -> Response {
 /// A valid key opens a session and goes on to the console; another one
 /// shows the form again.
 pub async fn login(
-    State(ops): State<Arc<Ops>>,
+    State(access): State<Arc<Access>>,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
     Form(login): Form<Login>,
 ) -> Response {
-    if !ops.access.keys.required() {
+    if !access.keys.required() {
         return Redirect::to("/").into_response();
     }
     let client = client.map(|Extension(ConnectInfo(address))| address.ip());
-    if ops.access.throttled(client) {
+    if access.throttled(client) {
         return too_many();
     }
-    let Some(caller) = ops.access.keys.caller(login.key.trim()) else {
+    let Some(caller) = access.keys.caller(login.key.trim()) else {
         tracing::warn!(?client, "console login with a key that is not valid");
-        ops.access.failed(client);
+        access.failed(client);
         return login_form(StatusCode::UNAUTHORIZED, "That key is not valid.");
     };
     let operator = operator_of(caller);
     tracing::info!(operator = operator.0, "console session opened");
-    let token = ops.access.open_session(operator);
+    let token = access.open_session(operator);
     ([(header::SET_COOKIE, session_cookie(&token, SESSION_LENGTH))], Redirect::to("/")).into_response()
 }
 
-pub async fn logout(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
-    ops.access.close_session(&headers);
+pub async fn logout(State(access): State<Arc<Access>>, headers: HeaderMap) -> Response {
+    access.close_session(&headers);
     ([(header::SET_COOKIE, session_cookie("", Duration::ZERO))], Redirect::to("/login")).into_response()
 }
 

@@ -55,16 +55,19 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/deadletters.json", get(dead_letters::dead_letters))
         .route("/parked/retry", post(actions::retry_parked))
         .route("/deadletters/reingest", post(actions::reingest))
-        .route_layer(middleware::from_fn_with_state(ops.clone(), access::require_operator));
+        .route_layer(middleware::from_fn_with_state(ops.access.clone(), access::require_operator));
     let metrics = Router::new()
         .route("/metrics", get(health::metrics))
-        .route_layer(middleware::from_fn_with_state(ops.clone(), access::require_metrics_access));
+        .route_layer(middleware::from_fn_with_state(ops.access.clone(), access::require_metrics_access));
+    let sign_in = Router::new()
+        .route("/login", get(access::login_page).post(access::login))
+        .route("/logout", post(access::logout))
+        .with_state(ops.access.clone());
     Router::new()
         .route("/health/live", get(|| async { Json(json!({"status": "alive"})) }))
         .route("/health/ready", get(health::ready))
         .route("/health/pipeline", get(health::pipeline))
-        .route("/login", get(access::login_page).post(access::login))
-        .route("/logout", post(access::logout))
+        .merge(sign_in)
         .merge(console)
         .merge(metrics)
         .with_state(ops)

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orderflow_api::Problem;
 use orderflow_domain::inventory::Inventory;
-use orderflow_domain::limits::{id_rule, is_valid_id};
+use orderflow_domain::values::Sku;
 use orderflow_pipeline::reads::{self, Current};
 use orderflow_pipeline::streams::sku_stream;
 use serde::Deserialize;
@@ -29,9 +29,10 @@ pub async fn sku(
     find: Result<Query<Find>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(Find { sku })) = find else { return Problem::bad_request("name a SKU (?sku=)").into_response() };
-    if !is_valid_id(&sku) {
-        return Problem::bad_request(id_rule("sku")).into_response();
-    }
+    let sku = match Sku::try_from(sku) {
+        Ok(sku) => sku,
+        Err(invalid) => return Problem::from(invalid).into_response(),
+    };
     let read =
         match reads::current::<Inventory>(ops.events.as_ref(), ops.snapshots.as_ref(), &sku_stream(&sku), 0).await {
             Ok(Current::Found(read)) => read,
@@ -54,7 +55,7 @@ pub async fn sku(
         })
         .collect();
     Json(json!({
-        "sku": sku,
+        "sku": sku.as_str(),
         "onHand": view.on_hand,
         "reserved": view.reserved,
         "available": view.available(),

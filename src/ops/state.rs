@@ -29,7 +29,7 @@ pub struct Ops {
     pub store_kind: &'static str,
     /// The topics, to read the dead letters back.
     pub topics: Arc<dyn TopicReader>,
-    pub access: Access,
+    pub access: Arc<Access>,
     /// The last 15 minutes of figures, for the charts.
     pub series: Series,
 }

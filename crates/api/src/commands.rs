@@ -7,8 +7,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orderflow_domain::inventory::InventoryCommand;
-use orderflow_domain::limits::{MAX_REFERENCE, MAX_TEXT};
-use orderflow_domain::order::{OrderCommand, OrderLine};
+use orderflow_domain::order::{NewLine, OrderCommand};
+use orderflow_domain::values::{Currency, CustomerId, OrderId, Quantity, Reason, Sku, StockQuantity, UnitPrice};
 use orderflow_domain::Command;
 use orderflow_pipeline::processor::{Envelope, Receipt};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::declared::{CommandHeaders, CommandRefusals, Refusals};
 use crate::problem::Problem;
-use crate::request::{body_bytes, checked_id, envelope, etag, idempotency_key, optional_json, required_json, Caller};
+use crate::request::{body_bytes, envelope, etag, idempotency_key, optional_json, required_json, Caller};
 use crate::request::{Ids, LinePath, OrderPath, SkuPath};
 use crate::App;
 
@@ -25,11 +25,14 @@ use crate::App;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrder {
     /// Chosen by the caller, or derived from the Idempotency-Key, or new.
-    order_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    order_id: Option<OrderId>,
     /// Not blank, no control characters.
-    customer_id: String,
+    #[schema(value_type = String)]
+    customer_id: CustomerId,
     /// ISO 4217, such as `EUR`.
-    currency: String,
+    #[schema(value_type = String)]
+    currency: Currency,
     /// One per SKU.
     lines: Vec<Line>,
 }
@@ -37,23 +40,28 @@ pub struct PlaceOrder {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Line {
-    sku: String,
-    quantity: u32,
+    #[schema(value_type = String)]
+    sku: Sku,
+    #[schema(value_type = u32)]
+    quantity: Quantity,
     /// Price of one unit in the currency's minor unit (cents).
-    unit_price_minor: u64,
+    #[schema(value_type = u64)]
+    unit_price_minor: UnitPrice,
 }
 
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelOrder {
-    reason: Option<String>,
+    #[schema(value_type = Option<String>)]
+    reason: Option<Reason>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Restock {
     /// Units received.
-    quantity: u64,
+    #[schema(value_type = u64)]
+    quantity: StockQuantity,
 }
 
 /// A command on an order was applied (or was a no-op).
@@ -75,10 +83,9 @@ pub struct SkuAccepted {
     version: u64,
 }
 
-impl Line {
-    fn into_domain(self) -> Result<OrderLine, Problem> {
-        checked_id("sku", &self.sku)?;
-        Ok(OrderLine { sku: self.sku, quantity: self.quantity, unit_price_minor: self.unit_price_minor })
+impl From<Line> for NewLine {
+    fn from(line: Line) -> NewLine {
+        NewLine { sku: line.sku, quantity: line.quantity, unit_price_minor: line.unit_price_minor }
     }
 }
 
@@ -112,8 +119,8 @@ async fn run(app: &App, command: Command, envelope: &Envelope) -> Result<Receipt
     Ok(app.processor.execute(&command, envelope).await?)
 }
 
-fn order_answer(status: StatusCode, order_id: String, receipt: Receipt) -> Response {
-    let body = OrderAccepted { order_id, version: receipt.version, status: receipt.status };
+fn order_answer(status: StatusCode, order_id: OrderId, receipt: Receipt) -> Response {
+    let body = OrderAccepted { order_id: order_id.into(), version: receipt.version, status: receipt.status };
     (status, [(header::ETAG, etag(receipt.version))], Json(body)).into_response()
 }
 
@@ -137,19 +144,13 @@ pub async fn place_order(State(app): State<App>, request: CommandRequest) -> Res
         (Some(id), _) => id,
         (None, Some(key)) => {
             let name = if request.caller.0.is_empty() { key } else { format!("{}/{key}", request.caller.0) };
-            Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+            OrderId::try_from(Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()).to_string())?
         }
-        (None, None) => Uuid::new_v4().to_string(),
+        (None, None) => OrderId::try_from(Uuid::new_v4().to_string())?,
     };
-    checked_id("orderId", &order_id)?;
-    if place.customer_id.len() > MAX_REFERENCE || place.customer_id.chars().any(char::is_control) {
-        return Err(Problem::bad_request(format!(
-            "customerId must be at most {MAX_REFERENCE} characters, without control characters"
-        )));
-    }
-    let lines = place.lines.into_iter().map(Line::into_domain).collect::<Result<Vec<_>, _>>()?;
+    let lines = place.lines.into_iter().map(NewLine::from).collect();
     let command = OrderCommand::Place { customer_id: place.customer_id, currency: place.currency, lines };
-    let receipt = run(&app, Command::Order { order_id: order_id.clone(), command }, &request.envelope).await?;
+    let receipt = run(&app, Command::Order { order_id: order_id.to_string(), command }, &request.envelope).await?;
     let location = format!("/api/orders/{order_id}").parse();
     let mut response = order_answer(StatusCode::CREATED, order_id, receipt);
     if let Ok(location) = location {
@@ -161,11 +162,11 @@ pub async fn place_order(State(app): State<App>, request: CommandRequest) -> Res
 /// Runs a command on an existing order and answers 200 with its version.
 async fn order_command(
     app: &App,
-    order_id: String,
+    order_id: OrderId,
     request: &CommandRequest,
     command: OrderCommand,
 ) -> Result<Response, Problem> {
-    let receipt = run(app, Command::Order { order_id: order_id.clone(), command }, &request.envelope).await?;
+    let receipt = run(app, Command::Order { order_id: order_id.to_string(), command }, &request.envelope).await?;
     Ok(order_answer(StatusCode::OK, order_id, receipt))
 }
 
@@ -184,8 +185,7 @@ pub async fn add_line(
     Ids(OrderPath { order_id }): Ids<OrderPath>,
     request: CommandRequest,
 ) -> Result<Response, Problem> {
-    checked_id("orderId", &order_id)?;
-    let line = required_json::<Line>(&request.headers, &request.body)?.into_domain()?;
+    let line = required_json::<Line>(&request.headers, &request.body)?.into();
     order_command(&app, order_id, &request, OrderCommand::AddLine { line }).await
 }
 
@@ -203,8 +203,6 @@ pub async fn remove_line(
     Ids(LinePath { order_id, sku }): Ids<LinePath>,
     request: CommandRequest,
 ) -> Result<Response, Problem> {
-    checked_id("orderId", &order_id)?;
-    checked_id("sku", &sku)?;
     order_command(&app, order_id, &request, OrderCommand::RemoveLine { sku }).await
 }
 
@@ -222,7 +220,6 @@ pub async fn confirm(
     Ids(OrderPath { order_id }): Ids<OrderPath>,
     request: CommandRequest,
 ) -> Result<Response, Problem> {
-    checked_id("orderId", &order_id)?;
     order_command(&app, order_id, &request, OrderCommand::Confirm).await
 }
 
@@ -241,11 +238,7 @@ pub async fn cancel(
     Ids(OrderPath { order_id }): Ids<OrderPath>,
     request: CommandRequest,
 ) -> Result<Response, Problem> {
-    checked_id("orderId", &order_id)?;
     let cancel: CancelOrder = optional_json(&request.headers, &request.body)?.unwrap_or_default();
-    if cancel.reason.as_ref().is_some_and(|r| r.len() > MAX_TEXT) {
-        return Err(Problem::bad_request(format!("reason must be at most {MAX_TEXT} characters")));
-    }
     order_command(&app, order_id, &request, OrderCommand::Cancel { reason: cancel.reason }).await
 }
 
@@ -264,11 +257,10 @@ pub async fn restock(
     Ids(SkuPath { sku }): Ids<SkuPath>,
     request: CommandRequest,
 ) -> Result<Response, Problem> {
-    checked_id("sku", &sku)?;
     let restock: Restock = required_json(&request.headers, &request.body)?;
     let command =
-        Command::Inventory { sku: sku.clone(), command: InventoryCommand::Restock { quantity: restock.quantity } };
+        Command::Inventory { sku: sku.to_string(), command: InventoryCommand::Restock { quantity: restock.quantity } };
     let receipt = run(&app, command, &request.envelope).await?;
-    let body = SkuAccepted { sku, version: receipt.version };
+    let body = SkuAccepted { sku: sku.into(), version: receipt.version };
     Ok((StatusCode::OK, [(header::ETAG, etag(receipt.version))], Json(body)).into_response())
 }

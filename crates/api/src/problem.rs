@@ -2,6 +2,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use orderflow_domain::values::InvalidValue;
 use orderflow_domain::Rejection;
 use orderflow_pipeline::processor::CommandError;
 use orderflow_pipeline::StoreError;
@@ -44,6 +45,13 @@ impl Problem {
     pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(name.to_string(), value.into());
         self
+    }
+}
+
+/// A value from outside that breaks its rule (`orderflow_domain::values`).
+impl From<InvalidValue> for Problem {
+    fn from(invalid: InvalidValue) -> Self {
+        Problem::bad_request(invalid.to_string())
     }
 }
 

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use orderflow_domain::inventory::Inventory;
-use orderflow_domain::limits::MAX_REFERENCE;
 use orderflow_domain::order::{Order, OrderLine, OrderState, Payment, Shipment};
 use orderflow_domain::Aggregate;
 use orderflow_pipeline::ports::Snapshot;
@@ -24,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::declared::{QueryRefusals, ReadHeaders, Refusals};
 use crate::problem::Problem;
 use crate::problem::ProblemBody;
-use crate::request::{checked_id, etag, parse_etag, CustomerPath, Ids, OrderPath, SkuPath};
+use crate::request::{etag, parse_etag, CustomerPath, Ids, OrderPath, SkuPath};
 use crate::App;
 
 #[derive(Serialize, ToSchema)]
@@ -261,11 +260,10 @@ pub async fn get_order(
     query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    checked_id("orderId", &order_id)?;
     let Read { view: state, version, updated_at } =
         current::<Order>(&app, &order_stream(&order_id), query, "order").await?;
     let view = OrderView {
-        order_id,
+        order_id: order_id.into(),
         customer_id: state.customer_id.clone(),
         status: state.status.as_str(),
         total_minor: state.total_minor(),
@@ -305,7 +303,6 @@ pub async fn order_events(
     Ids(OrderPath { order_id }): Ids<OrderPath>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    checked_id("orderId", &order_id)?;
     let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
     history(&app, &order_stream(&order_id), query, "order").await
 }
@@ -322,7 +319,6 @@ pub async fn sku_events(
     Ids(SkuPath { sku }): Ids<SkuPath>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    checked_id("sku", &sku)?;
     let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
     history(&app, &sku_stream(&sku), query, "SKU").await
 }
@@ -347,9 +343,6 @@ pub async fn customer_orders(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-    if customer_id.is_empty() || customer_id.len() > MAX_REFERENCE {
-        return Err(Problem::bad_request(format!("customerId must be 1 to {MAX_REFERENCE} characters")));
-    }
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let snapshots = app.snapshots.by_customer(&customer_id, limit).await?;
     let summaries = snapshots
@@ -366,7 +359,7 @@ pub async fn customer_orders(
             })
         })
         .collect::<Result<Vec<_>, Problem>>()?;
-    Ok(Json(CustomerOrders { customer_id, orders: summaries }).into_response())
+    Ok(Json(CustomerOrders { customer_id: customer_id.into(), orders: summaries }).into_response())
 }
 
 /// A SKU's stock: its read model, at `minVersion` or newer when given.
@@ -386,10 +379,9 @@ pub async fn get_inventory(
     query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    checked_id("sku", &sku)?;
     let Read { view, version, updated_at } = current::<Inventory>(&app, &sku_stream(&sku), query, "SKU").await?;
     let body = InventoryView {
-        sku,
+        sku: sku.into(),
         on_hand: view.on_hand,
         reserved: view.reserved,
         available: view.available(),

@@ -7,7 +7,7 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use orderflow_domain::limits::MAX_CORRELATION_ID;
-use orderflow_domain::limits::{id_rule, is_valid_id};
+use orderflow_domain::values::{CustomerId, OrderId, Sku};
 use orderflow_pipeline::processor::{fingerprint, Envelope, IdempotencyKey};
 use orderflow_pipeline::trace;
 use serde::de::DeserializeOwned;
@@ -68,15 +68,6 @@ pub fn required_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> 
     optional_json(headers, body)?.ok_or_else(|| Problem::bad_request("a JSON body is required"))
 }
 
-/// An order id or SKU from the path or a body.
-pub fn checked_id(what: &str, id: &str) -> Result<(), Problem> {
-    if is_valid_id(id) {
-        Ok(())
-    } else {
-        Err(Problem::bad_request(id_rule(what)))
-    }
-}
-
 /// The ids in a request's path (`Ids<OrderPath>`, ...); a path that cannot
 /// be read (not UTF-8, say) is a 400 problem like any other.
 pub struct Ids<T>(pub T);
@@ -96,30 +87,35 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Ids<T> 
 #[into_params(parameter_in = Path)]
 pub struct OrderPath {
     /// The order's id.
-    pub order_id: String,
+    #[param(value_type = String)]
+    pub order_id: OrderId,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct SkuPath {
     /// The SKU.
-    pub sku: String,
+    #[param(value_type = String)]
+    pub sku: Sku,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct LinePath {
     /// The order's id.
-    pub order_id: String,
+    #[param(value_type = String)]
+    pub order_id: OrderId,
     /// The line's SKU.
-    pub sku: String,
+    #[param(value_type = String)]
+    pub sku: Sku,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct CustomerPath {
     /// The customer's id.
-    pub customer_id: String,
+    #[param(value_type = String)]
+    pub customer_id: CustomerId,
 }
 
 /// Who sent a request, for scoping its `Idempotency-Key`: a digest of the

@@ -6,12 +6,16 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use orderflow_domain::inventory::{Inventory, InventoryCommand};
-use orderflow_domain::order::{Order, OrderCommand, OrderLine};
+use orderflow_domain::order::{NewLine, Order, OrderCommand};
 use orderflow_domain::Aggregate;
 
 fn place(lines: usize) -> OrderCommand {
-    let lines = (0..lines).map(|i| OrderLine { sku: format!("SKU-{i}"), quantity: 1, unit_price_minor: 500 }).collect();
-    OrderCommand::Place { customer_id: "c-1".into(), currency: "EUR".into(), lines }
+    let lines = (0..lines).map(|i| NewLine::new(&format!("SKU-{i}"), 1, 500).expect("a line")).collect();
+    OrderCommand::Place {
+        customer_id: "c-1".try_into().expect("an id"),
+        currency: "EUR".try_into().expect("EUR"),
+        lines,
+    }
 }
 
 fn order(c: &mut Criterion) {
@@ -26,7 +30,9 @@ fn order(c: &mut Criterion) {
 fn inventory(c: &mut Criterion) {
     // A SKU with 100 open reservations: the state a hot SKU carries.
     let mut sku = <Inventory as Aggregate>::State::default();
-    let restock = Inventory::decide(&sku, &InventoryCommand::Restock { quantity: 1_000 }).unwrap_or_default();
+    let restock =
+        Inventory::decide(&sku, &InventoryCommand::Restock { quantity: 1_000.try_into().expect("a quantity") })
+            .unwrap_or_default();
     sku = Inventory::fold(sku, &restock);
     for i in 0..100 {
         let reserve = InventoryCommand::Reserve { order_id: format!("o-{i}"), attempt: 1, quantity: 1 };

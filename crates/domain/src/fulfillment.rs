@@ -98,9 +98,15 @@ fn react_to_inventory(sku: &str, event: &InventoryEvent) -> Vec<Command> {
 mod tests {
     use super::*;
     use crate::inventory::{self, SkuState};
-    use crate::order::{self, OrderLine, OrderState, OrderStatus};
+    use crate::order::{self, NewLine, OrderState, OrderStatus};
+    use crate::values::StockQuantity;
     use crate::Aggregate;
     use std::collections::{BTreeMap, VecDeque};
+
+    /// A value checked as a door would check it.
+    fn v<T: TryFrom<&'static str, Error: std::fmt::Debug>>(text: &'static str) -> T {
+        T::try_from(text).expect("a valid value")
+    }
 
     /// A tiny in-memory world that runs commands and reactions to completion,
     /// to check that the policy and the aggregates fit together.
@@ -138,6 +144,7 @@ mod tests {
         }
 
         fn restock(&mut self, sku: &str, quantity: u64) {
+            let quantity = StockQuantity::try_from(quantity).expect("a quantity");
             self.run(Command::Inventory { sku: sku.into(), command: InventoryCommand::Restock { quantity } });
         }
 
@@ -152,12 +159,9 @@ mod tests {
 
     fn place(lines: &[(&str, u32)]) -> OrderCommand {
         OrderCommand::Place {
-            customer_id: "c".into(),
-            currency: "EUR".into(),
-            lines: lines
-                .iter()
-                .map(|(sku, q)| OrderLine { sku: (*sku).into(), quantity: *q, unit_price_minor: 100 })
-                .collect(),
+            customer_id: v("c"),
+            currency: v("EUR"),
+            lines: lines.iter().map(|(sku, q)| NewLine::new(sku, *q, 100).expect("a line")).collect(),
         }
     }
 
@@ -201,15 +205,9 @@ mod tests {
 
         world.order("o2", place(&[("A", 3)]));
         world.order("o2", OrderCommand::Confirm);
-        world.order(
-            "o2",
-            OrderCommand::AuthorizePayment { payment_id: "p".into(), amount_minor: 300, currency: "EUR".into() },
-        );
+        world.order("o2", OrderCommand::AuthorizePayment { payment_id: v("p"), amount_minor: 300, currency: v("EUR") });
         assert_eq!(world.status("o2"), OrderStatus::ReadyToShip);
-        world.order(
-            "o2",
-            OrderCommand::Ship { shipment_id: "s".into(), carrier: "UPS".into(), tracking_number: "1".into() },
-        );
+        world.order("o2", OrderCommand::Ship { shipment_id: v("s"), carrier: v("UPS"), tracking_number: v("1") });
         assert_eq!(world.stock("A"), (2, 0));
     }
 

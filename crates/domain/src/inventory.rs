@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::contract::EventContract;
+use crate::values::{Reason, StockDelta, StockQuantity};
 use crate::{Aggregate, Recorded, Rejection, Rule, View};
 
 pub const MAX_STOCK_CHANGE: u64 = 1_000_000_000;
@@ -106,11 +107,11 @@ impl View for SkuView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InventoryCommand {
     Restock {
-        quantity: u64,
+        quantity: StockQuantity,
     },
     Adjust {
-        delta: i64,
-        reason: String,
+        delta: StockDelta,
+        reason: Reason,
     },
     Reserve {
         order_id: String,
@@ -186,30 +187,20 @@ pub fn decide(state: &SkuState, command: &InventoryCommand) -> Result<Vec<Invent
     use InventoryCommand as C;
     use InventoryEvent as E;
     match command {
-        C::Restock { quantity } => {
-            if *quantity == 0 || *quantity > MAX_STOCK_CHANGE {
-                return Err(Rejection::rule(
-                    Rule::InvalidQuantity,
-                    format!("quantity must be between 1 and {MAX_STOCK_CHANGE}"),
-                ));
-            }
-            Ok(vec![E::Restocked { quantity: *quantity }])
-        }
+        C::Restock { quantity } => Ok(vec![E::Restocked { quantity: quantity.get() }]),
         C::Adjust { delta, reason } => {
-            if *delta == 0 || delta.unsigned_abs() > MAX_STOCK_CHANGE {
-                return Err(Rejection::rule(
-                    Rule::InvalidQuantity,
-                    format!("delta must be non-zero and at most {MAX_STOCK_CHANGE} either way"),
-                ));
-            }
-            let on_hand = state.on_hand.checked_add_signed(*delta);
+            let on_hand = state.on_hand.checked_add_signed(delta.get());
             if on_hand.is_none_or(|on_hand| on_hand < state.reserved) {
                 return Err(Rejection::rule(
                     Rule::InsufficientStock,
-                    format!("an adjustment of {delta} would leave less on hand than the {} reserved", state.reserved),
+                    format!(
+                        "an adjustment of {} would leave less on hand than the {} reserved",
+                        delta.get(),
+                        state.reserved
+                    ),
                 ));
             }
-            Ok(vec![E::Adjusted { delta: *delta, reason: reason.clone() }])
+            Ok(vec![E::Adjusted { delta: delta.get(), reason: reason.to_string() }])
         }
         C::Reserve { order_id, attempt, quantity } => {
             let (order_id, attempt, quantity) = (order_id.clone(), *attempt, *quantity);
@@ -264,6 +255,11 @@ mod tests {
     use InventoryCommand as C;
     use InventoryEvent as E;
 
+    /// A value checked as a door would check it (`String`s pass as they are).
+    fn v<T: TryFrom<&'static str, Error: std::fmt::Debug>>(text: &'static str) -> T {
+        T::try_from(text).expect("a valid value")
+    }
+
     fn given(commands: &[InventoryCommand]) -> SkuState {
         commands.iter().fold(SkuState::default(), |state, command| {
             let events = decide(&state, command).unwrap_or_else(|r| panic!("{command:?} rejected: {r}"));
@@ -277,18 +273,21 @@ mod tests {
 
     #[test]
     fn restock_adds_to_on_hand() {
-        let state = given(&[C::Restock { quantity: 10 }, C::Restock { quantity: 5 }]);
+        let state = given(&[
+            C::Restock { quantity: StockQuantity::try_from(10).expect("a quantity") },
+            C::Restock { quantity: StockQuantity::try_from(5).expect("a quantity") },
+        ]);
         assert_eq!((state.on_hand, state.reserved, state.available()), (15, 0, 15));
-        assert_eq!(decide(&state, &C::Restock { quantity: 0 }).unwrap_err().code(), "invalid-quantity");
     }
 
     #[test]
     fn reservations_are_all_or_nothing() {
-        let state = given(&[C::Restock { quantity: 3 }, reserve("o1", 2)]);
+        let state =
+            given(&[C::Restock { quantity: StockQuantity::try_from(3).expect("a quantity") }, reserve("o1", 2)]);
         assert_eq!((state.on_hand, state.reserved, state.available()), (3, 2, 1));
         assert_eq!(
             decide(&state, &reserve("o2", 2)).unwrap(),
-            vec![E::ReservationRejected { order_id: "o2".into(), attempt: 1, quantity: 2, available: 1 }]
+            vec![E::ReservationRejected { order_id: v("o2"), attempt: 1, quantity: 2, available: 1 }]
         );
         let unknown_sku = SkuState::default();
         assert!(matches!(&decide(&unknown_sku, &reserve("o1", 1)).unwrap()[..], [E::ReservationRejected { .. }]));
@@ -296,23 +295,31 @@ mod tests {
 
     #[test]
     fn release_returns_stock_and_never_more_than_is_reserved() {
-        let release = |quantity| C::Release { order_id: "o1".into(), attempt: 1, quantity };
-        let released = given(&[C::Restock { quantity: 3 }, reserve("o1", 2), release(2)]);
+        let release = |quantity| C::Release { order_id: v("o1"), attempt: 1, quantity };
+        let released = given(&[
+            C::Restock { quantity: StockQuantity::try_from(3).expect("a quantity") },
+            reserve("o1", 2),
+            release(2),
+        ]);
         assert_eq!((released.on_hand, released.reserved, released.available()), (3, 0, 3));
         assert_eq!(decide(&released, &release(2)).unwrap_err().code(), "not-reserved");
     }
 
     #[test]
     fn shipping_takes_reserved_stock_off_hand() {
-        let ship = |quantity| C::Ship { order_id: "o1".into(), attempt: 1, quantity };
-        let state = given(&[C::Restock { quantity: 3 }, reserve("o1", 2), ship(2)]);
+        let ship = |quantity| C::Ship { order_id: v("o1"), attempt: 1, quantity };
+        let state = given(&[
+            C::Restock { quantity: StockQuantity::try_from(3).expect("a quantity") },
+            reserve("o1", 2),
+            ship(2),
+        ]);
         assert_eq!((state.on_hand, state.reserved, state.available()), (1, 0, 1));
         assert_eq!(decide(&state, &ship(2)).unwrap_err().code(), "not-reserved");
     }
 
     #[test]
     fn the_state_stays_two_counters_however_many_reservations_are_open() {
-        let restocked = given(&[C::Restock { quantity: 1_000_000 }]);
+        let restocked = given(&[C::Restock { quantity: StockQuantity::try_from(1_000_000).expect("a quantity") }]);
         let state = (0..100_000).fold(restocked, |state, i| {
             let events = decide(&state, &reserve(&format!("order-{i}"), 1)).unwrap();
             Inventory::fold(state, &events)
@@ -323,11 +330,11 @@ mod tests {
 
     #[test]
     fn adjustments_cannot_undercut_reservations() {
-        let state = given(&[C::Restock { quantity: 5 }, reserve("o1", 3)]);
-        let shrink = |delta| C::Adjust { delta, reason: "count".into() };
+        let state =
+            given(&[C::Restock { quantity: StockQuantity::try_from(5).expect("a quantity") }, reserve("o1", 3)]);
+        let shrink = |delta| C::Adjust { delta: StockDelta::try_from(delta).expect("a delta"), reason: v("count") };
         assert_eq!(decide(&state, &shrink(-3)).unwrap_err().code(), "insufficient-stock");
-        assert_eq!(decide(&state, &shrink(i64::MIN)).unwrap_err().code(), "invalid-quantity");
-        assert_eq!(decide(&state, &shrink(0)).unwrap_err().code(), "invalid-quantity");
+        assert!(StockDelta::try_from(i64::MIN).is_err() && StockDelta::try_from(0).is_err(), "never reach decide");
         let adjusted = Inventory::fold(state.clone(), &decide(&state, &shrink(-2)).unwrap());
         assert_eq!((adjusted.on_hand, adjusted.available()), (3, 0));
     }
@@ -348,11 +355,11 @@ mod tests {
             E::Restocked { quantity: 10 },
             reserved("o1", 1),
             reserved("o2", 1),
-            E::StockReleased { order_id: "o1".into(), attempt: 1, quantity: 2 },
+            E::StockReleased { order_id: v("o1"), attempt: 1, quantity: 2 },
             reserved("o1", 2),
             reserved("o3", 1),
-            E::StockShipped { order_id: "o3".into(), attempt: 1, quantity: 2 },
-            E::ReservationRejected { order_id: "o4".into(), attempt: 1, quantity: 99, available: 6 },
+            E::StockShipped { order_id: v("o3"), attempt: 1, quantity: 2 },
+            E::ReservationRejected { order_id: v("o4"), attempt: 1, quantity: 99, available: 6 },
         ]);
         let open: Vec<(&str, u32, i64)> = view
             .open_reservations
@@ -369,7 +376,7 @@ mod tests {
         let mut events = vec![E::Restocked { quantity: 1_000_000 }];
         events.extend((0..count).map(|i| E::StockReserved { order_id: format!("o{i}"), attempt: 1, quantity: 1 }));
         // The first listed one and an unlisted one end.
-        events.push(E::StockReleased { order_id: "o0".into(), attempt: 1, quantity: 1 });
+        events.push(E::StockReleased { order_id: v("o0"), attempt: 1, quantity: 1 });
         events.push(E::StockShipped { order_id: format!("o{}", count - 1), attempt: 1, quantity: 1 });
         let view = viewed(&events);
         assert_eq!(view.open_reservations.len(), MAX_LISTED_RESERVATIONS - 1);

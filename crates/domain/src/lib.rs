@@ -22,6 +22,7 @@ pub mod inventory;
 pub mod limits;
 pub mod order;
 mod rejection;
+pub mod values;
 pub mod views;
 
 pub use fulfillment::{react, Command, Event};

@@ -11,7 +11,7 @@
 //! reach the order once.
 
 use orderflow_domain::deadlines::{BackorderAction, Deadline};
-use orderflow_domain::order::{decide, evolve, OrderCommand, OrderEvent, OrderLine, OrderState, OrderStatus};
+use orderflow_domain::order::{decide, evolve, NewLine, OrderCommand, OrderEvent, OrderState, OrderStatus};
 use proptest::prelude::*;
 
 /// A command, with what depends on the state (the amount due, the quantity
@@ -98,8 +98,13 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn line(sku: &str, quantity: u32) -> OrderLine {
-    OrderLine { sku: sku.into(), quantity, unit_price_minor: 100 }
+fn line(sku: &str, quantity: u32) -> NewLine {
+    NewLine::new(sku, quantity, 100).expect("a valid line")
+}
+
+/// A value as a door would check it (`String`s pass as they are).
+fn v<T: TryFrom<String, Error: std::fmt::Debug>>(text: impl Into<String>) -> T {
+    T::try_from(text.into()).expect("a valid value")
 }
 
 fn command(step: &Step, state: &OrderState) -> OrderCommand {
@@ -107,37 +112,36 @@ fn command(step: &Step, state: &OrderState) -> OrderCommand {
     match step.clone() {
         Step::Advance => advance(state),
         Step::Place { currency, skus } => OrderCommand::Place {
-            customer_id: "c-1".into(),
-            currency: currency.into(),
+            customer_id: v("c-1"),
+            currency: v(currency),
             lines: skus.iter().map(|sku| line(sku, 1)).collect(),
         },
         Step::AddLine { sku, quantity } => OrderCommand::AddLine { line: line(sku, quantity) },
-        Step::RemoveLine { sku } => OrderCommand::RemoveLine { sku: sku.into() },
+        Step::RemoveLine { sku } => OrderCommand::RemoveLine { sku: v(sku) },
         Step::Confirm => OrderCommand::Confirm,
-        Step::Cancel => OrderCommand::Cancel { reason: Some("changed my mind".into()) },
+        Step::Cancel => OrderCommand::Cancel { reason: Some(v("changed my mind")) },
         Step::Reserve { sku, stale, quantity_off } => OrderCommand::RecordReservation {
-            sku: sku.into(),
+            sku: v(sku),
             attempt: if stale { state.attempt.saturating_sub(1) } else { state.attempt },
             quantity: ordered(sku) + u32::from(quantity_off),
         },
-        Step::FailReservation { sku } => {
-            OrderCommand::RecordReservationFailure { sku: sku.into(), attempt: state.attempt }
-        }
+        Step::FailReservation { sku } => OrderCommand::RecordReservationFailure { sku: v(sku), attempt: state.attempt },
         Step::PayTotal { payment_id } => OrderCommand::AuthorizePayment {
-            payment_id: payment_id.into(),
+            payment_id: v(payment_id),
             amount_minor: state.total_minor(),
-            currency: state.currency.clone(),
+            // No order yet has no currency: any will do, the order is not found.
+            currency: v(if state.currency.is_empty() { "EUR".to_string() } else { state.currency.clone() }),
         },
         Step::PayOther { payment_id, amount_minor } => {
-            OrderCommand::AuthorizePayment { payment_id: payment_id.into(), amount_minor, currency: "EUR".into() }
+            OrderCommand::AuthorizePayment { payment_id: v(payment_id), amount_minor, currency: v("EUR") }
         }
         Step::FailPayment { payment_id } => {
-            OrderCommand::FailPayment { payment_id: payment_id.into(), reason: "declined".into() }
+            OrderCommand::FailPayment { payment_id: v(payment_id), reason: v("declined") }
         }
         Step::Ship { shipment_id } => {
-            OrderCommand::Ship { shipment_id: shipment_id.into(), carrier: "DHL".into(), tracking_number: "T-1".into() }
+            OrderCommand::Ship { shipment_id: v(shipment_id), carrier: v("DHL"), tracking_number: v("T-1") }
         }
-        Step::Deliver { shipment_id } => OrderCommand::Deliver { shipment_id: shipment_id.into() },
+        Step::Deliver { shipment_id } => OrderCommand::Deliver { shipment_id: v(shipment_id) },
         Step::PaymentDeadline => OrderCommand::PassDeadline { deadline: Deadline::Payment { attempt: state.attempt } },
         Step::BackorderDeadline { cancel } => OrderCommand::PassDeadline {
             deadline: Deadline::Backorder {
@@ -146,7 +150,7 @@ fn command(step: &Step, state: &OrderState) -> OrderCommand {
             },
         },
         Step::DeliveryDeadline { shipment_id } => {
-            OrderCommand::PassDeadline { deadline: Deadline::Delivery { shipment_id: shipment_id.into() } }
+            OrderCommand::PassDeadline { deadline: Deadline::Delivery { shipment_id: v(shipment_id) } }
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orderflow_pipeline::ports::{Message, OnTopic, TopicReader};
 use orderflow_pipeline::StoreError;
+use rdkafka::config::FromClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
@@ -40,13 +41,7 @@ pub async fn read_topic(
 ) -> Result<(), AdminError> {
     let topic = config.topic(logical_topic);
     let error = |e: rdkafka::error::KafkaError| AdminError::from(e.to_string());
-    let consumer: StreamConsumer = config
-        .client_config()
-        .map_err(|e| AdminError::from(e.to_string()))?
-        .set("group.id", format!("orderflow-reader-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(error)?;
+    let consumer: StreamConsumer = reading_consumer(config)?;
     let start = if options.from_beginning { Offset::Beginning } else { Offset::End };
     let mut assignment = TopicPartitionList::new();
     // What is left to read in each partition, when not following.
@@ -80,6 +75,17 @@ pub async fn read_topic(
             return Ok(());
         }
     }
+}
+
+/// A consumer of no group's offsets: it reads what it is assigned.
+fn reading_consumer<C: FromClientConfig>(config: &KafkaConfig) -> Result<C, AdminError> {
+    config
+        .client_config()
+        .map_err(|e| AdminError::from(e.to_string()))?
+        .set("group.id", format!("orderflow-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| AdminError::from(e.to_string()))
 }
 
 /// The [`TopicReader`] port over Kafka: each read assigns the partitions it
@@ -126,13 +132,7 @@ enum Wanted {
 fn read_ranges(config: &KafkaConfig, logical_topic: &str, wanted: Wanted) -> Result<Vec<OnTopic>, AdminError> {
     let topic = config.topic(logical_topic);
     let error = |e: rdkafka::error::KafkaError| AdminError::from(format!("{topic}: {e}"));
-    let consumer: BaseConsumer = config
-        .client_config()
-        .map_err(|e| AdminError::from(e.to_string()))?
-        .set("group.id", format!("orderflow-reader-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(error)?;
+    let consumer: BaseConsumer = reading_consumer(config)?;
     // Partition → the offset after the last record to read.
     let mut ends: HashMap<i32, i64> = HashMap::new();
     let mut assignment = TopicPartitionList::new();

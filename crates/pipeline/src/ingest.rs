@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use cloudevents::{AttributesReader, Event};
 use orderflow_domain::inventory::InventoryCommand;
-use orderflow_domain::limits::{
-    check_length, id_rule, is_valid_id, MAX_CORRELATION_ID, MAX_EVENT_ID, MAX_REFERENCE, MAX_SOURCE, MAX_TEXT,
-    MAX_TRACEPARENT,
-};
+use orderflow_domain::limits::{check_length, MAX_CORRELATION_ID, MAX_EVENT_ID, MAX_SOURCE, MAX_TRACEPARENT};
 use orderflow_domain::order::OrderCommand;
+use orderflow_domain::values::{
+    Carrier, Currency, OrderId, PaymentId, Reason, ShipmentId, Sku, StockDelta, StockQuantity, TrackingNumber,
+};
 use orderflow_domain::Command;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -97,52 +97,55 @@ impl IngestError {
     }
 }
 
+// What each ingested type's data holds: read through the domain's value
+// types, so that a value breaking its rule is invalid data, with the rule.
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PaymentAuthorized {
-    order_id: String,
-    payment_id: String,
+    order_id: OrderId,
+    payment_id: PaymentId,
     amount_minor: u64,
-    currency: String,
+    currency: Currency,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PaymentFailed {
-    order_id: String,
-    payment_id: String,
-    reason: String,
+    order_id: OrderId,
+    payment_id: PaymentId,
+    reason: Reason,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ShipmentDispatched {
-    order_id: String,
-    shipment_id: String,
-    carrier: String,
-    tracking_number: String,
+    order_id: OrderId,
+    shipment_id: ShipmentId,
+    carrier: Carrier,
+    tracking_number: TrackingNumber,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ShipmentDelivered {
-    order_id: String,
-    shipment_id: String,
+    order_id: OrderId,
+    shipment_id: ShipmentId,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StockReceived {
-    sku: String,
-    quantity: u64,
+    sku: Sku,
+    quantity: StockQuantity,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StockAdjusted {
-    sku: String,
-    delta: i64,
-    reason: String,
+    sku: Sku,
+    delta: StockDelta,
+    reason: Reason,
 }
 
 /// The command an ingested CloudEvent stands for.
@@ -170,20 +173,13 @@ fn bounded_attributes(event: &Event) -> Result<(), String> {
 }
 
 fn map_data(event_type: IngestedType, data: Value) -> Result<Command, String> {
-    let order =
-        |order_id: String, command| checked_id("orderId", &order_id).map(|()| Command::Order { order_id, command });
-    let inventory = |sku: String, command| checked_id("sku", &sku).map(|()| Command::Inventory { sku, command });
-    match event_type {
+    let order = |order_id: OrderId, command| Command::Order { order_id: order_id.into(), command };
+    let inventory = |sku: Sku, command| Command::Inventory { sku: sku.into(), command };
+    Ok(match event_type {
         IngestedType::PaymentAuthorized => {
             let d: PaymentAuthorized = parse(data)?;
-            order(
-                d.order_id,
-                OrderCommand::AuthorizePayment {
-                    payment_id: d.payment_id,
-                    amount_minor: d.amount_minor,
-                    currency: d.currency,
-                },
-            )
+            let (payment_id, amount_minor, currency) = (d.payment_id, d.amount_minor, d.currency);
+            order(d.order_id, OrderCommand::AuthorizePayment { payment_id, amount_minor, currency })
         }
         IngestedType::PaymentFailed => {
             let d: PaymentFailed = parse(data)?;
@@ -191,14 +187,8 @@ fn map_data(event_type: IngestedType, data: Value) -> Result<Command, String> {
         }
         IngestedType::ShipmentDispatched => {
             let d: ShipmentDispatched = parse(data)?;
-            order(
-                d.order_id,
-                OrderCommand::Ship {
-                    shipment_id: d.shipment_id,
-                    carrier: d.carrier,
-                    tracking_number: d.tracking_number,
-                },
-            )
+            let (shipment_id, carrier, tracking_number) = (d.shipment_id, d.carrier, d.tracking_number);
+            order(d.order_id, OrderCommand::Ship { shipment_id, carrier, tracking_number })
         }
         IngestedType::ShipmentDelivered => {
             let d: ShipmentDelivered = parse(data)?;
@@ -212,65 +202,11 @@ fn map_data(event_type: IngestedType, data: Value) -> Result<Command, String> {
             let d: StockAdjusted = parse(data)?;
             inventory(d.sku, InventoryCommand::Adjust { delta: d.delta, reason: d.reason })
         }
-    }
+    })
 }
 
-fn parse<T: DeserializeOwned + Bounded>(data: Value) -> Result<T, String> {
-    let parsed: T = serde_json::from_value(data).map_err(|e| e.to_string())?;
-    parsed.bounded()?;
-    Ok(parsed)
-}
-
-/// Data whose text fields have limits.
-trait Bounded {
-    fn bounded(&self) -> Result<(), String>;
-}
-
-impl Bounded for PaymentAuthorized {
-    fn bounded(&self) -> Result<(), String> {
-        check_length("paymentId", &self.payment_id, MAX_REFERENCE)
-    }
-}
-
-impl Bounded for PaymentFailed {
-    fn bounded(&self) -> Result<(), String> {
-        check_length("paymentId", &self.payment_id, MAX_REFERENCE)?;
-        check_length("reason", &self.reason, MAX_TEXT)
-    }
-}
-
-impl Bounded for ShipmentDispatched {
-    fn bounded(&self) -> Result<(), String> {
-        check_length("shipmentId", &self.shipment_id, MAX_REFERENCE)?;
-        check_length("carrier", &self.carrier, MAX_REFERENCE)?;
-        check_length("trackingNumber", &self.tracking_number, MAX_REFERENCE)
-    }
-}
-
-impl Bounded for ShipmentDelivered {
-    fn bounded(&self) -> Result<(), String> {
-        check_length("shipmentId", &self.shipment_id, MAX_REFERENCE)
-    }
-}
-
-impl Bounded for StockReceived {
-    fn bounded(&self) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-impl Bounded for StockAdjusted {
-    fn bounded(&self) -> Result<(), String> {
-        check_length("reason", &self.reason, MAX_TEXT)
-    }
-}
-
-fn checked_id(field: &str, id: &str) -> Result<(), String> {
-    if is_valid_id(id) {
-        Ok(())
-    } else {
-        Err(id_rule(field))
-    }
+fn parse<T: DeserializeOwned>(data: Value) -> Result<T, String> {
+    serde_json::from_value(data).map_err(|e| e.to_string())
 }
 
 /// Where an ingested message came from; recorded in dead letters.

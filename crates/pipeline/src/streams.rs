@@ -17,7 +17,7 @@ pub fn order_stream(order_id: &str) -> String {
 }
 
 pub fn sku_stream(sku: &str) -> String {
-    Category::Sku.stream(sku)
+    Category::Inventory.stream(sku)
 }
 
 /// The kind of stream a stream id names. Every `match` on it is exhaustive:
@@ -25,7 +25,8 @@ pub fn sku_stream(sku: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
     Order,
-    Sku,
+    /// One stream per SKU (`Sku-{sku}`): the inventory kind.
+    Inventory,
 }
 
 /// What the pipeline says of one kind of stream, said once.
@@ -50,12 +51,12 @@ const INVENTORY: StreamKind = StreamKind {
 };
 
 impl Category {
-    pub const ALL: [Category; 2] = [Category::Order, Category::Sku];
+    pub const ALL: [Category; 2] = [Category::Order, Category::Inventory];
 
     pub const fn kind(self) -> &'static StreamKind {
         match self {
             Category::Order => &ORDERS,
-            Category::Sku => &INVENTORY,
+            Category::Inventory => &INVENTORY,
         }
     }
 
@@ -93,7 +94,7 @@ pub fn encode_event<A: Aggregate>(event: &A::Event) -> Result<(String, u32, Valu
 pub fn current_data(record: &EventRecord) -> Result<(u32, Value), StoreError> {
     match Category::of(&record.stream_id) {
         Some((Category::Order, _)) => current::<Order>(record),
-        Some((Category::Sku, _)) => current::<Inventory>(record),
+        Some((Category::Inventory, _)) => current::<Inventory>(record),
         None => Ok((record.schema_version, record.data.clone())),
     }
 }
@@ -133,7 +134,7 @@ pub fn domain_event(record: &EventRecord) -> Result<Event, StoreError> {
         Some((Category::Order, order_id)) => {
             Ok(Event::Order { order_id: order_id.to_string(), event: decode_event::<Order>(record)? })
         }
-        Some((Category::Sku, sku)) => {
+        Some((Category::Inventory, sku)) => {
             Ok(Event::Inventory { sku: sku.to_string(), event: decode_event::<Inventory>(record)? })
         }
         None => Err(StoreError::Corrupt(format!("unknown stream category in {}", record.stream_id))),
@@ -161,7 +162,7 @@ mod tests {
     #[test]
     fn categories() {
         assert_eq!(Category::of("Order-a-b"), Some((Category::Order, "a-b")));
-        assert_eq!(Category::of("Sku-X"), Some((Category::Sku, "X")));
+        assert_eq!(Category::of("Sku-X"), Some((Category::Inventory, "X")));
         assert_eq!(Category::of("Other-X"), None);
     }
 

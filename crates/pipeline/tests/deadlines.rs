@@ -7,13 +7,22 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use orderflow_domain::deadlines::DeadlinePolicy;
 use orderflow_domain::inventory::InventoryCommand;
-use orderflow_domain::order::{OrderCommand, OrderLine};
+use orderflow_domain::order::{NewLine, OrderCommand};
 use orderflow_domain::Command;
 use orderflow_pipeline::consumers::{FeedRunner, Fulfillment, Step};
 use orderflow_pipeline::deadlines::{backlog, DeadlineTimers, PassDeadlines};
 use orderflow_pipeline::memory::MemoryStore;
 use orderflow_pipeline::ports::{StartFrom, Timers};
 use orderflow_pipeline::processor::{CommandProcessor, Envelope};
+
+/// A value as a door would check it (`String`s pass as they are).
+fn v<T: TryFrom<String, Error: std::fmt::Debug>>(text: impl Into<String>) -> T {
+    T::try_from(text.into()).expect("a valid value")
+}
+
+fn units(quantity: u64) -> orderflow_domain::values::StockQuantity {
+    quantity.try_into().expect("a quantity")
+}
 
 struct Shop {
     store: Arc<MemoryStore>,
@@ -42,10 +51,10 @@ impl Shop {
     /// Restocks SKU-A, places an order of 2 × SKU-A and confirms it; the
     /// reservation goes through.
     async fn reserved_order(&mut self, order_id: &str) {
-        let restock = InventoryCommand::Restock { quantity: 5 };
+        let restock = InventoryCommand::Restock { quantity: units(5) };
         self.run(Command::Inventory { sku: "SKU-A".into(), command: restock }).await;
-        let line = OrderLine { sku: "SKU-A".into(), quantity: 2, unit_price_minor: 100 };
-        let place = OrderCommand::Place { customer_id: "c".into(), currency: "EUR".into(), lines: vec![line] };
+        let line = NewLine::new("SKU-A", 2, 100).expect("a line");
+        let place = OrderCommand::Place { customer_id: v("c"), currency: v("EUR"), lines: vec![line] };
         self.order(order_id, place).await;
         self.order(order_id, OrderCommand::Confirm).await;
         self.settle().await;
@@ -96,7 +105,7 @@ async fn an_unpaid_order_is_cancelled_when_its_payment_deadline_passes_and_its_s
 async fn a_deadline_paid_in_time_does_nothing_and_a_timer_fired_twice_acts_once() {
     let mut shop = Shop::new();
     shop.reserved_order("paid").await;
-    let pay = OrderCommand::AuthorizePayment { payment_id: "p1".into(), amount_minor: 200, currency: "EUR".into() };
+    let pay = OrderCommand::AuthorizePayment { payment_id: v("p1"), amount_minor: 200, currency: v("EUR") };
     shop.order("paid", pay).await;
     shop.reserved_order("unpaid").await;
     let later = Utc::now() + Duration::hours(1);

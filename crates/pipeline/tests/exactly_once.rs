@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use cloudevents::{EventBuilder, EventBuilderV10};
 use orderflow_domain::deadlines::DeadlinePolicy;
 use orderflow_domain::inventory::InventoryCommand;
-use orderflow_domain::order::{OrderCommand, OrderLine};
+use orderflow_domain::order::{NewLine, OrderCommand};
 use orderflow_domain::Command;
 use orderflow_pipeline::conformance::{append_one, Recorder};
 use orderflow_pipeline::consumers::{Clock, Consumer, FeedRunner, Fulfillment, Projector, Step};
@@ -23,12 +23,21 @@ use orderflow_pipeline::processor::{CommandError, CommandProcessor, Envelope, Id
 use serde_json::json;
 use tokio::time::Instant;
 
+/// A value as a door would check it (`String`s pass as they are).
+fn v<T: TryFrom<String, Error: std::fmt::Debug>>(text: impl Into<String>) -> T {
+    T::try_from(text.into()).expect("a valid value")
+}
+
+fn units(quantity: u64) -> orderflow_domain::values::StockQuantity {
+    quantity.try_into().expect("a quantity")
+}
+
 fn processor(store: &Arc<MemoryStore>) -> Arc<CommandProcessor> {
     Arc::new(CommandProcessor::new(store.clone()))
 }
 
 fn restock(sku: &str, quantity: u64) -> Command {
-    Command::Inventory { sku: sku.into(), command: InventoryCommand::Restock { quantity } }
+    Command::Inventory { sku: sku.into(), command: InventoryCommand::Restock { quantity: units(quantity) } }
 }
 
 fn keyed(key: &str, fingerprint: &str) -> Envelope {
@@ -126,8 +135,8 @@ async fn a_cloudevent_id_reused_with_other_data_is_a_conflicting_duplicate_on_an
 }
 
 async fn place_and_confirm(processor: &CommandProcessor, order_id: &str, sku: &str) {
-    let line = OrderLine { sku: sku.into(), quantity: 2, unit_price_minor: 100 };
-    let place = OrderCommand::Place { customer_id: "c".into(), currency: "EUR".into(), lines: vec![line] };
+    let line = NewLine::new(sku, 2, 100).expect("a line");
+    let place = OrderCommand::Place { customer_id: v("c"), currency: v("EUR"), lines: vec![line] };
     for command in [place, OrderCommand::Confirm] {
         let command = Command::Order { order_id: order_id.into(), command };
         processor.execute(&command, &Envelope::new()).await.expect("order command");

@@ -4,26 +4,31 @@
 
 use std::sync::Arc;
 
-use orderflow_domain::order::{OrderCommand, OrderLine};
+use orderflow_domain::order::{NewLine, OrderCommand};
 use orderflow_domain::Command;
 use orderflow_pipeline::memory::MemoryStore;
 use orderflow_pipeline::ports::{Append, AppendOutcome, EventRecord, EventStore};
 use orderflow_pipeline::processor::{CommandProcessor, Envelope};
 use serde_json::json;
 
+/// A value as a door would check it (`String`s pass as they are).
+fn v<T: TryFrom<String, Error: std::fmt::Debug>>(text: impl Into<String>) -> T {
+    T::try_from(text.into()).expect("a valid value")
+}
+
 fn order(command: OrderCommand) -> Command {
     Command::Order { order_id: "o-1".into(), command }
 }
 
-fn line(sku: &str) -> OrderLine {
-    OrderLine { sku: sku.into(), quantity: 1, unit_price_minor: 100 }
+fn line(sku: &str) -> NewLine {
+    NewLine::new(sku, 1, 100).expect("a line")
 }
 
 #[tokio::test]
 async fn a_tip_that_does_not_read_is_folded_again_from_the_events() {
     let store = Arc::new(MemoryStore::default());
     let writer = CommandProcessor::new(store.clone());
-    let place = OrderCommand::Place { customer_id: "c".into(), currency: "EUR".into(), lines: vec![line("A")] };
+    let place = OrderCommand::Place { customer_id: v("c"), currency: v("EUR"), lines: vec![line("A")] };
     writer.execute(&order(place), &Envelope::new()).await.expect("place");
     writer.execute(&order(OrderCommand::AddLine { line: line("B") }), &Envelope::new()).await.expect("add");
 

@@ -22,7 +22,7 @@ async fn run(processor: &CommandProcessor, command: InventoryCommand) {
 async fn a_view_of_an_older_shape_is_built_again_from_the_events() {
     let store = Arc::new(MemoryStore::default());
     let processor = CommandProcessor::new(store.clone());
-    run(&processor, InventoryCommand::Restock { quantity: 10 }).await;
+    run(&processor, InventoryCommand::Restock { quantity: 10.try_into().expect("a quantity") }).await;
     run(&processor, InventoryCommand::Reserve { order_id: "o-1".into(), attempt: 1, quantity: 3 }).await;
     // What an older build stored: the counters only, at the stream's version.
     let events = store.read_stream("Sku-A", 0, 10).await.expect("read");

@@ -23,7 +23,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init(&client, "orderflow").await?;
     let store = Arc::new(CosmosStore::connect(&client, "orderflow").await?);
     let processor = CommandProcessor::new(store.clone());
-    let restock = Command::Inventory { sku: "MUG".into(), command: InventoryCommand::Restock { quantity: 1 } };
+    let restock = Command::Inventory {
+        sku: "MUG".into(),
+        command: InventoryCommand::Restock { quantity: 1.try_into().expect("a quantity") },
+    };
 
     println!("| events in stream | command (one batch) RU | read state, ETag cached (304) RU | read state, cold RU |");
     println!("|---|---|---|---|");

@@ -37,7 +37,10 @@ async fn restock_twenty_times(rules: &[Arc<FaultInjectionRule>]) -> (usize, u64,
     let store = Arc::new(CosmosStore::connect(&client, "orderflow").await.expect("connect"));
     let processor = CommandProcessor::new(store.clone());
     for i in 0..20 {
-        let restock = Command::Inventory { sku: "MUG".into(), command: InventoryCommand::Restock { quantity: 1 } };
+        let restock = Command::Inventory {
+            sku: "MUG".into(),
+            command: InventoryCommand::Restock { quantity: 1.try_into().expect("a quantity") },
+        };
         let key = IdempotencyKey::http("", &format!("restock-{i}"), format!("fp-{i}"));
         let envelope = Envelope::idempotent(format!("restock-{i}"), key);
         let mut attempts = 0;

@@ -101,7 +101,7 @@ pub fn project(snapshot: Option<Snapshot>, events: &[&EventRecord]) -> Result<Pr
             let customer_id = Some(view.customer_id.clone());
             (encode_view(&view)?, customer_id)
         }
-        Some((Category::Sku, _)) => {
+        Some((Category::Inventory, _)) => {
             let Some(view) = fold::<Inventory>(stored, events)? else { return Ok(Projected::Outdated) };
             (encode_view(&view)?, None)
         }
