@@ -260,6 +260,10 @@ mod tests {
         T::try_from(text).expect("a valid value")
     }
 
+    fn restock(quantity: u64) -> InventoryCommand {
+        C::Restock { quantity: StockQuantity::try_from(quantity).expect("a quantity") }
+    }
+
     fn given(commands: &[InventoryCommand]) -> SkuState {
         commands.iter().fold(SkuState::default(), |state, command| {
             let events = decide(&state, command).unwrap_or_else(|r| panic!("{command:?} rejected: {r}"));
@@ -273,17 +277,13 @@ mod tests {
 
     #[test]
     fn restock_adds_to_on_hand() {
-        let state = given(&[
-            C::Restock { quantity: StockQuantity::try_from(10).expect("a quantity") },
-            C::Restock { quantity: StockQuantity::try_from(5).expect("a quantity") },
-        ]);
+        let state = given(&[restock(10), restock(5)]);
         assert_eq!((state.on_hand, state.reserved, state.available()), (15, 0, 15));
     }
 
     #[test]
     fn reservations_are_all_or_nothing() {
-        let state =
-            given(&[C::Restock { quantity: StockQuantity::try_from(3).expect("a quantity") }, reserve("o1", 2)]);
+        let state = given(&[restock(3), reserve("o1", 2)]);
         assert_eq!((state.on_hand, state.reserved, state.available()), (3, 2, 1));
         assert_eq!(
             decide(&state, &reserve("o2", 2)).unwrap(),
@@ -296,11 +296,7 @@ mod tests {
     #[test]
     fn release_returns_stock_and_never_more_than_is_reserved() {
         let release = |quantity| C::Release { order_id: v("o1"), attempt: 1, quantity };
-        let released = given(&[
-            C::Restock { quantity: StockQuantity::try_from(3).expect("a quantity") },
-            reserve("o1", 2),
-            release(2),
-        ]);
+        let released = given(&[restock(3), reserve("o1", 2), release(2)]);
         assert_eq!((released.on_hand, released.reserved, released.available()), (3, 0, 3));
         assert_eq!(decide(&released, &release(2)).unwrap_err().code(), "not-reserved");
     }
@@ -308,18 +304,14 @@ mod tests {
     #[test]
     fn shipping_takes_reserved_stock_off_hand() {
         let ship = |quantity| C::Ship { order_id: v("o1"), attempt: 1, quantity };
-        let state = given(&[
-            C::Restock { quantity: StockQuantity::try_from(3).expect("a quantity") },
-            reserve("o1", 2),
-            ship(2),
-        ]);
+        let state = given(&[restock(3), reserve("o1", 2), ship(2)]);
         assert_eq!((state.on_hand, state.reserved, state.available()), (1, 0, 1));
         assert_eq!(decide(&state, &ship(2)).unwrap_err().code(), "not-reserved");
     }
 
     #[test]
     fn the_state_stays_two_counters_however_many_reservations_are_open() {
-        let restocked = given(&[C::Restock { quantity: StockQuantity::try_from(1_000_000).expect("a quantity") }]);
+        let restocked = given(&[restock(1_000_000)]);
         let state = (0..100_000).fold(restocked, |state, i| {
             let events = decide(&state, &reserve(&format!("order-{i}"), 1)).unwrap();
             Inventory::fold(state, &events)
@@ -330,8 +322,7 @@ mod tests {
 
     #[test]
     fn adjustments_cannot_undercut_reservations() {
-        let state =
-            given(&[C::Restock { quantity: StockQuantity::try_from(5).expect("a quantity") }, reserve("o1", 3)]);
+        let state = given(&[restock(5), reserve("o1", 3)]);
         let shrink = |delta| C::Adjust { delta: StockDelta::try_from(delta).expect("a delta"), reason: v("count") };
         assert_eq!(decide(&state, &shrink(-3)).unwrap_err().code(), "insufficient-stock");
         assert!(StockDelta::try_from(i64::MIN).is_err() && StockDelta::try_from(0).is_err(), "never reach decide");
