@@ -15,7 +15,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::ops::series::Series;
 use crate::ops::{Access, Ops};
 use crate::pipeline::Pipeline;
 
@@ -98,10 +97,10 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         store_kind: pipeline.store_kind,
         topics: pipeline.topics.clone(),
         access: Arc::new(Access::new(ApiKeys::new(&options.api.api_keys), options.metrics_public)),
-        series: Series::default(),
+        series: Arc::default(),
     };
     let ops = Arc::new(ops);
-    tokio::spawn(crate::ops::series::run(ops.clone()));
+    tokio::spawn(crate::ops::series::run(ops.metrics.clone(), ops.series.clone()));
     let routes = router(pipeline.app(&options), &options.api)
         .merge(crate::ops::router(ops))
         .layer(axum::middleware::from_fn(crate::telemetry::request_span));

@@ -49,7 +49,7 @@ pub fn router(ops: Arc<Ops>) -> Router {
     let console = Router::new()
         .route("/", get(status::page))
         .route("/status.json", get(status::status))
-        .route("/series.json", get(series::samples))
+        .route("/series.json", get(series::samples).with_state(ops.series.clone()))
         .route("/journey.json", get(journey::journey))
         .route("/sku.json", get(sku::sku))
         .route("/deadletters.json", get(dead_letters::dead_letters))

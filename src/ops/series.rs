@@ -11,10 +11,9 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use serde_json::{json, Value};
-
-use super::state::Ops;
 
 /// Samples kept: 15 minutes, one a second.
 const KEPT: usize = 900;
@@ -53,19 +52,19 @@ impl Series {
 }
 
 /// Samples the metrics every second until the process ends.
-pub async fn run(ops: Arc<Ops>) {
-    let mut previous = Figures::parse(&ops.metrics.render());
+pub async fn run(metrics: PrometheusHandle, series: Arc<Series>) {
+    let mut previous = Figures::parse(&metrics.render());
     loop {
         tokio::time::sleep(EVERY).await;
-        let now = Figures::parse(&ops.metrics.render());
-        ops.series.push(now.since(&previous, Utc::now()));
+        let now = Figures::parse(&metrics.render());
+        series.push(now.since(&previous, Utc::now()));
         previous = now;
     }
 }
 
 /// `GET /series.json`: the samples, oldest first.
-pub async fn samples(State(ops): State<Arc<Ops>>) -> Json<Value> {
-    Json(json!({ "everySeconds": EVERY.as_secs(), "samples": ops.series.all() }))
+pub async fn samples(State(series): State<Arc<Series>>) -> Json<Value> {
+    Json(json!({ "everySeconds": EVERY.as_secs(), "samples": series.all() }))
 }
 
 /// The running totals a sample is the difference of.

@@ -31,5 +31,5 @@ pub struct Ops {
     pub topics: Arc<dyn TopicReader>,
     pub access: Arc<Access>,
     /// The last 15 minutes of figures, for the charts.
-    pub series: Series,
+    pub series: Arc<Series>,
 }

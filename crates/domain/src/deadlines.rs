@@ -15,9 +15,10 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::order::OrderEvent;
+// The deadlines are the order's to decide on (its `PassDeadline`): their
+// types live with its commands.
+pub use crate::order::{BackorderAction, Deadline};
 
 /// Which deadlines orders get, and how long each is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,35 +36,6 @@ impl Default for DeadlinePolicy {
     /// deliveries have no deadline unless one is set.
     fn default() -> Self {
         DeadlinePolicy { payment: Some(Duration::from_secs(30 * 60)), backorder: None, delivery: None }
-    }
-}
-
-/// What a passed backorder deadline does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum BackorderAction {
-    Cancel,
-    Notify,
-}
-
-/// A deadline of one order. Stored with its due time until it passes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
-pub enum Deadline {
-    Payment { attempt: u32 },
-    Backorder { attempt: u32, action: BackorderAction },
-    Delivery { shipment_id: String },
-}
-
-impl Deadline {
-    /// Unique among the deadlines of one order: the same event always
-    /// schedules the same name, so scheduling again keeps one deadline.
-    pub fn name(&self) -> String {
-        match self {
-            Deadline::Payment { attempt } => format!("payment-{attempt}"),
-            Deadline::Backorder { attempt, .. } => format!("backorder-{attempt}"),
-            Deadline::Delivery { shipment_id } => format!("delivery-{shipment_id}"),
-        }
     }
 }
 

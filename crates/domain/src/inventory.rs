@@ -26,7 +26,7 @@ use crate::contract::EventContract;
 use crate::values::{Reason, StockDelta, StockQuantity};
 use crate::{Aggregate, Recorded, Rejection, Rule, View};
 
-pub const MAX_STOCK_CHANGE: u64 = 1_000_000_000;
+pub use crate::limits::MAX_STOCK_CHANGE;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

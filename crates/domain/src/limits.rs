@@ -21,6 +21,12 @@ pub const MAX_SOURCE: usize = 512;
 pub const MAX_CORRELATION_ID: usize = 128;
 /// A `traceparent` (version 00 is 55 characters; later ones may be longer).
 pub const MAX_TRACEPARENT: usize = 256;
+/// Units of a SKU on one order line.
+pub const MAX_QUANTITY: u32 = 1_000_000;
+/// The price of one unit, in the currency's minor unit.
+pub const MAX_UNIT_PRICE_MINOR: u64 = 10_000_000_000;
+/// Units received or corrected in one stock change.
+pub const MAX_STOCK_CHANGE: u64 = 1_000_000_000;
 
 /// Order ids and SKUs: 1 to [`MAX_ID`] ASCII letters, digits and `_.:-`.
 pub fn is_valid_id(id: &str) -> bool {

@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::EventContract;
-use crate::deadlines::{BackorderAction, Deadline};
 use crate::values::{
     Carrier, Currency, CustomerId, InvalidValue, PaymentId, Quantity, Reason, ShipmentId, Sku, TrackingNumber,
     UnitPrice,
@@ -28,8 +27,7 @@ use crate::values::{
 use crate::{Aggregate, Recorded, Rejection, Rule, View};
 
 pub const MAX_LINES: usize = 100;
-pub const MAX_QUANTITY: u32 = 1_000_000;
-pub const MAX_UNIT_PRICE_MINOR: u64 = 10_000_000_000;
+pub use crate::limits::{MAX_QUANTITY, MAX_UNIT_PRICE_MINOR};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, strum::VariantArray)]
 pub enum OrderStatus {
@@ -83,6 +81,35 @@ pub struct OrderLine {
     pub sku: String,
     pub quantity: u32,
     pub unit_price_minor: u64,
+}
+
+/// What a passed backorder deadline does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BackorderAction {
+    Cancel,
+    Notify,
+}
+
+/// A deadline of one order. Stored with its due time until it passes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Deadline {
+    Payment { attempt: u32 },
+    Backorder { attempt: u32, action: BackorderAction },
+    Delivery { shipment_id: String },
+}
+
+impl Deadline {
+    /// Unique among the deadlines of one order: the same event always
+    /// schedules the same name, so scheduling again keeps one deadline.
+    pub fn name(&self) -> String {
+        match self {
+            Deadline::Payment { attempt } => format!("payment-{attempt}"),
+            Deadline::Backorder { attempt, .. } => format!("backorder-{attempt}"),
+            Deadline::Delivery { shipment_id } => format!("delivery-{shipment_id}"),
+        }
+    }
 }
 
 /// A line as a command asks for it: each value checked at the door.

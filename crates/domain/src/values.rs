@@ -13,9 +13,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::MAX_STOCK_CHANGE;
-use crate::limits::{id_rule, is_valid_id, MAX_REFERENCE, MAX_TEXT};
-use crate::order::{MAX_QUANTITY, MAX_UNIT_PRICE_MINOR};
+use crate::limits::{
+    id_rule, is_valid_id, MAX_QUANTITY, MAX_REFERENCE, MAX_STOCK_CHANGE, MAX_TEXT, MAX_UNIT_PRICE_MINOR,
+};
 
 /// A value that breaks its type's rule; says which field and which rule.
 #[derive(Debug, Clone, PartialEq, Eq)]

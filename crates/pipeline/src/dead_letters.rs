@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::cloudevents::{data_json, from_message, to_message};
-use crate::ingest::{Delivery, IngestError, Origin, Received};
+use crate::delivery::{Delivery, Origin, Received};
 use crate::ports::{Message, OnTopic};
 use crate::processor::fingerprint;
 use crate::topics::DEADLETTER;
@@ -40,8 +40,9 @@ pub const MAX_HEADER: usize = 1024;
 const MAX_REASON: usize = 1000;
 const MAX_KEY: usize = 256;
 
-/// The dead letter of a delivery.
-pub fn dead_letter(delivery: &Delivery, error: &IngestError) -> Result<Message, String> {
+/// The dead letter of a delivery: `kind` names why (`IngestError::kind`),
+/// `reason` says it for people.
+pub fn dead_letter(delivery: &Delivery, kind: &str, reason: &str) -> Result<Message, String> {
     let headers: Map<String, Value> = delivery
         .headers
         .iter()
@@ -50,8 +51,8 @@ pub fn dead_letter(delivery: &Delivery, error: &IngestError) -> Result<Message, 
         .collect();
     let (payload, encoding) = bytes(&delivery.payload, MAX_PAYLOAD);
     let mut data = json!({
-        "kind": error.kind(),
-        "reason": prefix(&error.to_string(), MAX_REASON),
+        "kind": kind,
+        "reason": prefix(reason, MAX_REASON),
         "origin": serde_json::to_value(&delivery.origin).map_err(|e| e.to_string())?,
         "key": delivery.key.as_deref().map(|key| prefix(key, MAX_KEY)),
         "headers": headers,
@@ -64,10 +65,10 @@ pub fn dead_letter(delivery: &Delivery, error: &IngestError) -> Result<Message, 
 
 /// A dead letter reduced to what cannot be too large: for when the full one
 /// was refused by the topic for good. The payload is described, not kept.
-pub fn reduced(delivery: &Delivery, error: &IngestError) -> Result<Message, String> {
+pub fn reduced(delivery: &Delivery, kind: &str, reason: &str) -> Result<Message, String> {
     let mut data = json!({
-        "kind": error.kind(),
-        "reason": prefix(&error.to_string(), MAX_REASON),
+        "kind": kind,
+        "reason": prefix(reason, MAX_REASON),
         "origin": serde_json::to_value(&delivery.origin).map_err(|e| e.to_string())?,
         "reduced": true,
     });
@@ -260,7 +261,6 @@ fn whole_payload(data: &Value) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::Origin;
 
     fn delivery(headers: &[(&str, &[u8])], payload: &[u8], origin: Origin) -> Delivery {
         Delivery {
@@ -280,17 +280,25 @@ mod tests {
         String::from_utf8_lossy(&header.1).into_owned()
     }
 
-    const ERROR: IngestError = IngestError::UnknownType(String::new());
-
     #[test]
     fn the_payload_is_kept_once_as_text_or_base64() {
-        let text = dead_letter(&delivery(&[], b"not json", Origin::Http { request_id: "r".into() }), &ERROR).unwrap();
+        let text = dead_letter(
+            &delivery(&[], b"not json", Origin::Http { request_id: "r".into() }),
+            "unknown-type",
+            "no such type",
+        )
+        .unwrap();
         assert_eq!(
             (data(&text)["payload"].clone(), data(&text)["payloadEncoding"].clone()),
             (json!("not json"), json!("text"))
         );
         let control: Vec<u8> = vec![1; 1000];
-        let binary = dead_letter(&delivery(&[], &control, Origin::Http { request_id: "r".into() }), &ERROR).unwrap();
+        let binary = dead_letter(
+            &delivery(&[], &control, Origin::Http { request_id: "r".into() }),
+            "unknown-type",
+            "no such type",
+        )
+        .unwrap();
         assert_eq!(data(&binary)["payloadEncoding"], "base64");
         assert!(binary.value.len() < 2 * control.len(), "{} bytes for {}", binary.value.len(), control.len());
     }
@@ -300,12 +308,22 @@ mod tests {
         let huge = vec![b'x'; 1024 * 1024];
         let headers: Vec<(String, Vec<u8>)> = (0..1000).map(|i| (format!("h{i}"), vec![b'y'; 4096])).collect();
         let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
-        let message = dead_letter(&delivery(&headers, &huge, Origin::Http { request_id: "r".into() }), &ERROR).unwrap();
+        let message = dead_letter(
+            &delivery(&headers, &huge, Origin::Http { request_id: "r".into() }),
+            "unknown-type",
+            "no such type",
+        )
+        .unwrap();
         let data = data(&message);
         assert_eq!((data["truncated"].clone(), data["payloadBytes"].clone()), (json!(true), json!(huge.len())));
         assert_eq!(data["payloadSha256"], fingerprint(&[&huge]));
         assert!(message.value.len() < MAX_PAYLOAD + MAX_HEADERS * MAX_HEADER + 4096, "{}", message.value.len());
-        let reduced = reduced(&delivery(&headers, &huge, Origin::Http { request_id: "r".into() }), &ERROR).unwrap();
+        let reduced = reduced(
+            &delivery(&headers, &huge, Origin::Http { request_id: "r".into() }),
+            "unknown-type",
+            "no such type",
+        )
+        .unwrap();
         assert!(reduced.value.len() < 2048);
     }
 
@@ -322,10 +340,12 @@ mod tests {
             b"{}",
             Origin::Kafka { topic: "t".into(), partition: 3, offset: 42 },
         );
-        let ids: Vec<String> =
-            [over_http, again, over_kafka].iter().map(|d| id(&dead_letter(d, &ERROR).unwrap())).collect();
+        let ids: Vec<String> = [over_http, again, over_kafka]
+            .iter()
+            .map(|d| id(&dead_letter(d, "unknown-type", "no such type").unwrap()))
+            .collect();
         assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
         let other = delivery(&[("ce-id", b"2")], b"{}", Origin::Http { request_id: "a".into() });
-        assert_ne!(id(&dead_letter(&other, &ERROR).unwrap()), ids[0]);
+        assert_ne!(id(&dead_letter(&other, "unknown-type", "no such type").unwrap()), ids[0]);
     }
 }

@@ -19,8 +19,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cloudevents::{data_json, extension_text, from_message};
+use crate::cloudevents::{data_json, extension_text};
 use crate::dead_letters;
+pub use crate::delivery::{Delivery, Origin, Received};
 use crate::ports::{MessageProducer, StoreError};
 use crate::processor::{fingerprint, CommandError, CommandProcessor, Envelope, IdempotencyKey, Receipt};
 
@@ -209,73 +210,6 @@ fn parse<T: DeserializeOwned>(data: Value) -> Result<T, String> {
     serde_json::from_value(data).map_err(|e| e.to_string())
 }
 
-/// Where an ingested message came from; recorded in dead letters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "via", rename_all = "camelCase")]
-pub enum Origin {
-    #[serde(rename_all = "camelCase")]
-    Http { request_id: String },
-    #[serde(rename_all = "camelCase")]
-    Kafka { topic: String, partition: i32, offset: i64 },
-    /// Sent again by an operator from a dead letter.
-    #[serde(rename_all = "camelCase")]
-    Console { dead_letter: String },
-}
-
-/// One message as it arrived: what a dead letter must preserve.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub origin: Origin,
-    pub key: Option<String>,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub payload: Vec<u8>,
-}
-
-/// A message as a host received it: the delivery, and its CloudEvent or why
-/// it has none.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub delivery: Delivery,
-    pub event: Result<Event, String>,
-}
-
-impl Received {
-    /// A Kafka record, however the host got it (a consumer, a trigger, an
-    /// event source): kept whole, and read as a CloudEvent in binary or
-    /// structured content mode.
-    pub fn kafka(
-        origin: (String, i32, i64),
-        key: Option<String>,
-        headers: Vec<(String, Vec<u8>)>,
-        payload: Vec<u8>,
-    ) -> Received {
-        let (topic, partition, offset) = origin;
-        let event = from_message(&headers, &payload);
-        Received {
-            delivery: Delivery { origin: Origin::Kafka { topic, partition, offset }, key, headers, payload },
-            event,
-        }
-    }
-
-    /// Bytes a host got that are not even a message: kept whole, so that they
-    /// are dead-lettered rather than lost.
-    pub fn unreadable(payload: Vec<u8>, reason: String) -> Received {
-        let origin = Origin::Kafka { topic: "unknown".into(), partition: -1, offset: -1 };
-        Received { delivery: Delivery { origin, key: None, headers: Vec::new(), payload }, event: Err(reason) }
-    }
-}
-
-impl Delivery {
-    /// Messages with the same key are applied in order; other keys side by side.
-    fn ordering_key(&self) -> (String, i32) {
-        match &self.origin {
-            Origin::Kafka { topic, partition, .. } => (topic.clone(), *partition),
-            Origin::Http { request_id } => (request_id.clone(), -1),
-            Origin::Console { dead_letter } => (dead_letter.clone(), -1),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "camelCase")]
 pub enum Ingested {
@@ -378,7 +312,8 @@ impl Ingestor {
 
     /// Writes the message as it arrived to `orderflow.deadletter`.
     pub async fn dead_letter(&self, delivery: &Delivery, error: &IngestError) -> Result<(), StoreError> {
-        let message = dead_letters::dead_letter(delivery, error).map_err(StoreError::Corrupt)?;
+        let message =
+            dead_letters::dead_letter(delivery, error.kind(), &error.to_string()).map_err(StoreError::Corrupt)?;
         tracing::warn!(kind = error.kind(), reason = %error, origin = ?delivery.origin, "message dead-lettered");
         metrics::counter!("orderflow_dead_letters_total", "kind" => error.kind()).increment(1);
         match self.producer.send(vec![message]).await {
@@ -387,7 +322,8 @@ impl Ingestor {
             // cannot be too large goes instead, rather than a retry forever.
             Err(StoreError::Refused(reason)) => {
                 tracing::warn!(reason, "dead letter refused by its topic; writing it reduced");
-                let reduced = dead_letters::reduced(delivery, error).map_err(StoreError::Corrupt)?;
+                let reduced =
+                    dead_letters::reduced(delivery, error.kind(), &error.to_string()).map_err(StoreError::Corrupt)?;
                 self.producer.send(vec![reduced]).await?;
             }
             Err(error) => return Err(error),

@@ -2,7 +2,8 @@
 //! against the narrow ports in [`ports`].
 //!
 //! - [`processor`]: load state, decide, append (optimistic, idempotent).
-//! - [`ingest`]: CloudEvents from back-end systems → commands, or dead letters.
+//! - [`ingest`]: CloudEvents from back-end systems → commands, or dead letters
+//!   ([`dead_letters`]); each message as it arrived is a [`delivery`].
 //! - [`consumers`]: the change-feed consumers (`project-snapshots`,
 //!   `publish-events`, `fulfillment`) and the loop that drives them.
 //! - [`streams`]: the kinds of stream, their ids and how their events are stored.
@@ -22,6 +23,7 @@ pub mod conformance;
 pub mod consumers;
 pub mod dead_letters;
 pub mod deadlines;
+pub mod delivery;
 pub mod feed_ranges;
 pub mod ingest;
 #[cfg(any(test, feature = "memory"))]
