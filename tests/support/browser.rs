@@ -74,6 +74,12 @@ impl Browser {
 
     /// Sends a command (to the tab, once attached) and returns its result.
     pub fn call(&mut self, method: &str, params: Value) -> Value {
+        self.try_call(method, params).unwrap_or_else(|error| panic!("{method}: {error}"))
+    }
+
+    /// A command's result, or the error Chromium answered (a page that is
+    /// navigating has no context to evaluate in, say).
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({"id": id, "method": method, "params": params});
@@ -90,8 +96,10 @@ impl Browser {
             answer.pop();
             let answer: Value = serde_json::from_slice(&answer).expect("JSON from Chromium");
             if answer["id"] == id {
-                assert!(answer.get("error").is_none(), "{method}: {answer}");
-                return answer["result"].clone();
+                return match answer.get("error") {
+                    Some(error) => Err(error.clone()),
+                    None => Ok(answer["result"].clone()),
+                };
             }
         }
     }
