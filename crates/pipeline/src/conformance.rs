@@ -510,6 +510,17 @@ impl crate::consumers::Consumer for Recorder {
 /// async expression giving a fresh [`UnderTest`].
 #[macro_export]
 macro_rules! conformance_tests {
+    // The event store's part, for an adapter whose other ports are not there yet.
+    (event_store: $stores:expr) => {
+        $crate::conformance_tests!(@each $stores;
+            append_then_load,
+            a_stale_version_changes_nothing,
+            concurrent_appends_have_one_winner,
+            an_idempotency_key_is_remembered,
+            an_idempotency_key_outlives_many_other_commands,
+            a_key_claim_binds_its_first_use
+        );
+    };
     ($stores:expr) => {
         $crate::conformance_tests!(@each $stores;
             append_then_load,

@@ -1,0 +1,313 @@
+//! orderflow's AWS store: Amazon DynamoDB through the official AWS SDK,
+//! behind the pipeline's ports (issue 18; so far the event store — the
+//! change feed from DynamoDB Streams, leases, snapshots, refusals, parking,
+//! timers and the archive are still to come).
+//!
+//! Tables, each named `{prefix}{name}` (`OrderflowDynamoDBTablePrefix`):
+//!
+//! - `events`: partition key `p` (the stream id), sort key `i` (the event's
+//!   index; the stream's **tip** is the item at `i = -1`, with its version
+//!   `n` and state `s`). An event item holds the whole record as JSON (`e`).
+//!   An append is one `TransactWriteItems`: the tip, conditioned on the
+//!   version the events were decided on, each event, and the idempotency
+//!   record — all or nothing; a lost race re-decides.
+//! - `keys`: partition key `k`: idempotency records of a stream
+//!   (`{streamId}␟{key}`) and claims of keys that may name any stream
+//!   (`claim␟{key}`), each with its expiry `x` (epoch seconds, the table's
+//!   TTL attribute; reads ignore expired items before DynamoDB deletes them).
+//!
+//! Limits handled by design: an item is at most 400 KB (events, states and
+//! receipts are bounded by the domain's limits); a transaction holds at most
+//! 100 items, so an append of more than [`MAX_EVENTS_PER_APPEND`] events is
+//! refused for good rather than split.
+
+mod schema;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use orderflow_pipeline::ports::{
+    Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, Loaded, Tip,
+};
+use orderflow_pipeline::StoreError;
+
+pub use schema::init;
+
+/// Events in one append: a transaction holds at most 100 items, two of which
+/// are the tip and the idempotency record.
+pub const MAX_EVENTS_PER_APPEND: usize = 98;
+/// The sort key of a stream's tip.
+const TIP: i64 = -1;
+/// Between a stream id or `claim` and a key (a character neither contains).
+const SEPARATOR: char = '\u{1f}';
+
+/// The table names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub events: String,
+    pub keys: String,
+}
+
+impl Tables {
+    pub fn new(prefix: &str) -> Tables {
+        Tables { events: format!("{prefix}events"), keys: format!("{prefix}keys") }
+    }
+}
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+    key_retention: Duration,
+}
+
+impl DynamoStore {
+    /// A store over the tables of `prefix`, with a client configured by the
+    /// AWS SDK's standard chain (or by the caller, for tests).
+    pub fn new(client: Client, prefix: &str, key_retention: Duration) -> DynamoStore {
+        DynamoStore { client, tables: Tables::new(prefix), key_retention }
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    fn expiry(&self) -> i64 {
+        now_seconds() + i64::try_from(self.key_retention.as_secs()).unwrap_or(i64::MAX / 2)
+    }
+
+    async fn tip(&self, stream_id: &str) -> Result<Option<Tip>, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.tables.events)
+            .key("p", s(stream_id))
+            .key("i", n(TIP))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .item;
+        item.map(|item| Ok(Tip { version: number(&item, "n")?, state: json_of(&item, "s", stream_id)? })).transpose()
+    }
+
+    /// The unexpired item of `key` in the keys table, as `T`.
+    async fn key_item<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.tables.keys)
+            .key("k", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .item;
+        match item {
+            Some(item) if number::<i64>(&item, "x")? > now_seconds() => Ok(Some(json_of(&item, "r", key)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Why a transaction was cancelled, as the append's outcome.
+    async fn cancelled(
+        &self,
+        append: &Append,
+        reasons: Vec<Option<String>>,
+        key: Option<&str>,
+    ) -> Result<AppendOutcome, StoreError> {
+        // A retry of a command that was appended: its key went in with it
+        // (and the tip moved too), so the key is asked about first.
+        if let (Some(key), Some(Some(code))) = (key, reasons.last()) {
+            if code == "ConditionalCheckFailed" {
+                if let Some(prior) = self.key_item::<IdempotencyRecord>(key).await? {
+                    return Ok(AppendOutcome::Duplicate(prior));
+                }
+            }
+        }
+        // The tip moved (or another transaction held it): decide again.
+        let actual = self.tip(&append.stream_id).await?.map_or(0, |tip| tip.version);
+        Ok(AppendOutcome::WrongVersion { actual })
+    }
+}
+
+#[async_trait]
+impl EventStore for DynamoStore {
+    async fn load(&self, stream_id: &str, idempotency_key: Option<&str>) -> Result<Loaded, StoreError> {
+        let prior = async {
+            match idempotency_key {
+                Some(key) => self.key_item::<IdempotencyRecord>(&stream_key(stream_id, key)).await,
+                None => Ok(None),
+            }
+        };
+        let (tip, prior) = tokio::try_join!(self.tip(stream_id), prior)?;
+        Ok(Loaded { tip, prior })
+    }
+
+    async fn append(&self, append: Append) -> Result<AppendOutcome, StoreError> {
+        if append.events.len() > MAX_EVENTS_PER_APPEND {
+            return Err(StoreError::Refused(format!(
+                "{} events in one append: DynamoDB takes at most {MAX_EVENTS_PER_APPEND}",
+                append.events.len()
+            )));
+        }
+        let version = append.expected_version + append.events.len() as u64;
+        let tip = Put::builder()
+            .table_name(&self.tables.events)
+            .item("p", s(&append.stream_id))
+            .item("i", n(TIP))
+            .item("n", n(version))
+            .item("s", s(&to_json(&append.state)?));
+        let tip = if append.expected_version == 0 {
+            tip.condition_expression("attribute_not_exists(p)")
+        } else {
+            tip.condition_expression("n = :expected")
+                .expression_attribute_values(":expected", n(append.expected_version))
+        };
+        let mut items = vec![TransactWriteItem::builder().put(tip.build().map_err(invalid)?).build()];
+        for event in &append.events {
+            let put = Put::builder()
+                .table_name(&self.tables.events)
+                .item("p", s(&event.stream_id))
+                .item("i", n(event.index))
+                .item("e", s(&to_json(event)?))
+                .condition_expression("attribute_not_exists(p)")
+                .build()
+                .map_err(invalid)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let key = append.idempotency.as_ref().map(|record| stream_key(&append.stream_id, &record.key));
+        if let (Some(record), Some(key)) = (&append.idempotency, &key) {
+            let put = Put::builder()
+                .table_name(&self.tables.keys)
+                .item("k", s(key))
+                .item("r", s(&to_json(record)?))
+                .item("x", n(self.expiry()))
+                .condition_expression("attribute_not_exists(k) OR x < :now")
+                .expression_attribute_values(":now", n(now_seconds()))
+                .build()
+                .map_err(invalid)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let written = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        match written {
+            Ok(_) => Ok(AppendOutcome::Appended { version }),
+            Err(error) => match error.into_service_error() {
+                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                    let reasons =
+                        cancelled.cancellation_reasons().iter().map(|r| r.code().map(str::to_string)).collect();
+                    self.cancelled(&append, reasons, key.as_deref()).await
+                }
+                other => Err(unavailable(other)),
+            },
+        }
+    }
+
+    async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let mut events = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        while events.len() < max {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.events)
+                .key_condition_expression("p = :p AND i >= :from")
+                .expression_attribute_values(":p", s(stream_id))
+                .expression_attribute_values(":from", n(from_index))
+                .consistent_read(true)
+                .limit(i32::try_from(max - events.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                events.push(json_of::<EventRecord>(item, "e", stream_id)?);
+            }
+            match page.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => break,
+            }
+        }
+        Ok(events)
+    }
+
+    async fn claim(&self, claim: &KeyClaim) -> Result<Option<KeyClaim>, StoreError> {
+        let key = format!("claim{SEPARATOR}{}", claim.key);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.keys)
+            .item("k", s(&key))
+            .item("r", s(&to_json(claim)?))
+            .item("x", n(self.expiry()))
+            .condition_expression("attribute_not_exists(k) OR x < :now")
+            .expression_attribute_values(":now", n(now_seconds()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(None),
+            Err(error) => {
+                let error = error.into_service_error();
+                if !error.is_conditional_check_failed_exception() {
+                    return Err(unavailable(error));
+                }
+                // Bound by an earlier use; if it expired meanwhile, bind again.
+                match self.key_item::<KeyClaim>(&key).await? {
+                    Some(earlier) => Ok(Some(earlier)),
+                    None => Box::pin(self.claim(claim)).await,
+                }
+            }
+        }
+    }
+}
+
+fn stream_key(stream_id: &str, key: &str) -> String {
+    format!("{stream_id}{SEPARATOR}{key}")
+}
+
+fn now_seconds() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn s(text: &str) -> AttributeValue {
+    AttributeValue::S(text.to_string())
+}
+
+fn n(number: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(number.to_string())
+}
+
+fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Result<T, StoreError> {
+    item.get(name)
+        .and_then(|value| value.as_n().ok())
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("item without a number {name}")))
+}
+
+fn json_of<T: serde::de::DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+    name: &str,
+    of: &str,
+) -> Result<T, StoreError> {
+    let text = item.get(name).and_then(|value| value.as_s().ok());
+    let text = text.ok_or_else(|| StoreError::Corrupt(format!("an item of {of} without {name}")))?;
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("an item of {of}: {e}")))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("not serializable: {e}")))
+}
+
+fn unavailable(error: impl ProvideErrorMetadata + std::fmt::Display) -> StoreError {
+    let code = error.code().unwrap_or("unknown").to_string();
+    StoreError::Unavailable(format!("DynamoDB {code}: {}", error.message().unwrap_or(&error.to_string())))
+}
+
+fn invalid(error: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Corrupt(format!("a DynamoDB request that does not build: {error}"))
+}
