@@ -1,6 +1,6 @@
 //! orderflow's AWS store: Amazon DynamoDB through the official AWS SDK,
-//! behind the pipeline's ports (issue 18; so far the event store — the
-//! change feed from DynamoDB Streams, leases, snapshots, refusals, parking,
+//! behind the pipeline's ports (issue 18; so far the event store, leases and
+//! refusals — the change feed from DynamoDB Streams, snapshots, parking,
 //! timers and the archive are still to come).
 //!
 //! Tables, each named `{prefix}{name}` (`OrderflowDynamoDBTablePrefix`):
@@ -15,12 +15,15 @@
 //!   (`{streamId}␟{key}`) and claims of keys that may name any stream
 //!   (`claim␟{key}`), each with its expiry `x` (epoch seconds, the table's
 //!   TTL attribute; reads ignore expired items before DynamoDB deletes them).
+//! - `leases` ([`leases`]) and `refusals` ([`refusals`]).
 //!
 //! Limits handled by design: an item is at most 400 KB (events, states and
 //! receipts are bounded by the domain's limits); a transaction holds at most
 //! 100 items, so an append of more than [`MAX_EVENTS_PER_APPEND`] events is
 //! refused for good rather than split.
 
+mod leases;
+mod refusals;
 mod schema;
 
 use std::collections::HashMap;
@@ -51,11 +54,18 @@ const SEPARATOR: char = '\u{1f}';
 pub struct Tables {
     pub events: String,
     pub keys: String,
+    pub leases: String,
+    pub refusals: String,
 }
 
 impl Tables {
     pub fn new(prefix: &str) -> Tables {
-        Tables { events: format!("{prefix}events"), keys: format!("{prefix}keys") }
+        Tables {
+            events: format!("{prefix}events"),
+            keys: format!("{prefix}keys"),
+            leases: format!("{prefix}leases"),
+            refusals: format!("{prefix}refusals"),
+        }
     }
 }
 

@@ -1,14 +1,14 @@
 //! `orderflow init` on DynamoDB: the tables, created when missing (on-demand
 //! billing; the events table's stream on, with new images, for the change
-//! feed; the keys table's TTL on `x`). Safe to run again, and by several
-//! processes at once.
+//! feed; the TTL on `x` of the keys and leases tables; the refusals' index by
+//! time). Safe to run again, and by several processes at once.
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
-    StreamViewType, TableStatus, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use orderflow_pipeline::StoreError;
@@ -46,6 +46,36 @@ pub async fn init(client: &Client, prefix: &str) -> Result<Vec<String>, StoreErr
         .key_schema(key("k", KeyType::Hash)?);
     if create(keys.send().await)? {
         created.push(tables.keys.clone());
+    }
+    let leases = client
+        .create_table()
+        .table_name(&tables.leases)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("c", ScalarAttributeType::S)?)
+        .attribute_definitions(attribute("r", ScalarAttributeType::S)?)
+        .key_schema(key("c", KeyType::Hash)?)
+        .key_schema(key("r", KeyType::Range)?);
+    if create(leases.send().await)? {
+        created.push(tables.leases.clone());
+    }
+    let by_time = GlobalSecondaryIndex::builder()
+        .index_name(crate::refusals::BY_TIME)
+        .key_schema(key("g", KeyType::Hash)?)
+        .key_schema(key("t", KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(crate::invalid)?;
+    let refusals = client
+        .create_table()
+        .table_name(&tables.refusals)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("id", ScalarAttributeType::S)?)
+        .attribute_definitions(attribute("g", ScalarAttributeType::S)?)
+        .attribute_definitions(attribute("t", ScalarAttributeType::S)?)
+        .key_schema(key("id", KeyType::Hash)?)
+        .global_secondary_indexes(by_time);
+    if create(refusals.send().await)? {
+        created.push(tables.refusals.clone());
     }
     for table in [&tables.events, &tables.keys] {
         active(client, table).await?;

@@ -1,7 +1,8 @@
 //! The store-conformance suite's event-store checks on DynamoDB, against
 //! `moto` in server mode (`ORDERFLOW_TEST_DYNAMODB`, which `scripts/test`
-//! starts); each test on tables of its own. The other ports come from the
-//! in-memory store until the adapter has them.
+//! starts); each test on tables of its own: the checks of the ports the
+//! adapter has so far (events, leases, refusals), the others from the
+//! in-memory store until it has them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,11 +31,13 @@ async fn dynamodb() -> UnderTest {
     let client = client();
     let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
     let created = init(&client, &prefix).await.expect("init");
-    assert_eq!(created.len(), 2, "{created:?}");
+    assert_eq!(created.len(), 4, "{created:?}");
     assert!(init(&client, &prefix).await.expect("init again").is_empty(), "init is idempotent");
     let mut stores = Stores::of(Arc::new(MemoryStore::default()));
-    stores.events = Arc::new(DynamoStore::new(client, &prefix, Duration::from_secs(3600)));
+    let dynamo = Arc::new(DynamoStore::new(client, &prefix, Duration::from_secs(3600)));
+    (stores.events, stores.leases, stores.refusals) = (dynamo.clone(), dynamo.clone(), dynamo);
     UnderTest { stores, keep_alive: Box::new(()) }
 }
 
 conformance_tests!(event_store: dynamodb());
+conformance_tests!(@each dynamodb(); leases_are_written_only_over_the_version_last_read, heartbeats_are_written_over_and_kept_for_a_while, a_refusal_is_recorded_once);
