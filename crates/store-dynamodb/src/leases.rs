@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use orderflow_pipeline::ports::{Lease, LeaseStore, Versioned};
 use orderflow_pipeline::StoreError;
 
-use crate::{n, s, unavailable, DynamoStore};
+use crate::{conditional, n, s, unavailable, DynamoStore};
 
 #[async_trait]
 impl LeaseStore for DynamoStore {
@@ -62,17 +62,7 @@ impl LeaseStore for DynamoStore {
             None => put.condition_expression("attribute_not_exists(c)"),
             Some(version) => put.condition_expression("v = :v").expression_attribute_values(":v", s(version)),
         };
-        match put.send().await {
-            Ok(_) => Ok(Some(new_version)),
-            Err(error) => {
-                let error = error.into_service_error();
-                if error.is_conditional_check_failed_exception() {
-                    Ok(None)
-                } else {
-                    Err(unavailable(error))
-                }
-            }
-        }
+        Ok(conditional(put.send().await)?.then_some(new_version))
     }
 
     async fn delete(&self, consumer: &str, range: &str, version: Option<&str>) -> Result<bool, StoreError> {
@@ -81,17 +71,7 @@ impl LeaseStore for DynamoStore {
             None => delete.condition_expression("attribute_exists(c)"),
             Some(version) => delete.condition_expression("v = :v").expression_attribute_values(":v", s(version)),
         };
-        match delete.send().await {
-            Ok(_) => Ok(true),
-            Err(error) => {
-                let error = error.into_service_error();
-                if error.is_conditional_check_failed_exception() {
-                    Ok(false)
-                } else {
-                    Err(unavailable(error))
-                }
-            }
-        }
+        conditional(delete.send().await)
     }
 
     async fn heartbeat(&self, instance: &str) -> Result<(), StoreError> {

@@ -1,7 +1,6 @@
 //! orderflow's AWS store: Amazon DynamoDB through the official AWS SDK,
-//! behind the pipeline's ports (issue 18; so far the event store, leases and
-//! refusals — the change feed from DynamoDB Streams, snapshots, parking,
-//! timers and the archive are still to come).
+//! behind the pipeline's ports (issue 18; so far every port but two — the
+//! change feed from DynamoDB Streams and the archive are still to come).
 //!
 //! Tables, each named `{prefix}{name}` (`OrderflowDynamoDBTablePrefix`):
 //!
@@ -15,7 +14,8 @@
 //!   (`{streamId}␟{key}`) and claims of keys that may name any stream
 //!   (`claim␟{key}`), each with its expiry `x` (epoch seconds, the table's
 //!   TTL attribute; reads ignore expired items before DynamoDB deletes them).
-//! - `leases` ([`leases`]) and `refusals` ([`refusals`]).
+//! - `leases` ([`leases`]), `refusals` ([`refusals`]), `snapshots`
+//!   ([`snapshots`]), `timers` ([`timers`]) and `parked` ([`parking`]).
 //!
 //! Limits handled by design: an item is at most 400 KB (events, states and
 //! receipts are bounded by the domain's limits); a transaction holds at most
@@ -23,8 +23,11 @@
 //! refused for good rather than split.
 
 mod leases;
+mod parking;
 mod refusals;
 mod schema;
+mod snapshots;
+mod timers;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -56,16 +59,27 @@ pub struct Tables {
     pub keys: String,
     pub leases: String,
     pub refusals: String,
+    pub snapshots: String,
+    pub timers: String,
+    pub parked: String,
 }
 
 impl Tables {
     pub fn new(prefix: &str) -> Tables {
+        let table = |name: &str| format!("{prefix}{name}");
         Tables {
-            events: format!("{prefix}events"),
-            keys: format!("{prefix}keys"),
-            leases: format!("{prefix}leases"),
-            refusals: format!("{prefix}refusals"),
+            events: table("events"),
+            keys: table("keys"),
+            leases: table("leases"),
+            refusals: table("refusals"),
+            snapshots: table("snapshots"),
+            timers: table("timers"),
+            parked: table("parked"),
         }
+    }
+
+    pub fn all(&self) -> [&String; 7] {
+        [&self.events, &self.keys, &self.leases, &self.refusals, &self.snapshots, &self.timers, &self.parked]
     }
 }
 
@@ -259,21 +273,43 @@ impl EventStore for DynamoStore {
             .expression_attribute_values(":now", n(now_seconds()))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(None),
-            Err(error) => {
-                let error = error.into_service_error();
-                if !error.is_conditional_check_failed_exception() {
-                    return Err(unavailable(error));
-                }
-                // Bound by an earlier use; if it expired meanwhile, bind again.
-                match self.key_item::<KeyClaim>(&key).await? {
-                    Some(earlier) => Ok(Some(earlier)),
-                    None => Box::pin(self.claim(claim)).await,
-                }
-            }
+        if conditional(put)? {
+            return Ok(None);
+        }
+        // Bound by an earlier use; if it expired meanwhile, bind again.
+        match self.key_item::<KeyClaim>(&key).await? {
+            Some(earlier) => Ok(Some(earlier)),
+            None => Box::pin(self.claim(claim)).await,
         }
     }
+}
+
+/// A write's outcome: `Ok(true)` when it was done, `Ok(false)` when the
+/// service refused it with `code` (a condition that did not hold, a table
+/// that exists), `Err` for anything else.
+fn done_unless<T, E, R>(
+    sent: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    code: &str,
+) -> Result<bool, StoreError>
+where
+    aws_sdk_dynamodb::error::SdkError<E, R>: ProvideErrorMetadata + std::fmt::Display,
+{
+    match sent {
+        Ok(_) => Ok(true),
+        Err(error) if error.code() == Some(code) => Ok(false),
+        Err(error) => Err(unavailable(error)),
+    }
+}
+
+/// What a conditional write's refusal is called.
+const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
+
+/// A conditional write: `Ok(false)` when its condition did not hold.
+fn conditional<T, E, R>(sent: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    aws_sdk_dynamodb::error::SdkError<E, R>: ProvideErrorMetadata + std::fmt::Display,
+{
+    done_unless(sent, CONDITION_FAILED)
 }
 
 fn stream_key(stream_id: &str, key: &str) -> String {

@@ -11,7 +11,7 @@ use chrono::SecondsFormat;
 use orderflow_pipeline::ports::{Refusals, RefusedReaction};
 use orderflow_pipeline::StoreError;
 
-use crate::{json_of, s, to_json, unavailable, DynamoStore};
+use crate::{conditional, json_of, s, to_json, unavailable, DynamoStore};
 
 /// The index of refusals by time, and its one partition.
 pub(crate) const BY_TIME: &str = "byTime";
@@ -31,17 +31,7 @@ impl Refusals for DynamoStore {
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                let error = error.into_service_error();
-                if error.is_conditional_check_failed_exception() {
-                    Ok(())
-                } else {
-                    Err(unavailable(error))
-                }
-            }
-        }
+        conditional(put).map(drop)
     }
 
     async fn latest(&self, limit: usize) -> Result<(Vec<RefusedReaction>, u64), StoreError> {

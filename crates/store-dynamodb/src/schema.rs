@@ -1,11 +1,13 @@
 //! `orderflow init` on DynamoDB: the tables, created when missing (on-demand
 //! billing; the events table's stream on, with new images, for the change
-//! feed; the TTL on `x` of the keys and leases tables; the refusals' index by
-//! time). Safe to run again, and by several processes at once.
+//! feed; the TTL on `x` of the keys and leases tables; the indexes by time of
+//! refusals, snapshots and timers). Safe to run again, and by several
+//! processes at once.
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
     ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
@@ -18,93 +20,110 @@ use crate::{unavailable, Tables};
 /// Creates the tables of `prefix` that do not exist yet and waits until all
 /// are active; returns the ones it created.
 pub async fn init(client: &Client, prefix: &str) -> Result<Vec<String>, StoreError> {
+    use ScalarAttributeType::{N, S};
     let tables = Tables::new(prefix);
+    let specs = [
+        Spec { name: &tables.events, partition: "p", sort: Some(("i", N)), indexes: &[], stream: true },
+        Spec { name: &tables.keys, partition: "k", sort: None, indexes: &[], stream: false },
+        Spec { name: &tables.leases, partition: "c", sort: Some(("r", S)), indexes: &[], stream: false },
+        Spec {
+            name: &tables.refusals,
+            partition: "id",
+            sort: None,
+            indexes: &[(crate::refusals::BY_TIME, "g", "t")],
+            stream: false,
+        },
+        Spec {
+            name: &tables.snapshots,
+            partition: "p",
+            sort: None,
+            indexes: &[(crate::snapshots::BY_CUSTOMER, "cu", "u"), (crate::snapshots::RECENT, "g", "u")],
+            stream: false,
+        },
+        Spec {
+            name: &tables.timers,
+            partition: "p",
+            sort: Some(("name", S)),
+            indexes: &[(crate::timers::BY_DUE, "g", "d")],
+            stream: false,
+        },
+        Spec { name: &tables.parked, partition: "c", sort: Some(("s", S)), indexes: &[], stream: false },
+    ];
     let mut created = Vec::new();
-    let events = client
-        .create_table()
-        .table_name(&tables.events)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("p", ScalarAttributeType::S)?)
-        .attribute_definitions(attribute("i", ScalarAttributeType::N)?)
-        .key_schema(key("p", KeyType::Hash)?)
-        .key_schema(key("i", KeyType::Range)?)
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewImage)
-                .build()
-                .map_err(crate::invalid)?,
-        );
-    if create(events.send().await)? {
-        created.push(tables.events.clone());
+    for spec in &specs {
+        if create(spec.request(client)?.send().await)? {
+            created.push(spec.name.clone());
+        }
     }
-    let keys = client
-        .create_table()
-        .table_name(&tables.keys)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("k", ScalarAttributeType::S)?)
-        .key_schema(key("k", KeyType::Hash)?);
-    if create(keys.send().await)? {
-        created.push(tables.keys.clone());
-    }
-    let leases = client
-        .create_table()
-        .table_name(&tables.leases)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("c", ScalarAttributeType::S)?)
-        .attribute_definitions(attribute("r", ScalarAttributeType::S)?)
-        .key_schema(key("c", KeyType::Hash)?)
-        .key_schema(key("r", KeyType::Range)?);
-    if create(leases.send().await)? {
-        created.push(tables.leases.clone());
-    }
-    let by_time = GlobalSecondaryIndex::builder()
-        .index_name(crate::refusals::BY_TIME)
-        .key_schema(key("g", KeyType::Hash)?)
-        .key_schema(key("t", KeyType::Range)?)
-        .projection(Projection::builder().projection_type(ProjectionType::All).build())
-        .build()
-        .map_err(crate::invalid)?;
-    let refusals = client
-        .create_table()
-        .table_name(&tables.refusals)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("id", ScalarAttributeType::S)?)
-        .attribute_definitions(attribute("g", ScalarAttributeType::S)?)
-        .attribute_definitions(attribute("t", ScalarAttributeType::S)?)
-        .key_schema(key("id", KeyType::Hash)?)
-        .global_secondary_indexes(by_time);
-    if create(refusals.send().await)? {
-        created.push(tables.refusals.clone());
-    }
-    for table in [&tables.events, &tables.keys] {
+    for table in tables.all() {
         active(client, table).await?;
     }
-    let ttl = TimeToLiveSpecification::builder().enabled(true).attribute_name("x").build().map_err(crate::invalid)?;
-    if let Err(error) =
-        client.update_time_to_live().table_name(&tables.keys).time_to_live_specification(ttl).send().await
-    {
-        // Enabling it again is refused: it is on.
-        let error = error.into_service_error();
-        if !error.message().is_some_and(|m| m.contains("already enabled")) {
-            return Err(unavailable(error));
+    // Expired idempotency records and claims, and heartbeats of instances
+    // long gone, are deleted by DynamoDB.
+    for table in [&tables.keys, &tables.leases] {
+        let ttl =
+            TimeToLiveSpecification::builder().enabled(true).attribute_name("x").build().map_err(crate::invalid)?;
+        let enabled = client.update_time_to_live().table_name(table).time_to_live_specification(ttl).send().await;
+        if let Err(error) = enabled {
+            // Enabling it again is refused: it is on.
+            let error = error.into_service_error();
+            if !error.message().is_some_and(|m| m.contains("already enabled")) {
+                return Err(unavailable(error));
+            }
         }
     }
     Ok(created)
 }
 
+/// One table: its keys (the partition key is text), its global indexes
+/// (name, partition, sort; all text, every attribute projected), and
+/// whether it has a stream of new images.
+struct Spec<'a> {
+    name: &'a String,
+    partition: &'static str,
+    sort: Option<(&'static str, ScalarAttributeType)>,
+    indexes: &'static [(&'static str, &'static str, &'static str)],
+    stream: bool,
+}
+
+impl Spec<'_> {
+    fn request(&self, client: &Client) -> Result<CreateTableFluentBuilder, StoreError> {
+        let mut attributes = vec![(self.partition, ScalarAttributeType::S)];
+        attributes.extend(self.sort.clone());
+        for (_, partition, sort) in self.indexes {
+            attributes.extend([(*partition, ScalarAttributeType::S), (*sort, ScalarAttributeType::S)]);
+        }
+        attributes.sort_by_key(|(name, _)| *name);
+        attributes.dedup_by_key(|(name, _)| *name);
+        let mut request = client.create_table().table_name(self.name.as_str()).billing_mode(BillingMode::PayPerRequest);
+        for (name, kind) in attributes {
+            request = request.attribute_definitions(attribute(name, kind)?);
+        }
+        request = request.key_schema(key(self.partition, KeyType::Hash)?);
+        if let Some((sort, _)) = &self.sort {
+            request = request.key_schema(key(sort, KeyType::Range)?);
+        }
+        for (name, partition, sort) in self.indexes {
+            request = request.global_secondary_indexes(index(name, partition, sort)?);
+        }
+        if self.stream {
+            let stream = StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .map_err(crate::invalid)?;
+            request = request.stream_specification(stream);
+        }
+        Ok(request)
+    }
+}
+
 /// Whether the table was created (`false`: it exists).
-fn create<O, E: ProvideErrorMetadata + std::fmt::Display, R>(
-    sent: Result<O, aws_sdk_dynamodb::error::SdkError<E, R>>,
-) -> Result<bool, StoreError>
+fn create<T, E, R>(sent: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>) -> Result<bool, StoreError>
 where
     aws_sdk_dynamodb::error::SdkError<E, R>: ProvideErrorMetadata + std::fmt::Display,
 {
-    match sent {
-        Ok(_) => Ok(true),
-        Err(error) if error.code() == Some("ResourceInUseException") => Ok(false),
-        Err(error) => Err(unavailable(error)),
-    }
+    crate::done_unless(sent, "ResourceInUseException")
 }
 
 async fn active(client: &Client, table: &str) -> Result<(), StoreError> {
@@ -120,6 +139,17 @@ async fn active(client: &Client, table: &str) -> Result<(), StoreError> {
 
 fn attribute(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition, StoreError> {
     AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().map_err(crate::invalid)
+}
+
+/// A global index of every attribute, by `partition` and `sort`.
+fn index(name: &str, partition: &str, sort: &str) -> Result<GlobalSecondaryIndex, StoreError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(partition, KeyType::Hash)?)
+        .key_schema(key(sort, KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(crate::invalid)
 }
 
 fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, StoreError> {

@@ -1,8 +1,8 @@
 //! The store-conformance suite's event-store checks on DynamoDB, against
 //! `moto` in server mode (`ORDERFLOW_TEST_DYNAMODB`, which `scripts/test`
 //! starts); each test on tables of its own: the checks of the ports the
-//! adapter has so far (events, leases, refusals), the others from the
-//! in-memory store until it has them.
+//! adapter has so far (all but the change feed and the archive), those two
+//! from the in-memory store until it has them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,13 +31,55 @@ async fn dynamodb() -> UnderTest {
     let client = client();
     let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
     let created = init(&client, &prefix).await.expect("init");
-    assert_eq!(created.len(), 4, "{created:?}");
+    assert_eq!(created.len(), 7, "{created:?}");
     assert!(init(&client, &prefix).await.expect("init again").is_empty(), "init is idempotent");
     let mut stores = Stores::of(Arc::new(MemoryStore::default()));
     let dynamo = Arc::new(DynamoStore::new(client, &prefix, Duration::from_secs(3600)));
-    (stores.events, stores.leases, stores.refusals) = (dynamo.clone(), dynamo.clone(), dynamo);
+    stores.events = dynamo.clone();
+    stores.leases = dynamo.clone();
+    stores.snapshots = dynamo.clone();
+    stores.refusals = dynamo.clone();
+    stores.parking = dynamo.clone();
+    stores.timers = dynamo;
     UnderTest { stores, keep_alive: Box::new(()) }
 }
 
 conformance_tests!(event_store: dynamodb());
-conformance_tests!(@each dynamodb(); leases_are_written_only_over_the_version_last_read, heartbeats_are_written_over_and_kept_for_a_while, a_refusal_is_recorded_once);
+conformance_tests!(@each dynamodb();
+    leases_are_written_only_over_the_version_last_read,
+    heartbeats_are_written_over_and_kept_for_a_while,
+    a_refusal_is_recorded_once,
+    snapshots_never_go_back,
+    timers_are_due_in_order_kept_once_and_completed
+);
+
+/// Parking has no check in the shared suite yet: the same rules as leases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_streams_are_written_only_over_the_version_last_read() {
+    use orderflow_pipeline::ports::ParkedStream;
+    let stores = dynamodb().await.stores;
+    let parked = |consumer: &str, held_through: u64| ParkedStream {
+        consumer: consumer.into(),
+        stream_id: "Order-1".into(),
+        from_index: 3,
+        event_id: uuid::Uuid::new_v4(),
+        event_type: "Placed".into(),
+        reason: "unreadable".into(),
+        parked_at: chrono::Utc::now(),
+        held_through,
+        retries: 0,
+        retried_at: None,
+    };
+    let parking = &stores.parking;
+    let v1 = parking.put_parked(&parked("fulfillment", 3), None).await.expect("park").expect("parked");
+    assert_eq!(parking.put_parked(&parked("fulfillment", 4), None).await.expect("park again"), None, "it exists");
+    let v2 = parking.put_parked(&parked("fulfillment", 5), Some(&v1)).await.expect("hold").expect("held");
+    assert_eq!(parking.put_parked(&parked("fulfillment", 6), Some(&v1)).await.expect("hold"), None, "v1 is gone");
+    parking.put_parked(&parked("project-snapshots", 3), None).await.expect("park").expect("parked");
+    let ours = parking.parked(Some("fulfillment")).await.expect("list");
+    assert_eq!(ours.iter().map(|p| (p.value.held_through, p.version.as_str())).collect::<Vec<_>>(), [(5, v2.as_str())]);
+    assert_eq!(parking.parked(None).await.expect("list all").len(), 2);
+    assert!(!parking.unpark("fulfillment", "Order-1", &v1).await.expect("unpark"), "not at that version");
+    assert!(parking.unpark("fulfillment", "Order-1", &v2).await.expect("unpark"));
+    assert!(parking.parked(Some("fulfillment")).await.expect("list").is_empty());
+}

@@ -1,0 +1,103 @@
+//! Timers on DynamoDB: table `{prefix}timers`, partition `p` (the stream),
+//! sort `name`, the due time `d` and the timer as JSON (`j`); a global index
+//! `byDue` (partition `g`, one value for every timer; sort `d`) gives the
+//! due ones, earliest first. Scheduling again keeps the first (a conditional
+//! put); completing deletes it.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::Select;
+use chrono::{DateTime, Utc};
+use futures::future::try_join_all;
+use orderflow_pipeline::ports::{Timer, Timers};
+use orderflow_pipeline::StoreError;
+
+use crate::snapshots::sortable;
+use crate::{conditional, json_of, s, to_json, unavailable, DynamoStore};
+
+pub(crate) const BY_DUE: &str = "byDue";
+const ALL: &str = "timer";
+
+#[async_trait]
+impl Timers for DynamoStore {
+    async fn schedule(&self, timers: Vec<Timer>) -> Result<(), StoreError> {
+        let writes = timers.iter().map(|timer| async move {
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.tables.timers)
+                .item("p", s(&timer.stream_id))
+                .item("name", s(&timer.name))
+                .item("g", s(ALL))
+                .item("d", s(&sortable(timer.due_at)))
+                .item("j", s(&to_json(timer)?))
+                .condition_expression("attribute_not_exists(p)")
+                .send()
+                .await;
+            conditional(put).map(drop)
+        });
+        try_join_all(writes).await.map(drop)
+    }
+
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        self.earliest(Some(now), limit).await
+    }
+
+    async fn complete(&self, stream_id: &str, name: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.tables.timers)
+            .key("p", s(stream_id))
+            .key("name", s(name))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn pending(&self, limit: usize) -> Result<(Vec<Timer>, u64), StoreError> {
+        let earliest = self.earliest(None, limit).await?;
+        let mut count = 0u64;
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.timers)
+                .index_name(BY_DUE)
+                .key_condition_expression("g = :g")
+                .expression_attribute_values(":g", s(ALL))
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            count += u64::try_from(page.count()).unwrap_or(0);
+            match page.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => return Ok((earliest, count)),
+            }
+        }
+    }
+}
+
+impl DynamoStore {
+    /// The earliest `limit` timers, due by `until` when given.
+    async fn earliest(&self, until: Option<DateTime<Utc>>, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.timers)
+            .index_name(BY_DUE)
+            .expression_attribute_values(":g", s(ALL))
+            .scan_index_forward(true)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
+        let query = match until {
+            Some(until) => query
+                .key_condition_expression("g = :g AND d <= :until")
+                .expression_attribute_values(":until", s(&sortable(until))),
+            None => query.key_condition_expression("g = :g"),
+        };
+        let answer = query.send().await.map_err(unavailable)?;
+        answer.items().iter().take(limit).map(|item| json_of::<Timer>(item, "j", "a timer")).collect()
+    }
+}
