@@ -522,13 +522,8 @@ macro_rules! conformance_tests {
         );
     };
     ($stores:expr) => {
+        $crate::conformance_tests!(event_store: $stores);
         $crate::conformance_tests!(@each $stores;
-            append_then_load,
-            a_stale_version_changes_nothing,
-            concurrent_appends_have_one_winner,
-            an_idempotency_key_is_remembered,
-            an_idempotency_key_outlives_many_other_commands,
-            a_key_claim_binds_its_first_use,
             the_change_feed_has_every_event_in_stream_order,
             the_layout_covers_every_range_once_and_keeps_positions,
             starting_now_skips_history_and_loses_nothing_new,

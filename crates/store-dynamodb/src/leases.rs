@@ -11,33 +11,13 @@ use chrono::{DateTime, Utc};
 use orderflow_pipeline::ports::{Lease, LeaseStore, Versioned};
 use orderflow_pipeline::StoreError;
 
-use crate::{conditional, n, s, unavailable, DynamoStore};
+use crate::{conditional, n, s, unavailable, DynamoStore, Partition};
 
 #[async_trait]
 impl LeaseStore for DynamoStore {
     async fn leases(&self, consumer: &str) -> Result<Vec<Versioned<Lease>>, StoreError> {
-        let mut leases = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.tables.leases)
-                .key_condition_expression("c = :c")
-                .expression_attribute_values(":c", s(consumer))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in page.items() {
-                leases.push(lease_of(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => return Ok(leases),
-            }
-        }
+        let partition = Partition { table: &self.tables.leases, index: None, key: "c", value: consumer };
+        self.all_of(&partition).await?.iter().map(lease_of).collect()
     }
 
     async fn lease(&self, consumer: &str, range: &str) -> Result<Option<Versioned<Lease>>, StoreError> {

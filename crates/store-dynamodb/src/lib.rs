@@ -34,8 +34,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use orderflow_pipeline::ports::{
     Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, Loaded, Tip,
@@ -281,6 +282,96 @@ impl EventStore for DynamoStore {
             Some(earlier) => Ok(Some(earlier)),
             None => Box::pin(self.claim(claim)).await,
         }
+    }
+}
+
+/// One partition of a table, or of one of its global indexes.
+pub(crate) struct Partition<'a> {
+    pub table: &'a str,
+    pub index: Option<&'a str>,
+    /// The partition key's name and value (text).
+    pub key: &'a str,
+    pub value: &'a str,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+impl DynamoStore {
+    /// A query of one partition (consistent on the table; an index is
+    /// eventually consistent), with `and` on the sort key if given.
+    fn query(&self, partition: &Partition<'_>, and: Option<&str>) -> QueryFluentBuilder {
+        let condition = match and {
+            Some(and) => format!("#k = :k AND {and}"),
+            None => "#k = :k".to_string(),
+        };
+        let query = self
+            .client
+            .query()
+            .table_name(partition.table)
+            .key_condition_expression(condition)
+            .expression_attribute_names("#k", partition.key)
+            .expression_attribute_values(":k", s(partition.value));
+        match partition.index {
+            Some(index) => query.index_name(index),
+            None => query.consistent_read(true),
+        }
+    }
+
+    /// Every item of a partition, page after page.
+    async fn all_of(&self, partition: &Partition<'_>) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page =
+                self.query(partition, None).set_exclusive_start_key(start.take()).send().await.map_err(unavailable)?;
+            items.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// How many items a partition holds (counted page by page).
+    async fn count_of(&self, partition: &Partition<'_>) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        let mut start = None;
+        loop {
+            let page = self
+                .query(partition, None)
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            count += u64::try_from(page.count()).unwrap_or(0);
+            match page.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => return Ok(count),
+            }
+        }
+    }
+
+    /// The first `limit` items of a partition in sort order (`forward`) or
+    /// the reverse, with `and` on the sort key.
+    async fn first_of(
+        &self,
+        partition: &Partition<'_>,
+        and: Option<(&str, &str, AttributeValue)>,
+        forward: bool,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut query = self.query(partition, and.as_ref().map(|(condition, _, _)| *condition));
+        if let Some((_, name, value)) = and {
+            query = query.expression_attribute_values(name, value);
+        }
+        let page = query
+            .scan_index_forward(forward)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(page.items.unwrap_or_default().into_iter().take(limit).collect())
     }
 }
 

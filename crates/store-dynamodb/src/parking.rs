@@ -10,31 +10,20 @@ use orderflow_pipeline::ports::{ParkedStream, Parking, Versioned};
 use orderflow_pipeline::StoreError;
 
 use crate::leases::new_version;
-use crate::{conditional, json_of, s, to_json, unavailable, DynamoStore};
+use crate::{conditional, json_of, s, to_json, unavailable, DynamoStore, Partition};
 
 #[async_trait]
 impl Parking for DynamoStore {
     async fn parked(&self, consumer: Option<&str>) -> Result<Vec<Versioned<ParkedStream>>, StoreError> {
-        let mut parked = Vec::new();
-        let mut start = None;
-        loop {
+        let items = match consumer {
+            Some(consumer) => {
+                self.all_of(&Partition { table: &self.tables.parked, index: None, key: "c", value: consumer }).await?
+            }
             // Few streams are ever parked: every consumer's is one scan.
-            let (items, last) = match consumer {
-                Some(consumer) => {
-                    let page = self
-                        .client
-                        .query()
-                        .table_name(&self.tables.parked)
-                        .key_condition_expression("c = :c")
-                        .expression_attribute_values(":c", s(consumer))
-                        .consistent_read(true)
-                        .set_exclusive_start_key(start.take())
-                        .send()
-                        .await
-                        .map_err(unavailable)?;
-                    (page.items, page.last_evaluated_key)
-                }
-                None => {
+            None => {
+                let mut items = Vec::new();
+                let mut start = None;
+                loop {
                     let page = self
                         .client
                         .scan()
@@ -44,17 +33,15 @@ impl Parking for DynamoStore {
                         .send()
                         .await
                         .map_err(unavailable)?;
-                    (page.items, page.last_evaluated_key)
+                    items.extend(page.items.unwrap_or_default());
+                    match page.last_evaluated_key {
+                        Some(last) if !last.is_empty() => start = Some(last),
+                        _ => break items,
+                    }
                 }
-            };
-            for item in items.unwrap_or_default() {
-                parked.push(parked_of(&item)?);
             }
-            match last {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => return Ok(parked),
-            }
-        }
+        };
+        items.iter().map(parked_of).collect()
     }
 
     async fn put_parked(&self, parked: &ParkedStream, version: Option<&str>) -> Result<Option<String>, StoreError> {

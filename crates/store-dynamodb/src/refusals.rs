@@ -6,12 +6,11 @@
 //! moment ago may be missing from a list for that moment.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::Select;
 use chrono::SecondsFormat;
 use orderflow_pipeline::ports::{Refusals, RefusedReaction};
 use orderflow_pipeline::StoreError;
 
-use crate::{conditional, json_of, s, to_json, unavailable, DynamoStore};
+use crate::{conditional, json_of, s, to_json, DynamoStore, Partition};
 
 /// The index of refusals by time, and its one partition.
 pub(crate) const BY_TIME: &str = "byTime";
@@ -35,44 +34,9 @@ impl Refusals for DynamoStore {
     }
 
     async fn latest(&self, limit: usize) -> Result<(Vec<RefusedReaction>, u64), StoreError> {
-        let newest = self
-            .client
-            .query()
-            .table_name(&self.tables.refusals)
-            .index_name(BY_TIME)
-            .key_condition_expression("g = :g")
-            .expression_attribute_values(":g", s(ALL))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let latest = newest
-            .items()
-            .iter()
-            .take(limit)
-            .map(|item| json_of::<RefusedReaction>(item, "j", "a refusal"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut count = 0u64;
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.tables.refusals)
-                .index_name(BY_TIME)
-                .key_condition_expression("g = :g")
-                .expression_attribute_values(":g", s(ALL))
-                .select(Select::Count)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            count += u64::try_from(page.count()).unwrap_or(0);
-            match page.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => return Ok((latest, count)),
-            }
-        }
+        let partition = Partition { table: &self.tables.refusals, index: Some(BY_TIME), key: "g", value: ALL };
+        let newest = self.first_of(&partition, None, false, limit).await?;
+        let latest = newest.iter().map(|item| json_of(item, "j", "a refusal")).collect::<Result<Vec<_>, _>>()?;
+        Ok((latest, self.count_of(&partition).await?))
     }
 }

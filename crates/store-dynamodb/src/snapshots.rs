@@ -17,7 +17,7 @@ use futures::future::try_join_all;
 use orderflow_pipeline::ports::{Snapshot, SnapshotStore};
 use orderflow_pipeline::StoreError;
 
-use crate::{conditional, json_of, n, number, s, to_json, unavailable, DynamoStore};
+use crate::{conditional, json_of, n, number, s, to_json, unavailable, DynamoStore, Partition};
 
 pub(crate) const BY_CUSTOMER: &str = "byCustomer";
 pub(crate) const RECENT: &str = "recent";
@@ -89,22 +89,10 @@ impl SnapshotStore for DynamoStore {
 }
 
 impl DynamoStore {
-    /// The newest `limit` items of one partition of a time-sorted index.
+    /// The newest `limit` read models of one partition of a time-sorted index.
     async fn newest(&self, index: &str, key: &str, value: &str, limit: usize) -> Result<Vec<Snapshot>, StoreError> {
-        let answer = self
-            .client
-            .query()
-            .table_name(&self.tables.snapshots)
-            .index_name(index)
-            .key_condition_expression("#k = :v")
-            .expression_attribute_names("#k", key)
-            .expression_attribute_values(":v", s(value))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        answer.items().iter().take(limit).map(snapshot_of).collect()
+        let partition = Partition { table: &self.tables.snapshots, index: Some(index), key, value };
+        self.first_of(&partition, None, false, limit).await?.iter().map(snapshot_of).collect()
     }
 }
 

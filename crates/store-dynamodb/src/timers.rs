@@ -5,14 +5,13 @@
 //! put); completing deletes it.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::Select;
 use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
 use orderflow_pipeline::ports::{Timer, Timers};
 use orderflow_pipeline::StoreError;
 
 use crate::snapshots::sortable;
-use crate::{conditional, json_of, s, to_json, unavailable, DynamoStore};
+use crate::{conditional, json_of, s, to_json, unavailable, DynamoStore, Partition};
 
 pub(crate) const BY_DUE: &str = "byDue";
 const ALL: &str = "timer";
@@ -55,49 +54,19 @@ impl Timers for DynamoStore {
     }
 
     async fn pending(&self, limit: usize) -> Result<(Vec<Timer>, u64), StoreError> {
-        let earliest = self.earliest(None, limit).await?;
-        let mut count = 0u64;
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.tables.timers)
-                .index_name(BY_DUE)
-                .key_condition_expression("g = :g")
-                .expression_attribute_values(":g", s(ALL))
-                .select(Select::Count)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            count += u64::try_from(page.count()).unwrap_or(0);
-            match page.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => return Ok((earliest, count)),
-            }
-        }
+        Ok((self.earliest(None, limit).await?, self.count_of(&self.due_index()).await?))
     }
 }
 
 impl DynamoStore {
+    fn due_index(&self) -> Partition<'_> {
+        Partition { table: &self.tables.timers, index: Some(BY_DUE), key: "g", value: ALL }
+    }
+
     /// The earliest `limit` timers, due by `until` when given.
     async fn earliest(&self, until: Option<DateTime<Utc>>, limit: usize) -> Result<Vec<Timer>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.tables.timers)
-            .index_name(BY_DUE)
-            .expression_attribute_values(":g", s(ALL))
-            .scan_index_forward(true)
-            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
-        let query = match until {
-            Some(until) => query
-                .key_condition_expression("g = :g AND d <= :until")
-                .expression_attribute_values(":until", s(&sortable(until))),
-            None => query.key_condition_expression("g = :g"),
-        };
-        let answer = query.send().await.map_err(unavailable)?;
-        answer.items().iter().take(limit).map(|item| json_of::<Timer>(item, "j", "a timer")).collect()
+        let due_by = until.map(|until| ("d <= :until", ":until", s(&sortable(until))));
+        let items = self.first_of(&self.due_index(), due_by, true, limit).await?;
+        items.iter().map(|item| json_of::<Timer>(item, "j", "a timer")).collect()
     }
 }
