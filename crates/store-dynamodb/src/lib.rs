@@ -2,7 +2,8 @@
 //! behind the pipeline's ports (issue 18; so far every port but two — the
 //! change feed from DynamoDB Streams and the archive are still to come).
 //!
-//! Tables, each named `{prefix}{name}` (`OrderflowDynamoDBTablePrefix`):
+//! Tables, each named `{prefix}{name}` (the prefix will be the setting
+//! `DynamoDBTablePrefix` once the configuration has it):
 //!
 //! - `events`: partition key `p` (the stream id), sort key `i` (the event's
 //!   index; the stream's **tip** is the item at `i = -1`, with its version
