@@ -235,17 +235,13 @@ impl EventStore for DynamoStore {
     }
 
     async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let stream = Partition { table: &self.tables.events, index: None, key: "p", value: stream_id };
         let mut events = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         while events.len() < max {
             let page = self
-                .client
-                .query()
-                .table_name(&self.tables.events)
-                .key_condition_expression("p = :p AND i >= :from")
-                .expression_attribute_values(":p", s(stream_id))
+                .query(&stream, Some("i >= :from"))
                 .expression_attribute_values(":from", n(from_index))
-                .consistent_read(true)
                 .limit(i32::try_from(max - events.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take())
                 .send()
