@@ -23,7 +23,9 @@
 //! 100 items, so an append of more than [`MAX_EVENTS_PER_APPEND`] events is
 //! refused for good rather than split.
 
+mod feed;
 mod leases;
+mod lineage;
 mod parking;
 mod refusals;
 mod schema;
@@ -31,6 +33,7 @@ mod snapshots;
 mod timers;
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,6 +47,7 @@ use orderflow_pipeline::ports::{
 };
 use orderflow_pipeline::StoreError;
 
+pub use feed::event_of_image;
 pub use schema::init;
 
 /// Events in one append: a transaction holds at most 100 items, two of which
@@ -88,15 +92,34 @@ impl Tables {
 #[derive(Clone)]
 pub struct DynamoStore {
     client: Client,
+    streams: aws_sdk_dynamodbstreams::Client,
     tables: Tables,
     key_retention: Duration,
+    inner: Arc<Shared>,
+}
+
+/// What the store's clones learn and keep together.
+#[derive(Default)]
+struct Shared {
+    stream_arn: OnceLock<String>,
+    iterators: feed::Iterators,
 }
 
 impl DynamoStore {
-    /// A store over the tables of `prefix`, with a client configured by the
-    /// AWS SDK's standard chain (or by the caller, for tests).
-    pub fn new(client: Client, prefix: &str, key_retention: Duration) -> DynamoStore {
-        DynamoStore { client, tables: Tables::new(prefix), key_retention }
+    /// A store over the tables of `prefix`, with clients configured by
+    /// `config` (the AWS SDK's standard chain, or the caller's, for tests).
+    pub fn new(config: &aws_config::SdkConfig, prefix: &str, key_retention: Duration) -> DynamoStore {
+        DynamoStore {
+            client: Client::new(config),
+            streams: aws_sdk_dynamodbstreams::Client::new(config),
+            tables: Tables::new(prefix),
+            key_retention,
+            inner: Arc::default(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     pub fn tables(&self) -> &Tables {

@@ -1,41 +1,40 @@
 //! The store-conformance suite's event-store checks on DynamoDB, against
 //! `moto` in server mode (`ORDERFLOW_TEST_DYNAMODB`, which `scripts/test`
 //! starts); each test on tables of its own: the checks of the ports the
-//! adapter has so far (all but the change feed and the archive), those two
-//! from the in-memory store until it has them.
+//! adapter has so far (all but the archive, which comes from the in-memory
+//! store until it has it).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::Client;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use orderflow_pipeline::conformance::UnderTest;
 use orderflow_pipeline::conformance_tests;
 use orderflow_pipeline::memory::MemoryStore;
 use orderflow_pipeline::ports::Stores;
 use orderflow_store_dynamodb::{init, DynamoStore};
 
-fn client() -> Client {
+fn config() -> SdkConfig {
     let endpoint = std::env::var("ORDERFLOW_TEST_DYNAMODB")
         .expect("ORDERFLOW_TEST_DYNAMODB is not set: run the tests with scripts/test, which starts moto");
-    let config = aws_sdk_dynamodb::Config::builder()
+    SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .build();
-    Client::from_conf(config)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("test", "test", None, None, "tests")))
+        .build()
 }
 
 async fn dynamodb() -> UnderTest {
-    let client = client();
     let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
-    let created = init(&client, &prefix).await.expect("init");
+    let dynamo = Arc::new(DynamoStore::new(&config(), &prefix, Duration::from_secs(3600)));
+    let created = init(dynamo.client(), &prefix).await.expect("init");
     assert_eq!(created.len(), 7, "{created:?}");
-    assert!(init(&client, &prefix).await.expect("init again").is_empty(), "init is idempotent");
+    assert!(init(dynamo.client(), &prefix).await.expect("init again").is_empty(), "init is idempotent");
     let mut stores = Stores::of(Arc::new(MemoryStore::default()));
-    let dynamo = Arc::new(DynamoStore::new(client, &prefix, Duration::from_secs(3600)));
     stores.events = dynamo.clone();
+    stores.feed = dynamo.clone();
     stores.leases = dynamo.clone();
     stores.snapshots = dynamo.clone();
     stores.refusals = dynamo.clone();
@@ -46,6 +45,10 @@ async fn dynamodb() -> UnderTest {
 
 conformance_tests!(event_store: dynamodb());
 conformance_tests!(@each dynamodb();
+    the_change_feed_has_every_event_in_stream_order,
+    the_layout_covers_every_range_once_and_keeps_positions,
+    starting_now_skips_history_and_loses_nothing_new,
+    waiting_for_changes_returns_when_there_are_some,
     leases_are_written_only_over_the_version_last_read,
     heartbeats_are_written_over_and_kept_for_a_while,
     a_refusal_is_recorded_once,
