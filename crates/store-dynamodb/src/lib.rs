@@ -23,6 +23,7 @@
 //! 100 items, so an append of more than [`MAX_EVENTS_PER_APPEND`] events is
 //! refused for good rather than split.
 
+mod archive;
 mod feed;
 mod leases;
 mod lineage;
@@ -68,6 +69,7 @@ pub struct Tables {
     pub snapshots: String,
     pub timers: String,
     pub parked: String,
+    pub archive: String,
 }
 
 impl Tables {
@@ -81,11 +83,21 @@ impl Tables {
             snapshots: table("snapshots"),
             timers: table("timers"),
             parked: table("parked"),
+            archive: table("archive"),
         }
     }
 
-    pub fn all(&self) -> [&String; 7] {
-        [&self.events, &self.keys, &self.leases, &self.refusals, &self.snapshots, &self.timers, &self.parked]
+    pub fn all(&self) -> [&String; 8] {
+        [
+            &self.events,
+            &self.keys,
+            &self.leases,
+            &self.refusals,
+            &self.snapshots,
+            &self.timers,
+            &self.parked,
+            &self.archive,
+        ]
     }
 }
 
@@ -258,27 +270,15 @@ impl EventStore for DynamoStore {
     }
 
     async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError> {
-        let stream = Partition { table: &self.tables.events, index: None, key: "p", value: stream_id };
-        let mut events = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        while events.len() < max {
-            let page = self
-                .query(&stream, Some("i >= :from"))
-                .expression_attribute_values(":from", n(from_index))
-                .limit(i32::try_from(max - events.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in page.items() {
-                events.push(json_of::<EventRecord>(item, "e", stream_id)?);
-            }
-            match page.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => break,
-            }
+        let until = from_index.saturating_add(max as u64);
+        let events = self.read_hot(stream_id, from_index, until).await?;
+        // Only a stream whose first event here is not the one asked for
+        // may have been archived.
+        if events.first().is_some_and(|first| first.index == from_index) {
+            return Ok(events);
         }
-        Ok(events)
+        let archived = self.archived_events(stream_id).await?;
+        Ok(orderflow_pipeline::archive::merge(archived, events, from_index, max))
     }
 
     async fn claim(&self, claim: &KeyClaim) -> Result<Option<KeyClaim>, StoreError> {
@@ -305,6 +305,36 @@ impl EventStore for DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// The events of a stream still in the events table with an index in
+    /// `[from, until)`, in order.
+    async fn read_hot(&self, stream_id: &str, from: u64, until: u64) -> Result<Vec<EventRecord>, StoreError> {
+        let stream = Partition { table: &self.tables.events, index: None, key: "p", value: stream_id };
+        let mut events = Vec::new();
+        let mut start: Option<Item> = None;
+        if from >= until {
+            return Ok(events);
+        }
+        loop {
+            let page = self
+                .query(&stream, Some("i BETWEEN :from AND :last"))
+                .expression_attribute_values(":from", n(from))
+                .expression_attribute_values(":last", n(until - 1))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                events.push(json_of::<EventRecord>(item, "e", stream_id)?);
+            }
+            match page.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => return Ok(events),
+            }
+        }
+    }
+}
+
 /// One partition of a table, or of one of its global indexes.
 pub(crate) struct Partition<'a> {
     pub table: &'a str,
@@ -314,7 +344,7 @@ pub(crate) struct Partition<'a> {
     pub value: &'a str,
 }
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 impl DynamoStore {
     /// A query of one partition (consistent on the table; an index is

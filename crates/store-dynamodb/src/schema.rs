@@ -48,6 +48,7 @@ pub async fn init(client: &Client, prefix: &str) -> Result<Vec<String>, StoreErr
             stream: false,
         },
         Spec { name: &tables.parked, partition: "c", sort: Some(("s", S)), indexes: &[], stream: false },
+        Spec { name: &tables.archive, partition: "p", sort: Some(("f", N)), indexes: &[], stream: false },
     ];
     let mut created = Vec::new();
     for spec in &specs {

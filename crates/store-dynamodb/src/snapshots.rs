@@ -21,7 +21,7 @@ use crate::{conditional, json_of, n, number, s, to_json, unavailable, DynamoStor
 
 pub(crate) const BY_CUSTOMER: &str = "byCustomer";
 pub(crate) const RECENT: &str = "recent";
-const ORDERS: &str = "order";
+pub(crate) const ORDERS: &str = "order";
 /// Keys in one `BatchGetItem`.
 const BATCH: usize = 100;
 

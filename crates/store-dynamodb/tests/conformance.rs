@@ -1,8 +1,6 @@
 //! The store-conformance suite's event-store checks on DynamoDB, against
 //! `moto` in server mode (`ORDERFLOW_TEST_DYNAMODB`, which `scripts/test`
-//! starts); each test on tables of its own: the checks of the ports the
-//! adapter has so far (all but the archive, which comes from the in-memory
-//! store until it has it).
+//! starts); each test on tables of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +9,6 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use orderflow_pipeline::conformance::UnderTest;
 use orderflow_pipeline::conformance_tests;
-use orderflow_pipeline::memory::MemoryStore;
 use orderflow_pipeline::ports::Stores;
 use orderflow_store_dynamodb::{init, DynamoStore};
 
@@ -30,31 +27,13 @@ async fn dynamodb() -> UnderTest {
     let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
     let dynamo = Arc::new(DynamoStore::new(&config(), &prefix, Duration::from_secs(3600)));
     let created = init(dynamo.client(), &prefix).await.expect("init");
-    assert_eq!(created.len(), 7, "{created:?}");
+    assert_eq!(created.len(), 8, "{created:?}");
     assert!(init(dynamo.client(), &prefix).await.expect("init again").is_empty(), "init is idempotent");
-    let mut stores = Stores::of(Arc::new(MemoryStore::default()));
-    stores.events = dynamo.clone();
-    stores.feed = dynamo.clone();
-    stores.leases = dynamo.clone();
-    stores.snapshots = dynamo.clone();
-    stores.refusals = dynamo.clone();
-    stores.parking = dynamo.clone();
-    stores.timers = dynamo;
+    let stores = Stores::of(dynamo);
     UnderTest { stores, keep_alive: Box::new(()) }
 }
 
-conformance_tests!(event_store: dynamodb());
-conformance_tests!(@each dynamodb();
-    the_change_feed_has_every_event_in_stream_order,
-    the_layout_covers_every_range_once_and_keeps_positions,
-    starting_now_skips_history_and_loses_nothing_new,
-    waiting_for_changes_returns_when_there_are_some,
-    leases_are_written_only_over_the_version_last_read,
-    heartbeats_are_written_over_and_kept_for_a_while,
-    a_refusal_is_recorded_once,
-    snapshots_never_go_back,
-    timers_are_due_in_order_kept_once_and_completed
-);
+conformance_tests!(dynamodb());
 
 /// Parking has no check in the shared suite yet: the same rules as leases.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
