@@ -58,6 +58,8 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     /// Set when `CosmosDBConnection` is.
     pub cosmos: Option<CosmosConfig>,
+    /// Set when `DynamoDBTablePrefix` is.
+    pub dynamodb: Option<DynamoConfig>,
     /// Setting `OrderflowIdempotencyRetention`, default 7 days: how long a
     /// message or `Idempotency-Key` delivered again has no second effect.
     pub key_retention: Duration,
@@ -77,7 +79,7 @@ pub struct Config {
     pub topic_retention: Duration,
     pub topic_records: u64,
     /// Setting `OrderflowArchiveClosedAfter` (default 90 days on the
-    /// embedded store, off on Cosmos DB; or `off`): orders delivered or
+    /// embedded store, off on Cosmos DB and DynamoDB; or `off`): orders delivered or
     /// cancelled longer ago than this move their events to the archive
     /// (`orderflow archive` does it by hand).
     pub archive_closed_after: Option<Duration>,
@@ -100,7 +102,22 @@ pub struct CosmosConfig {
     pub lease_ttl: std::time::Duration,
 }
 
+pub struct DynamoConfig {
+    /// Setting `DynamoDBTablePrefix`: the tables are `{prefix}events`,
+    /// `{prefix}snapshots`, … Region, credentials and endpoint come from the
+    /// AWS SDK's standard chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles,
+    /// roles).
+    pub table_prefix: String,
+    /// Setting `DynamoDBLeaseSeconds`, default 60: as `CosmosLeaseSeconds`.
+    pub lease_ttl: std::time::Duration,
+}
+
 impl Config {
+    /// How long a change-feed lease lasts unrenewed, where the store says.
+    pub fn lease_ttl(&self) -> Option<Duration> {
+        self.cosmos.as_ref().map(|c| c.lease_ttl).or(self.dynamodb.as_ref().map(|d| d.lease_ttl))
+    }
+
     pub fn resolve(flags: Flags, settings: &Settings) -> anyhow::Result<Config> {
         let mut problems = Vec::new();
         let data_dir = flags
@@ -124,14 +141,7 @@ impl Config {
             None => {}
         }
         let kafka = settings.get("KafkaBrokerList").map(|brokers| kafka_config(brokers, settings, &mut problems));
-        let lease_seconds = match settings.get("CosmosLeaseSeconds").map(|v| v.parse::<u64>()) {
-            Some(Ok(seconds)) if seconds > 0 => seconds,
-            Some(_) => {
-                problems.push("CosmosLeaseSeconds: must be a positive number of seconds".into());
-                60
-            }
-            None => 60,
-        };
+        let cosmos_lease = lease_seconds(settings, "CosmosLeaseSeconds", &mut problems);
         let account = match (settings.get("CosmosDBConnection"), settings.get("CosmosDBConnection__accountEndpoint")) {
             // An exact setting wins over the prefix (as in Azure Functions).
             (Some(text), _) => match ConnectionString::parse(&text) {
@@ -158,8 +168,18 @@ impl Config {
             account,
             database: settings.get("CosmosDatabase").unwrap_or_else(|| "orderflow".into()),
             region: settings.get("CosmosRegion").unwrap_or_else(|| "East US".into()),
-            lease_ttl: std::time::Duration::from_secs(lease_seconds),
+            lease_ttl: std::time::Duration::from_secs(cosmos_lease),
         });
+        let dynamodb = settings.get("DynamoDBTablePrefix").map(|prefix| {
+            if let Err(problem) = orderflow_store_dynamodb::check_prefix(&prefix) {
+                problems.push(format!("DynamoDBTablePrefix: {problem}"));
+            }
+            let lease = lease_seconds(settings, "DynamoDBLeaseSeconds", &mut problems);
+            DynamoConfig { table_prefix: prefix, lease_ttl: Duration::from_secs(lease) }
+        });
+        if cosmos.is_some() && dynamodb.is_some() {
+            problems.push("CosmosDBConnection and DynamoDBTablePrefix are both set: choose one store".into());
+        }
         let key_retention = match settings.get("OrderflowIdempotencyRetention").map(|v| humantime::parse_duration(&v)) {
             Some(Ok(retention)) if retention >= Duration::from_secs(1) => retention,
             Some(_) => {
@@ -193,9 +213,10 @@ impl Config {
             }
             None => DEFAULT_TOPIC_RECORDS,
         };
-        // On Cosmos DB archiving costs request units that the storage it
-        // saves pays back only after months (docs/cost.md): opt in there.
-        let archive_default = if cosmos.is_some() { None } else { Some(DEFAULT_ARCHIVE_CLOSED_AFTER) };
+        // In the cloud archiving costs writes that the storage it saves pays
+        // back only after months (docs/cost.md): opt in there.
+        let in_the_cloud = cosmos.is_some() || dynamodb.is_some();
+        let archive_default = if in_the_cloud { None } else { Some(DEFAULT_ARCHIVE_CLOSED_AFTER) };
         let archive_closed_after = optional_duration(
             settings,
             &mut problems,
@@ -223,6 +244,7 @@ impl Config {
             api,
             kafka,
             cosmos,
+            dynamodb,
             key_retention,
             feed_start,
             deadlines,
@@ -328,6 +350,18 @@ fn default_instance(data_dir: &std::path::Path) -> String {
     format!("{host}:{}", dir.display())
 }
 
+/// A lease's life in seconds from `setting`, 60 by default.
+fn lease_seconds(settings: &Settings, setting: &str, problems: &mut Vec<String>) -> u64 {
+    match settings.get(setting).map(|v| v.parse::<u64>()) {
+        Some(Ok(seconds)) if seconds > 0 => seconds,
+        Some(_) => {
+            problems.push(format!("{setting}: must be a positive number of seconds"));
+            60
+        }
+        None => 60,
+    }
+}
+
 fn kafka_config(brokers: String, settings: &Settings, problems: &mut Vec<String>) -> KafkaConfig {
     let mut kafka = KafkaConfig::new(brokers);
     if let Some(protocol) = settings.get("KafkaProtocol") {
@@ -396,7 +430,15 @@ impl Config {
                 ("CosmosRegion", cosmos.region.clone()),
                 ("CosmosLeaseSeconds", cosmos.lease_ttl.as_secs().to_string()),
             ]),
-            None => rows.push(("CosmosDBConnection", "not set: the embedded store".into())),
+            None => rows.push(("CosmosDBConnection", "not set".into())),
+        }
+        match &self.dynamodb {
+            Some(dynamodb) => rows.extend([
+                ("DynamoDBTablePrefix", dynamodb.table_prefix.clone()),
+                ("DynamoDBLeaseSeconds", dynamodb.lease_ttl.as_secs().to_string()),
+            ]),
+            None if self.cosmos.is_none() => rows.push(("DynamoDBTablePrefix", "not set: the embedded store".into())),
+            None => rows.push(("DynamoDBTablePrefix", "not set".into())),
         }
         match &self.kafka {
             Some(kafka) => {

@@ -22,6 +22,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::{Config, Flags};
+use orderflow_store_dynamodb::DynamoStore;
 use settings::Settings;
 
 // A faster allocator for a server that allocates per request.
@@ -414,8 +415,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Commands::Init => {
             let config = Config::resolve(Flags::default(), &settings)?;
+            if let Some(dynamodb) = &config.dynamodb {
+                let aws = orderflow_store_dynamodb::standard_config().await;
+                let store = DynamoStore::new(&aws, &dynamodb.table_prefix, config.key_retention);
+                let created = orderflow_store_dynamodb::init(store.client(), &dynamodb.table_prefix).await?;
+                let (prefix, at) = (&dynamodb.table_prefix, store.endpoint());
+                println!("tables {prefix}* ready at {at} (created {} of them)", created.len());
+                return Ok(());
+            }
             let Some(cosmos) = &config.cosmos else {
-                anyhow::bail!("CosmosDBConnection is not set: the embedded store needs no init");
+                anyhow::bail!(
+                    "neither CosmosDBConnection nor DynamoDBTablePrefix is set: the embedded store needs no init"
+                );
             };
             let client = orderflow_store_cosmos::client(&cosmos.account, &cosmos.region).await?;
             orderflow_store_cosmos::init(&client, &cosmos.database).await?;

@@ -1,5 +1,5 @@
-//! The pipeline as the configuration asks for it: the store (embedded or
-//! Cosmos DB), the topics (Kafka or the embedded topic log) and the steps over
+//! The pipeline as the configuration asks for it: the store (embedded,
+//! Cosmos DB or DynamoDB), the topics (Kafka or the embedded topic log) and the steps over
 //! them. Every host starts here: `serve`, the Functions handler and Lambda.
 
 use std::sync::Arc;
@@ -17,9 +17,10 @@ use orderflow_pipeline::ports::{MessageProducer, Stores, TopicReader};
 use orderflow_pipeline::processor::CommandProcessor;
 use orderflow_pipeline::time_driven::TimeDriven;
 use orderflow_store_cosmos::CosmosStore;
+use orderflow_store_dynamodb::DynamoStore;
 use orderflow_store_sqlite::{Retention, SqliteStore};
 
-use crate::config::{Config, CosmosConfig};
+use crate::config::{Config, CosmosConfig, DynamoConfig};
 
 pub struct Pipeline {
     pub stores: Stores,
@@ -44,9 +45,10 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn open(config: &Config) -> anyhow::Result<Pipeline> {
-        // With Cosmos DB and Kafka both configured, nothing is kept locally
-        // (a serverless host's file system may well be read-only).
-        let embedded = if config.cosmos.is_none() || config.kafka.is_none() {
+        // With a cloud store and Kafka both configured, nothing is kept
+        // locally (a serverless host's file system may well be read-only).
+        let in_the_cloud = config.cosmos.is_some() || config.dynamodb.is_some();
+        let embedded = if !in_the_cloud || config.kafka.is_none() {
             let dir = &config.data_dir;
             let retention = Retention {
                 keys: config.key_retention,
@@ -58,14 +60,21 @@ impl Pipeline {
         } else {
             None
         };
-        let (stores, store_name, store_kind) = match (&config.cosmos, &embedded) {
-            (Some(cosmos), _) => (
+        let (stores, store_name, store_kind) = match (&config.cosmos, &config.dynamodb, &embedded) {
+            (Some(cosmos), _, _) => (
                 Stores::of(Arc::new(connect_cosmos(cosmos, config.key_retention).await?)),
                 format!("Cosmos DB {} database {}", cosmos.account.endpoint(), cosmos.database),
                 "Cosmos DB",
             ),
-            (None, Some(store)) => (Stores::of(store.clone()), store.path().display().to_string(), "embedded"),
-            (None, None) => anyhow::bail!("no store: set CosmosDBConnection or OrderflowDataDir"),
+            (None, Some(dynamodb), _) => {
+                let store = connect_dynamodb(dynamodb, config.key_retention).await?;
+                let name = format!("DynamoDB tables {}* at {}", dynamodb.table_prefix, store.endpoint());
+                (Stores::of(Arc::new(store)), name, "DynamoDB")
+            }
+            (None, None, Some(store)) => (Stores::of(store.clone()), store.path().display().to_string(), "embedded"),
+            (None, None, None) => {
+                anyhow::bail!("no store: set CosmosDBConnection, DynamoDBTablePrefix or OrderflowDataDir")
+            }
         };
         type Topics = (Arc<dyn MessageProducer>, Arc<dyn TopicReader>);
         let ((producer, topics), kafka): (Topics, _) = match (&config.kafka, &embedded) {
@@ -139,5 +148,12 @@ pub async fn connect_cosmos(cosmos: &CosmosConfig, key_retention: Duration) -> a
     let client = orderflow_store_cosmos::client(&cosmos.account, &cosmos.region).await?;
     CosmosStore::connect_with(&client, &cosmos.database, key_retention).await.with_context(|| {
         format!("cannot open database {} (CosmosDBConnection; run `orderflow init` first)", cosmos.database)
+    })
+}
+
+/// The DynamoDB store, with a hint when its tables are missing.
+pub async fn connect_dynamodb(dynamodb: &DynamoConfig, key_retention: Duration) -> anyhow::Result<DynamoStore> {
+    DynamoStore::connect(&dynamodb.table_prefix, key_retention).await.with_context(|| {
+        format!("cannot open the tables {}* (DynamoDBTablePrefix; run `orderflow init` first)", dynamodb.table_prefix)
     })
 }

@@ -51,8 +51,8 @@ pub async fn serve(options: Config) -> anyhow::Result<()> {
         let start = if consumer.start() == StartFrom::Now { options.feed_start } else { consumer.start() };
         let mut runner =
             FeedRunner::new(stores, consumer).with_owner(&owner).with_start(start).with_health(feeds.clone());
-        if let Some(cosmos) = &options.cosmos {
-            runner = runner.with_lease_ttl(cosmos.lease_ttl);
+        if let Some(ttl) = options.lease_ttl() {
+            runner = runner.with_lease_ttl(ttl);
         }
         // Before any request is taken: a range first started "now" must not
         // miss an event committed meanwhile.

@@ -9,6 +9,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
+use support::shared_store::SharedStore;
 use support::{word_of_first_line, Server, BIN};
 use tempfile::TempDir;
 
@@ -35,16 +36,13 @@ impl Account {
         Account { connection, emulator: Some(emulator) }
     }
 
-    /// `serve` on this account, with a database of the test's own.
-    fn serve(&self, data_dir: &std::path::Path, database: &str) -> Server {
-        self.serve_with(data_dir, database, &[])
-    }
-
-    fn serve_with(&self, data_dir: &std::path::Path, database: &str, more: &[(&str, &str)]) -> Server {
-        let settings = [("CosmosDBConnection", self.connection.as_str()), ("CosmosDatabase", database)];
-        let init = Command::new(BIN).arg("init").envs(settings).output().expect("orderflow init");
-        assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
-        Server::start_with(data_dir, &[&settings[..], more].concat())
+    /// This account, with a database of the test's own.
+    fn store(&self) -> SharedStore {
+        let database = format!("orderflow-test-{}", uuid::Uuid::new_v4().simple());
+        SharedStore {
+            settings: vec![("CosmosDBConnection".into(), self.connection.clone()), ("CosmosDatabase".into(), database)],
+            lease_setting: "CosmosLeaseSeconds",
+        }
     }
 }
 
@@ -65,7 +63,7 @@ fn database() -> String {
 async fn an_order_goes_from_placed_to_delivered_on_cosmos_db() {
     let account = Account::start();
     let dir = TempDir::new().expect("temp dir");
-    let server = account.serve(&dir.path().join("data"), &database());
+    let server = account.store().serve(&dir.path().join("data"));
     support::lifecycle::place_to_delivered(&server).await;
     support::lifecycle::every_event_is_on_the_orders_topic(&server, "o-1").await;
 }
@@ -74,31 +72,14 @@ async fn an_order_goes_from_placed_to_delivered_on_cosmos_db() {
 async fn idempotency_and_restarts_hold_on_cosmos_db() {
     let account = Account::start();
     let dir = TempDir::new().expect("temp dir");
-    let data = dir.path().join("data");
-    let database = database();
-    let server = account.serve(&data, &database);
-    server.restock("SKU-A", 10).await;
-    let key = [("idempotency-key", "place-cosmos")];
-    let body = json!({"orderId": "c-1", "customerId": "c", "currency": "EUR", "lines": [{"sku": "SKU-A", "quantity": 1, "unitPriceMinor": 5}]});
-    let first = server.send(reqwest::Method::POST, "/api/orders", Some(body.clone()), &key).await;
-    let again = server.send(reqwest::Method::POST, "/api/orders", Some(body), &key).await;
-    assert_eq!((first.status.as_u16(), &first.body), (201, &again.body));
-    server.post_empty("/api/orders/c-1/confirm").await;
-    server.crash();
-
-    // The consumers resume from their checkpoints in the leases container.
-    let server = account.serve(&data, &database);
-    server.order_status("c-1", "Reserved").await;
-    assert_eq!(server.history("c-1").await.len(), 4, "Placed, Confirmed, LineReserved, Reserved");
-    server.eventually("/api/inventory/SKU-A", |s| s["reserved"] == 1 && s["version"] == 2).await;
-    server.post("/api/inventory/X/restock", json!({"quantity": 0})).await.assert_problem(400, "malformed-request");
+    support::shared_store::idempotency_and_restarts_hold(&account.store(), dir.path()).await;
 }
 
 #[tokio::test]
 async fn an_idempotency_key_means_one_request_whatever_else_happens_on_cosmos_db() {
     let account = Account::start();
     let dir = TempDir::new().expect("temp dir");
-    let server = account.serve(&dir.path().join("data"), &database());
+    let server = account.store().serve(&dir.path().join("data"));
     support::lifecycle::keys_mean_one_request_whatever_else_happens(&server).await;
 }
 
@@ -106,7 +87,7 @@ async fn an_idempotency_key_means_one_request_whatever_else_happens_on_cosmos_db
 async fn reads_naming_their_writes_version_are_never_stale_or_missing_on_cosmos_db() {
     let account = Account::start();
     let dir = TempDir::new().expect("temp dir");
-    let server = account.serve(&dir.path().join("data"), &database());
+    let server = account.store().serve(&dir.path().join("data"));
     support::lifecycle::reads_follow_their_writes(&server).await;
 }
 
@@ -114,133 +95,25 @@ async fn reads_naming_their_writes_version_are_never_stale_or_missing_on_cosmos_
 async fn two_servers_share_one_account_and_the_survivor_takes_over() {
     let account = Account::start();
     let dir = TempDir::new().expect("temp dir");
-    let database = database();
-    let short_leases = [("CosmosLeaseSeconds", "2")];
-    let first = account.serve_with(&dir.path().join("first"), &database, &short_leases);
-    let second = account.serve_with(&dir.path().join("second"), &database, &short_leases);
-    first.restock("SKU-S", 100).await;
-
-    // Orders through either server are projected and fulfilled, whichever
-    // of them holds the feed range of each stream.
-    let orders: Vec<String> = (0..24).map(|i| format!("shared-{i}")).collect();
-    for (i, order) in orders[..8].iter().enumerate() {
-        let server = if i % 2 == 0 { &first } else { &second };
-        server.place(order, &[("SKU-S", 1, 5)]).await;
-        server.post_empty(&format!("/api/orders/{order}/confirm")).await;
-    }
-    for order in &orders[..8] {
-        second.order_status(order, "Reserved").await;
-    }
-
-    // The first dies; once its leases expire the second holds every range.
-    first.crash();
-    for order in &orders[8..] {
-        second.place(order, &[("SKU-S", 1, 5)]).await;
-        second.post_empty(&format!("/api/orders/{order}/confirm")).await;
-    }
-    for order in &orders {
-        let snapshot = second.order_status(order, "Reserved").await;
-        // Placed, Confirmed, LineReserved, Reserved: each event projected once.
-        assert_eq!(snapshot["version"], 4, "{order}: {snapshot}");
-    }
-    second.eventually("/api/inventory/SKU-S", |s| s["reserved"] == 24 && s["version"] == 25).await;
+    support::shared_store::two_servers_share_the_store_and_the_survivor_takes_over(&account.store(), dir.path()).await;
 }
 
 #[tokio::test]
 async fn two_servers_pass_each_deadline_once_between_them() {
     let account = Account::start();
     let dir = TempDir::new().expect("temp dir");
-    let database = database();
-    let short = [("OrderflowPaymentDeadline", "2s")];
-    let first = account.serve_with(&dir.path().join("first"), &database, &short);
-    let second = account.serve_with(&dir.path().join("second"), &database, &short);
-    first.restock("SKU-T", 100).await;
-    // Unpaid orders through either server: both pass due deadlines every
-    // second, racing for each one.
-    let orders: Vec<String> = (0..10).map(|i| format!("unpaid-{i}")).collect();
-    for (i, order) in orders.iter().enumerate() {
-        let server = if i % 2 == 0 { &first } else { &second };
-        server.place(order, &[("SKU-T", 3, 5)]).await;
-        server.post_empty(&format!("/api/orders/{order}/confirm")).await;
-    }
-    for order in &orders {
-        let cancelled = second.order_status(order, "Cancelled").await;
-        assert_eq!(cancelled["cancelReason"], "payment-timeout", "{order}");
-        let types: Vec<String> = first.history(order).await.iter().map(|e| e["type"].to_string()).collect();
-        assert_eq!(types.iter().filter(|t| t.contains("Cancelled")).count(), 1, "{order}: {types:?}");
-    }
-    // Restocked, then per order one reservation and one release.
-    first.eventually("/api/inventory/SKU-T", |s| s["reserved"] == 0 && s["version"] == 21).await;
+    support::shared_store::two_servers_pass_each_deadline_once_between_them(&account.store(), dir.path()).await;
 }
 
 #[tokio::test]
 async fn two_archivers_racing_on_one_account_move_closed_orders_and_reads_stay_the_same() {
     let account = Account::start();
     let dir = TempDir::new().expect("temp dir");
-    let database = database();
-    let server = account.serve(&dir.path().join("serve"), &database);
-    server.restock("SKU-R", 100).await;
-    server.restock("SKU-Q", 100).await;
-    let orders: Vec<String> = (0..12).map(|i| format!("closed-{i}")).collect();
-    for order in &orders {
-        server.place(order, &[("SKU-R", 2, 5), ("SKU-Q", 1, 5)]).await;
-        server.post_empty(&format!("/api/orders/{order}/confirm")).await;
-        server.order_status(order, "Reserved").await;
-        server.post_empty(&format!("/api/orders/{order}/cancel")).await;
-    }
-    // Every reaction is in: the stock is back.
-    server.eventually("/api/inventory/SKU-Q", |s| s["reserved"] == 0 && s["version"] == 25).await;
-    server.place("open-r", &[("SKU-R", 1, 5)]).await;
-    let mut reads = Vec::new();
-    for order in orders.iter().chain([&"open-r".to_string()]) {
-        let status = if order == "open-r" { "Placed" } else { "Cancelled" };
-        reads.push((server.order_status(order, status).await, server.history(order).await));
-    }
-    // The read models are all there (reads of an order answer from its
-    // stream when its read model lags; archival goes by the read models).
-    let listed = server
-        .eventually("/api/customers/c-1/orders", |list| {
-            let statuses = list["orders"].as_array().into_iter().flatten().map(|o| o["status"].as_str());
-            statuses.filter(|s| matches!(s, Some("Cancelled" | "Placed"))).count() == 13
-        })
-        .await;
-
-    // Two operators (or a CLI beside a scheduled host) archive at once.
-    let archive = || {
-        Command::new(BIN)
-            .args(["archive", "--closed-before", "0s", "--quiet"])
-            .envs([("CosmosDBConnection", account.connection.as_str()), ("CosmosDatabase", database.as_str())])
-            .current_dir(dir.path())
-            .output()
-            .expect("orderflow archive")
-    };
-    let (one, two) = std::thread::scope(|scope| {
-        let one = scope.spawn(archive);
-        let two = archive();
-        (one.join().expect("first archiver"), two)
-    });
-    for run in [&one, &two] {
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    }
-    let again = String::from_utf8_lossy(&archive().stdout).into_owned();
-    // Opt-in on Cosmos DB: `serve` never archives unless told to.
-    let shown = Command::new(BIN)
-        .args(["config", "show"])
-        .env("CosmosDBConnection", &account.connection)
-        .current_dir(dir.path())
-        .output()
-        .expect("orderflow config show");
-    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
-    let archival = shown.lines().find(|line| line.contains("OrderflowArchiveClosedAfter")).unwrap_or_default();
-    assert!(archival.contains("off"), "{shown}");
-    assert!(again.starts_with("archived 0 order(s)"), "everything was archived: {again}");
-    for (order, (snapshot, history)) in orders.iter().chain([&"open-r".to_string()]).zip(&reads) {
-        assert_eq!(&server.get(&format!("/api/orders/{order}")).await.body, snapshot, "{order}");
-        assert_eq!(&server.history(order).await, history, "{order}");
-    }
-    assert_eq!(server.get("/api/customers/c-1/orders").await.body, listed);
-    // Archived orders still refuse what a cancelled order refuses.
-    server.post_empty("/api/orders/closed-0/confirm").await.assert_problem(422, "invalid-status");
+    support::shared_store::two_archivers_racing_move_closed_orders_and_reads_stay_the_same(
+        &account.store(),
+        dir.path(),
+    )
+    .await;
 }
 
 /// What a managed-identity endpoint (App Service's `IDENTITY_ENDPOINT`) was

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod lifecycle;
+pub mod shared_store;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -9,8 +9,9 @@
 //! start reads at most 24 hours once.
 //!
 //! Each shard takes about five `GetRecords` a second: an idle consumer asks
-//! once a second ([`POLL_DELAY`]), and the iterator each read ends at is kept
-//! for the next read (it lives 15 minutes), so a read is one request.
+//! once a second ([`POLL_DELAY`]) — a `GetShardIterator` and a `GetRecords`;
+//! a consumer catching up keeps the iterator each read ends at for the next
+//! read (it lives 15 minutes), so each page is one request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,9 +39,10 @@ const KEPT_ITERATORS: usize = 1000;
 pub(crate) struct Iterators(Mutex<HashMap<String, (String, Instant)>>);
 
 impl Iterators {
+    /// The iterator kept for `position`, which is then no longer kept.
     fn take(&self, position: &str) -> Option<String> {
-        let kept = self.0.lock().ok()?;
-        kept.get(position).filter(|(_, at)| at.elapsed() < ITERATOR_LIFE).map(|(iterator, _)| iterator.clone())
+        let (iterator, at) = self.0.lock().ok()?.remove(position)?;
+        (at.elapsed() < ITERATOR_LIFE).then_some(iterator)
     }
 
     fn keep(&self, position: String, iterator: String) {
@@ -52,12 +54,6 @@ impl Iterators {
                 }
             }
             kept.insert(position, (iterator, Instant::now()));
-        }
-    }
-
-    fn forget(&self, position: &str) {
-        if let Ok(mut kept) = self.0.lock() {
-            kept.remove(position);
         }
     }
 }
@@ -74,7 +70,7 @@ pub fn event_of_image(sort_key: Option<&str>, record: Option<&str>) -> Result<Op
 
 impl DynamoStore {
     /// The events table's stream, asked once.
-    async fn stream_arn(&self) -> Result<String, StoreError> {
+    pub(crate) async fn stream_arn(&self) -> Result<String, StoreError> {
         if let Some(arn) = self.inner.stream_arn.get() {
             return Ok(arn.clone());
         }
@@ -185,7 +181,6 @@ impl ChangeFeed for DynamoStore {
         let answer = match self.streams.get_records().shard_iterator(&iterator).limit(limit).send().await {
             Ok(answer) => answer,
             Err(error) => {
-                self.inner.iterators.forget(&here);
                 return match error.into_service_error() {
                     // A kept iterator that aged out: the next read asks anew.
                     GetRecordsError::ExpiredIteratorException(_) => Ok(unmoved()),
@@ -219,7 +214,11 @@ impl ChangeFeed for DynamoStore {
             (None, None) => self.after_end(&position.shard).await?,
         };
         let continuation = next.to_string();
-        if let Some(iterator) = answer.next_shard_iterator() {
+        // Kept only while catching up: an idle range asks for a fresh
+        // iterator at each poll. (moto, which the tests run against, swaps a
+        // table for a copy on every cancelled transaction, leaving older
+        // iterators on a table that never sees another record.)
+        if let (Some(iterator), Some(_)) = (answer.next_shard_iterator(), last) {
             self.inner.iterators.keep(continuation.clone(), iterator.to_string());
         }
         let moved = next != position;

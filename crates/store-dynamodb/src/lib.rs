@@ -107,6 +107,7 @@ pub struct DynamoStore {
     streams: aws_sdk_dynamodbstreams::Client,
     tables: Tables,
     key_retention: Duration,
+    endpoint: String,
     inner: Arc<Shared>,
 }
 
@@ -117,7 +118,35 @@ struct Shared {
     iterators: feed::Iterators,
 }
 
+/// Whether `prefix` makes valid table names: DynamoDB allows letters,
+/// digits, `_`, `-` and `.`, 3 to 255 of them.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if let Some(bad) = prefix.chars().find(|c| !allowed(*c)) {
+        return Err(format!("{bad:?} cannot be in a DynamoDB table name (letters, digits, _ - . only)"));
+    }
+    let longest = Tables::new(prefix).all().iter().map(|name| name.len()).max().unwrap_or(0);
+    if longest > 255 {
+        return Err(format!("too long: {longest} characters in a table name, DynamoDB takes 255"));
+    }
+    Ok(())
+}
+
+/// The AWS SDK's standard chain: region, credentials and endpoint from the
+/// environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, …), profiles and roles.
+pub async fn standard_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
 impl DynamoStore {
+    /// The store over the tables of `prefix`, configured by the standard
+    /// chain; fails when its events table is not there (`orderflow init`).
+    pub async fn connect(prefix: &str, key_retention: Duration) -> Result<DynamoStore, StoreError> {
+        let store = DynamoStore::new(&standard_config().await, prefix, key_retention);
+        store.stream_arn().await?;
+        Ok(store)
+    }
+
     /// A store over the tables of `prefix`, with clients configured by
     /// `config` (the AWS SDK's standard chain, or the caller's, for tests).
     pub fn new(config: &aws_config::SdkConfig, prefix: &str, key_retention: Duration) -> DynamoStore {
@@ -126,12 +155,22 @@ impl DynamoStore {
             streams: aws_sdk_dynamodbstreams::Client::new(config),
             tables: Tables::new(prefix),
             key_retention,
+            endpoint: match (config.endpoint_url(), config.region()) {
+                (Some(url), _) => url.to_string(),
+                (None, Some(region)) => format!("AWS {region}"),
+                (None, None) => "AWS (no region set: AWS_REGION)".to_string(),
+            },
             inner: Arc::default(),
         }
     }
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Where the tables are, for people: the endpoint, or the AWS region.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     pub fn tables(&self) -> &Tables {

@@ -6,7 +6,6 @@
 //! moment ago may be missing from a list for that moment.
 
 use async_trait::async_trait;
-use chrono::SecondsFormat;
 use orderflow_pipeline::ports::{Refusals, RefusedReaction};
 use orderflow_pipeline::StoreError;
 
@@ -25,7 +24,7 @@ impl Refusals for DynamoStore {
             .table_name(&self.tables.refusals)
             .item("id", s(&refusal.id))
             .item("g", s(ALL))
-            .item("t", s(&refusal.time.to_rfc3339_opts(SecondsFormat::Micros, true)))
+            .item("t", s(&crate::snapshots::sortable(refusal.time)))
             .item("j", s(&to_json(refusal)?))
             .condition_expression("attribute_not_exists(id)")
             .send()

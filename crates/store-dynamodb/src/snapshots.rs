@@ -98,7 +98,7 @@ impl DynamoStore {
 
 /// A time as text that sorts as the time does.
 pub(crate) fn sortable(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
 pub(crate) fn time_of(item: &HashMap<String, AttributeValue>, name: &str) -> Result<DateTime<Utc>, StoreError> {
