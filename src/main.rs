@@ -98,7 +98,9 @@ enum Commands {
     /// An AWS Lambda function (custom runtime): the HTTP API behind API
     /// Gateway or a function URL, or ingestion from a Kafka event source.
     /// Named `bootstrap`, the binary runs this with the function's handler
-    /// setting (`_HANDLER`: http or kafka).
+    /// setting (`_HANDLER`: http, kafka, deadlines, or a change-feed step on
+    /// the events table's DynamoDB Stream: publish-events,
+    /// project-snapshots, fulfillment).
     Lambda {
         #[arg(value_enum)]
         handler: LambdaHandler,
@@ -298,10 +300,18 @@ enum ConfigCommands {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LambdaHandler {
+    /// The HTTP API, behind API Gateway or a function URL
     Http,
+    /// Ingestion from an MSK or self-managed Kafka event source
     Kafka,
     /// Passes due deadlines, on an EventBridge schedule
     Deadlines,
+    /// Publishes the events downstream, from the events table's DynamoDB Stream
+    PublishEvents,
+    /// Projects the read models, from the events table's DynamoDB Stream
+    ProjectSnapshots,
+    /// Runs the fulfillment process manager, from the events table's DynamoDB Stream
+    Fulfillment,
 }
 
 #[derive(Subcommand)]
@@ -495,6 +505,16 @@ async fn lambda(handler: LambdaHandler, config: Config) -> anyhow::Result<()> {
         }
         LambdaHandler::Kafka => orderflow_lambda::run_kafka(pipeline.ingestor.clone()).await,
         LambdaHandler::Deadlines => orderflow_lambda::run_deadlines(std::sync::Arc::new(pipeline.time_driven())).await,
+        LambdaHandler::PublishEvents | LambdaHandler::ProjectSnapshots | LambdaHandler::Fulfillment => {
+            let name = clap::ValueEnum::to_possible_value(&handler)
+                .map(|value| value.get_name().to_string())
+                .unwrap_or_default();
+            let Some(step) = pipeline.consumers().into_iter().find(|consumer| consumer.name() == name) else {
+                anyhow::bail!("no change-feed step named {name}");
+            };
+            let parked = orderflow_pipeline::consumers::Parked::new(step, pipeline.stores.parking.clone());
+            orderflow_lambda::run_stream(std::sync::Arc::new(parked)).await
+        }
     };
     pipeline.flush().await;
     ran.map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}"))

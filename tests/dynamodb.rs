@@ -5,26 +5,8 @@
 
 mod support;
 
-use support::shared_store::{self, SharedStore};
+use support::shared_store::{self, moto as store};
 use tempfile::TempDir;
-
-/// Tables of the test's own on the moto the test script started.
-fn store() -> SharedStore {
-    let endpoint = std::env::var("ORDERFLOW_TEST_DYNAMODB")
-        .expect("ORDERFLOW_TEST_DYNAMODB is not set: run the tests with scripts/test, which starts moto");
-    let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
-    let settings = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("DynamoDBTablePrefix", prefix.as_str()),
-    ];
-    SharedStore {
-        settings: settings.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
-        lease_setting: "DynamoDBLeaseSeconds",
-    }
-}
 
 #[tokio::test]
 async fn an_order_goes_from_placed_to_delivered_on_dynamodb() {

@@ -17,6 +17,10 @@
 //!   (fixed when a hub is created), or scale past a region's Flex
 //!   Consumption memory quota (512,000 MB per subscription);
 //! - Key Vault references that ARM could resolve before their secret exists.
+//!
+//! The AWS template (SAM) is linted by cfn-lint in `scripts/test`; here it is
+//! checked against the code: its tables are the store's, its handlers the
+//! binary's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -239,4 +243,36 @@ fn the_template_has_every_container_the_code_uses_indexed_as_it_queries() {
         }
         assert!(line.contains(&format!("expiring: {}", container.expiring)), "{line}");
     }
+}
+
+/// The AWS template (cfn-lint checks it is valid CloudFormation, in
+/// `scripts/test`): it creates the tables `orderflow init` creates, and each
+/// function's handler is one the binary runs — every one of them.
+#[test]
+fn the_aws_template_has_the_stores_tables_and_every_lambda_handler() {
+    let template = std::fs::read_to_string(root().join("infra/aws/template.yaml")).expect("the AWS template");
+    let tables = orderflow_store_dynamodb::Tables::new("${TablePrefix}");
+    let named: BTreeSet<&str> = template
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("TableName: !Sub "))
+        .map(|n| n.trim_matches('"'))
+        .collect();
+    let expected: BTreeSet<&str> = tables.all().iter().map(|name| name.as_str()).collect();
+    assert_eq!(named, expected, "the template's tables are the store's");
+
+    let handlers: BTreeSet<&str> = template.lines().filter_map(|line| line.trim().strip_prefix("Handler: ")).collect();
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        .args(["lambda", "--help"])
+        .output()
+        .expect("orderflow lambda --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    // Listed as "- name: what it does" under "Possible values:".
+    let runs: BTreeSet<&str> = help
+        .lines()
+        .skip_while(|line| !line.contains("Possible values:"))
+        .skip(1)
+        .map_while(|line| line.trim().strip_prefix("- "))
+        .map(|value| value.split(':').next().unwrap_or_default().trim())
+        .collect();
+    assert_eq!(handlers, runs, "every handler the binary runs has its function, and no other: {help}");
 }

@@ -2,7 +2,8 @@
 //! `bootstrap`, the handler in `_HANDLER`, events fetched from the Runtime
 //! API (played here by a small server) — fed the real event shapes of
 //! `tests/fixtures` (API Gateway v2 HTTP, MSK / self-managed Kafka, an
-//! EventBridge schedule).
+//! EventBridge schedule), and batches of the records a DynamoDB Stream
+//! really holds (read from moto's).
 
 mod support;
 
@@ -16,6 +17,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine as _;
 use serde_json::{json, Value};
+use support::shared_store::{moto, SharedStore};
 use support::BIN;
 use tempfile::TempDir;
 use tokio::sync::{mpsc, Mutex};
@@ -42,6 +44,11 @@ impl Lambda {
 
     /// The handler over the embedded store in `data` (by default one of its own).
     async fn start_on(handler: &str, data: Option<&std::path::Path>) -> Lambda {
+        Lambda::start_with(handler, data, &[]).await
+    }
+
+    /// The handler with more settings (another store).
+    async fn start_with(handler: &str, data: Option<&std::path::Path>, settings: &[(&str, &str)]) -> Lambda {
         let dir = TempDir::new().expect("temp dir");
         let data = data.map_or_else(|| dir.path().join("data"), std::path::Path::to_path_buf);
         let (queue, events) = mpsc::channel(16);
@@ -69,6 +76,7 @@ impl Lambda {
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
             .env("OrderflowDataDir", &data)
             .env("RUST_LOG", "warn")
+            .envs(settings.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -249,4 +257,129 @@ async fn a_scheduled_event_passes_the_deadlines_that_are_due() {
     let order = server.order_status("o-l", "Cancelled").await;
     assert_eq!(order["cancelReason"], "payment-timeout");
     server.eventually("/api/inventory/SKU-L", |s| s["reserved"] == 0 && s["available"] == 4).await;
+}
+
+/// The records of the events table's stream (moto's, where `store` is), as
+/// a DynamoDB Streams event source hands them to a function.
+async fn stream_records(store: &SharedStore) -> Vec<Value> {
+    use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
+    let setting =
+        |name: &str| store.settings.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(setting("AWS_ENDPOINT_URL"))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodbstreams::config::SharedCredentialsProvider::new(
+            aws_sdk_dynamodbstreams::config::Credentials::new("test", "test", None, None, "tests"),
+        ))
+        .build();
+    let streams = aws_sdk_dynamodbstreams::Client::new(&config);
+    let table = format!("{}events", setting("DynamoDBTablePrefix"));
+    let listed = streams.list_streams().table_name(&table).send().await.expect("list streams");
+    let arn = listed.streams()[0].stream_arn().expect("a stream").to_string();
+    let described = streams.describe_stream().stream_arn(&arn).send().await.expect("describe");
+    let shard = described.stream_description().expect("description").shards()[0].shard_id().expect("shard").to_string();
+    let iterator = streams
+        .get_shard_iterator()
+        .stream_arn(&arn)
+        .shard_id(&shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect("iterator")
+        .shard_iterator
+        .expect("an iterator");
+    let records = streams.get_records().shard_iterator(iterator).send().await.expect("records");
+    let json = |image: &std::collections::HashMap<String, AttributeValue>| -> Value {
+        image
+            .iter()
+            .filter_map(|(name, value)| match value {
+                AttributeValue::S(text) => Some((name.clone(), json!({"S": text}))),
+                AttributeValue::N(number) => Some((name.clone(), json!({"N": number}))),
+                _ => None,
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    records
+        .records()
+        .iter()
+        .map(|record| {
+            let change = record.dynamodb().expect("a change");
+            json!({
+                "eventID": record.event_id(),
+                "eventName": record.event_name().map(|name| name.as_str()),
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "Keys": change.keys().map(json),
+                    "NewImage": change.new_image().map(json),
+                    "SequenceNumber": change.sequence_number(),
+                    "SizeBytes": change.size_bytes(),
+                    "StreamViewType": "NEW_IMAGE",
+                },
+                "eventSourceARN": arn,
+            })
+        })
+        .collect()
+}
+
+/// The change-feed steps on DynamoDB Streams batches: the HTTP function
+/// writes to DynamoDB, and batches of the stream's own records — with a
+/// record delivered twice and one that is no event — go to `fulfillment`
+/// and `project-snapshots` as the event source mapping would send them.
+#[tokio::test]
+async fn the_change_feed_steps_take_dynamodb_stream_batches_and_report_what_is_left() {
+    let store = moto();
+    let dir = TempDir::new().expect("temp dir");
+    let init = store.run(dir.path(), &["init"]);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let mut http = Lambda::start_with("http", None, &store.env()).await;
+    let mut call = async |method: &str, path: &str, body: Option<Value>| -> Value {
+        let answer = http.invoke(http_request(method, path, body)).await.expect("answered");
+        assert!(answer["statusCode"].as_u64().is_some_and(|status| status < 300), "{path}: {answer}");
+        serde_json::from_str(answer["body"].as_str().unwrap_or_default()).expect("a JSON body")
+    };
+    call("POST", "/api/inventory/SKU-D/restock", Some(json!({"quantity": 10}))).await;
+    let order = json!({"orderId": "o-d1", "customerId": "c-d", "currency": "EUR", "lines": [{"sku": "SKU-D", "quantity": 2, "unitPriceMinor": 100}]});
+    call("POST", "/api/orders", Some(order)).await;
+    call("POST", "/api/orders/o-d1/confirm", None).await;
+
+    let records = stream_records(&store).await;
+    let is_event = |record: &&Value, kind: &str| {
+        record["dynamodb"]["NewImage"]["e"]["S"].as_str().is_some_and(|e| e.contains(&format!("\"type\":\"{kind}\"")))
+    };
+    let confirmed = records.iter().position(|r| is_event(&r, "Confirmed")).expect("the Confirmed record");
+    let mut poison = records[confirmed].clone();
+    poison["dynamodb"]["SequenceNumber"] = json!("poison-1");
+    poison["dynamodb"]["NewImage"]["e"] = json!({"S": "{not an event"});
+    // Everything up to the confirmation, which comes twice, then a record
+    // that is no event, then the rest.
+    let batch = |records: &[Value]| json!({"Records": records});
+    let mut first = records[..=confirmed].to_vec();
+    first.extend([records[confirmed].clone(), poison.clone()]);
+    first.extend_from_slice(&records[confirmed + 1..]);
+
+    let mut fulfillment = Lambda::start_with("fulfillment", None, &store.env()).await;
+    let answer = fulfillment.invoke(batch(&first)).await.expect("answered");
+    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "poison-1"}]}), "retried from the poison");
+    // Lambda retries from it: still reported; once its retries are spent it
+    // goes to the on-failure destination and the rest comes.
+    let from_poison = [&[poison][..], &records[confirmed + 1..]].concat();
+    let again = fulfillment.invoke(batch(&from_poison)).await.expect("answered");
+    assert_eq!(again["batchItemFailures"][0]["itemIdentifier"], "poison-1");
+    let rest = fulfillment.invoke(batch(&records[confirmed + 1..])).await.expect("answered");
+    assert_eq!(rest, json!({"batchItemFailures": []}));
+    // Confirmed twice (and its batch retried), reserved once.
+    let sku = call("GET", "/api/inventory/SKU-D", None).await;
+    assert_eq!((&sku["reserved"], &sku["version"]), (&json!(2), &json!(2)), "{sku}");
+
+    // The projector over the whole stream now (the reservation's records too).
+    let mut projector = Lambda::start_with("project-snapshots", None, &store.env()).await;
+    let all = stream_records(&store).await;
+    assert_eq!(projector.invoke(batch(&all)).await.expect("answered"), json!({"batchItemFailures": []}));
+    let listed = call("GET", "/api/customers/c-d/orders", None).await;
+    assert_eq!(listed["orders"][0]["orderId"], "o-d1", "{listed}");
+    assert_eq!(listed["orders"][0]["version"], 2, "projected from the batch: {listed}");
 }

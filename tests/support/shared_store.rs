@@ -16,7 +16,31 @@ pub struct SharedStore {
     pub lease_setting: &'static str,
 }
 
+/// Tables of the test's own on the moto the test script started
+/// (`ORDERFLOW_TEST_DYNAMODB`), reached through the AWS SDK's standard chain.
+pub fn moto() -> SharedStore {
+    let endpoint = std::env::var("ORDERFLOW_TEST_DYNAMODB")
+        .expect("ORDERFLOW_TEST_DYNAMODB is not set: run the tests with scripts/test, which starts moto");
+    let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
+    let settings = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("DynamoDBTablePrefix", prefix.as_str()),
+    ];
+    SharedStore {
+        settings: settings.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
+        lease_setting: "DynamoDBLeaseSeconds",
+    }
+}
+
 impl SharedStore {
+    /// The settings, to hand a process.
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        self.settings.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect()
+    }
+
     /// `orderflow` with this store's settings, in `dir`.
     pub fn command(&self, dir: &Path) -> Command {
         let mut command = Command::new(BIN);
@@ -32,8 +56,7 @@ impl SharedStore {
     pub fn serve_with(&self, data_dir: &Path, more: &[(&str, &str)]) -> Server {
         let init = self.command(data_dir.parent().unwrap_or(data_dir)).arg("init").output().expect("orderflow init");
         assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
-        let settings: Vec<(&str, &str)> = self.settings.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        Server::start_with(data_dir, &[&settings[..], more].concat())
+        Server::start_with(data_dir, &[&self.env()[..], more].concat())
     }
 
     pub fn run(&self, dir: &Path, args: &[&str]) -> Output {

@@ -1,13 +1,18 @@
 //! orderflow on AWS Lambda (DESIGN §7), over the same pipeline steps as the
 //! other hosts: the HTTP API behind API Gateway / function URLs through
-//! `lambda_http`, and ingestion from an MSK or self-managed Kafka event
-//! source through `lambda_runtime`, and the deadlines step on an EventBridge
+//! `lambda_http`, ingestion from an MSK or self-managed Kafka event source
+//! through `lambda_runtime`, the change-feed steps on the events table's
+//! DynamoDB Stream ([`streams`]), and the deadlines step on an EventBridge
 //! schedule.
 //!
 //! A Kafka event source retries a whole batch when the function fails, so a
 //! record that cannot be applied is dead-lettered (the batch succeeds and
 //! reports it), and only a store that cannot be reached fails the batch —
 //! whose redelivery is then recognised record by record as duplicates.
+
+mod streams;
+
+pub use streams::{decode_stream_event, handle_stream, run_stream, Batch};
 
 use std::sync::Arc;
 use std::time::Duration;
