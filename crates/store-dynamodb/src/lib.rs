@@ -24,6 +24,7 @@
 //! refused for good rather than split.
 
 mod archive;
+mod capacity;
 mod feed;
 mod leases;
 mod lineage;
@@ -48,6 +49,7 @@ use orderflow_pipeline::ports::{
 };
 use orderflow_pipeline::StoreError;
 
+pub use capacity::{CapacityUnits, Charge};
 pub use feed::event_of_image;
 pub use schema::init;
 
@@ -116,6 +118,7 @@ pub struct DynamoStore {
 struct Shared {
     stream_arn: OnceLock<String>,
     iterators: feed::Iterators,
+    units: Arc<CapacityUnits>,
 }
 
 /// Whether `prefix` makes valid table names: DynamoDB allows letters,
@@ -150,8 +153,11 @@ impl DynamoStore {
     /// A store over the tables of `prefix`, with clients configured by
     /// `config` (the AWS SDK's standard chain, or the caller's, for tests).
     pub fn new(config: &aws_config::SdkConfig, prefix: &str, key_retention: Duration) -> DynamoStore {
+        let inner = Arc::new(Shared::default());
+        let metered = aws_sdk_dynamodb::config::Builder::from(config)
+            .interceptor(capacity::Metering { units: inner.units.clone(), prefix: prefix.to_string() });
         DynamoStore {
-            client: Client::new(config),
+            client: Client::from_conf(metered.build()),
             streams: aws_sdk_dynamodbstreams::Client::new(config),
             tables: Tables::new(prefix),
             key_retention,
@@ -160,8 +166,13 @@ impl DynamoStore {
                 (None, Some(region)) => format!("AWS {region}"),
                 (None, None) => "AWS (no region set: AWS_REGION)".to_string(),
             },
-            inner: Arc::default(),
+            inner,
         }
+    }
+
+    /// Requests and capacity units so far, by operation.
+    pub fn capacity_units(&self) -> std::collections::BTreeMap<String, Charge> {
+        self.inner.units.totals()
     }
 
     pub fn client(&self) -> &Client {
