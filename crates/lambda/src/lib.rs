@@ -5,10 +5,10 @@
 //! DynamoDB Stream ([`streams`]), and the deadlines step on an EventBridge
 //! schedule.
 //!
-//! A Kafka event source retries a whole batch when the function fails, so a
-//! record that cannot be applied is dead-lettered (the batch succeeds and
-//! reports it), and only a store that cannot be reached fails the batch —
-//! whose redelivery is then recognised record by record as duplicates.
+//! A record that cannot be applied is dead-lettered (the batch succeeds and
+//! reports it); a partition the store fails on is reported in Lambda's
+//! partial-batch format, from its first record, and only it is delivered
+//! again — its records then recognised one by one as duplicates.
 
 mod streams;
 
@@ -67,7 +67,7 @@ impl tower::Service<LambdaEvent<lambda_http::request::LambdaRequest>> for Unpani
 pub async fn run_kafka(ingestor: Arc<Ingestor>) -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let ingestor = ingestor.clone();
-        async move { handle_kafka(&ingestor, &event.payload).await.map_err(Error::from) }
+        async move { Ok::<Value, Error>(handle_kafka(&ingestor, &event.payload).await) }
     }))
     .await
 }
@@ -104,26 +104,43 @@ fn budget(deadline_ms: u64) -> Duration {
     Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(Duration::from_secs(2))
 }
 
-/// One batch: every record applied (each partition in order) or
-/// dead-lettered; the answer counts them and names the dead-lettered ones.
-pub async fn handle_kafka(ingestor: &Ingestor, event: &Value) -> Result<Value, StoreError> {
-    let batch = decode_event(event);
-    let outcomes = ingestor.ingest_batch(&batch).await?;
+/// One batch, partition by partition (each in order, side by side): every
+/// record applied or dead-lettered. The answer counts them, names the
+/// dead-lettered ones, and lists in Lambda's partial-batch format the
+/// partitions the store failed on, from their first record — Lambda retries
+/// those and checkpoints the rest (`ReportBatchItemFailures` on the event
+/// source mapping; without it, any failure retries the whole batch).
+pub async fn handle_kafka(ingestor: &Ingestor, event: &Value) -> Value {
+    let partitions = decode_partitions(event);
+    let ingested =
+        futures::future::join_all(partitions.iter().map(|partition| ingestor.ingest_batch(&partition.records))).await;
     let mut applied = 0;
     let mut duplicates = 0;
     let mut dead_lettered = Vec::new();
-    for (received, outcome) in batch.iter().zip(&outcomes) {
-        match outcome {
-            Ingested::Applied { .. } => applied += 1,
-            Ingested::Duplicate { .. } => duplicates += 1,
-            Ingested::DeadLettered { kind, reason } => dead_lettered.push(json!({
-                "itemIdentifier": item_identifier(&received.delivery.origin),
-                "kind": kind,
-                "reason": reason,
-            })),
+    let mut failures = Vec::new();
+    for (partition, outcomes) in partitions.iter().zip(ingested) {
+        let outcomes = match outcomes {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::warn!(partition = partition.key, %error, "partition not applied; Lambda retries it");
+                failures
+                    .push(json!({"itemIdentifier": {"partition": partition.key, "offset": partition.first_offset}}));
+                continue;
+            }
+        };
+        for (received, outcome) in partition.records.iter().zip(&outcomes) {
+            match outcome {
+                Ingested::Applied { .. } => applied += 1,
+                Ingested::Duplicate { .. } => duplicates += 1,
+                Ingested::DeadLettered { kind, reason } => dead_lettered.push(json!({
+                    "itemIdentifier": item_identifier(&received.delivery.origin),
+                    "kind": kind,
+                    "reason": reason,
+                })),
+            }
         }
     }
-    Ok(json!({"applied": applied, "duplicates": duplicates, "deadLettered": dead_lettered}))
+    json!({"applied": applied, "duplicates": duplicates, "deadLettered": dead_lettered, "batchItemFailures": failures})
 }
 
 fn item_identifier(origin: &Origin) -> String {
@@ -134,22 +151,41 @@ fn item_identifier(origin: &Origin) -> String {
     }
 }
 
+/// One `topic-partition` of a Kafka event: its records in order, and the
+/// offset of the first (where Lambda goes on from when it is retried).
+pub struct Partition {
+    pub key: String,
+    pub first_offset: i64,
+    pub records: Vec<Received>,
+}
+
 /// The records of an MSK / self-managed Kafka event (`records` keyed by
 /// `topic-partition`; key and value in base64; header values as byte
-/// arrays), in partition order. A record that cannot be read is kept as its
-/// JSON text, to be dead-lettered.
-pub fn decode_event(event: &Value) -> Vec<Received> {
+/// arrays), by partition. A record that cannot be read is kept as its JSON
+/// text, to be dead-lettered.
+pub fn decode_partitions(event: &Value) -> Vec<Partition> {
     let Some(partitions) = event.get("records").and_then(Value::as_object) else {
-        return vec![unreadable(event, "no `records` in the Kafka event".into())];
+        let records = vec![unreadable(event, "no `records` in the Kafka event".into())];
+        return vec![Partition { key: String::new(), first_offset: 0, records }];
     };
-    let mut batch = Vec::new();
-    for records in partitions.values() {
-        match records.as_array() {
-            Some(records) => batch.extend(records.iter().map(decode_record)),
-            None => batch.push(unreadable(records, "`records` holds a non-array".into())),
-        }
-    }
-    batch
+    partitions
+        .iter()
+        .map(|(key, records)| {
+            let (first_offset, records) = match records.as_array() {
+                Some(records) => {
+                    let first = records.first().and_then(|r| r.get("offset")).and_then(Value::as_i64);
+                    (first.unwrap_or_default(), records.iter().map(decode_record).collect())
+                }
+                None => (0, vec![unreadable(records, "`records` holds a non-array".into())]),
+            };
+            Partition { key: key.clone(), first_offset, records }
+        })
+        .collect()
+}
+
+/// Every record of a Kafka event, partition after partition.
+pub fn decode_event(event: &Value) -> Vec<Received> {
+    decode_partitions(event).into_iter().flat_map(|partition| partition.records).collect()
 }
 
 /// What orderflow reads of an event-source record. Not aws_lambda_events'
@@ -231,5 +267,76 @@ mod tests {
         assert_eq!(batch.len(), 2);
         assert!(batch.iter().all(|received| received.event.is_err()));
         assert_eq!(decode_event(&json!([])).len(), 1);
+    }
+
+    /// A store that cannot append to one SKU's stream.
+    struct DownFor(orderflow_pipeline::memory::MemoryStore, &'static str);
+
+    #[async_trait::async_trait]
+    impl orderflow_pipeline::ports::EventStore for DownFor {
+        async fn load(
+            &self,
+            stream_id: &str,
+            key: Option<&str>,
+        ) -> Result<orderflow_pipeline::ports::Loaded, StoreError> {
+            self.0.load(stream_id, key).await
+        }
+
+        async fn append(
+            &self,
+            append: orderflow_pipeline::ports::Append,
+        ) -> Result<orderflow_pipeline::ports::AppendOutcome, StoreError> {
+            if append.stream_id == self.1 {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            self.0.append(append).await
+        }
+
+        async fn read_stream(
+            &self,
+            stream_id: &str,
+            from: u64,
+            max: usize,
+        ) -> Result<Vec<orderflow_pipeline::ports::EventRecord>, StoreError> {
+            self.0.read_stream(stream_id, from, max).await
+        }
+
+        async fn claim(
+            &self,
+            claim: &orderflow_pipeline::ports::KeyClaim,
+        ) -> Result<Option<orderflow_pipeline::ports::KeyClaim>, StoreError> {
+            self.0.claim(claim).await
+        }
+    }
+
+    fn stock_record(offset: i64, id: &str, sku: &str) -> Value {
+        let base64 = base64::engine::general_purpose::STANDARD;
+        let bytes = |text: &str| -> Vec<i8> { text.bytes().map(|b| b as i8).collect() };
+        json!({
+            "topic": "stock", "partition": 0, "offset": offset, "timestamp": 1595035749700_i64,
+            "value": base64.encode(json!({"sku": sku, "quantity": 2}).to_string()),
+            "headers": [
+                {"ce_specversion": bytes("1.0")}, {"ce_id": bytes(id)}, {"ce_source": bytes("/warehouse")},
+                {"ce_type": bytes("stock.received")}, {"content-type": bytes("application/json")},
+            ],
+        })
+    }
+
+    #[tokio::test]
+    async fn a_partition_the_store_fails_on_is_reported_from_its_first_record() {
+        use orderflow_pipeline::memory::MemoryStore;
+        let store = Arc::new(DownFor(MemoryStore::default(), "Sku-SKU-DOWN"));
+        let processor = Arc::new(orderflow_pipeline::processor::CommandProcessor::new(store));
+        let ingestor = Ingestor::new(processor, Arc::new(MemoryStore::default()));
+        let event = json!({"records": {
+            "stock-0": [stock_record(7, "up-1", "SKU-UP"), stock_record(8, "up-2", "SKU-UP")],
+            "stock-1": [stock_record(3, "down-1", "SKU-DOWN"), stock_record(4, "up-3", "SKU-UP")],
+        }});
+        let answer = handle_kafka(&ingestor, &event).await;
+        assert_eq!(answer["applied"], 2, "the healthy partition is applied: {answer}");
+        assert_eq!(answer["batchItemFailures"], json!([{"itemIdentifier": {"partition": "stock-1", "offset": 3}}]));
+        // Delivered again, the applied records are duplicates.
+        let again = handle_kafka(&ingestor, &event).await;
+        assert_eq!((&again["applied"], &again["duplicates"]), (&json!(0), &json!(2)), "{again}");
     }
 }

@@ -9,9 +9,8 @@
 //! start reads at most 24 hours once.
 //!
 //! Each shard takes about five `GetRecords` a second: an idle consumer asks
-//! once a second ([`POLL_DELAY`]) — a `GetShardIterator` and a `GetRecords`;
-//! a consumer catching up keeps the iterator each read ends at for the next
-//! read (it lives 15 minutes), so each page is one request.
+//! once a second ([`POLL_DELAY`]), and the iterator each read ends at is kept
+//! for the next read (it lives 15 minutes), so a read is one request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -214,11 +213,7 @@ impl ChangeFeed for DynamoStore {
             (None, None) => self.after_end(&position.shard).await?,
         };
         let continuation = next.to_string();
-        // Kept only while catching up: an idle range asks for a fresh
-        // iterator at each poll. (moto, which the tests run against, swaps a
-        // table for a copy on every cancelled transaction, leaving older
-        // iterators on a table that never sees another record.)
-        if let (Some(iterator), Some(_)) = (answer.next_shard_iterator(), last) {
+        if let Some(iterator) = answer.next_shard_iterator() {
             self.inner.iterators.keep(continuation.clone(), iterator.to_string());
         }
         let moved = next != position;
