@@ -1,9 +1,9 @@
 //! orderflow's AWS store: Amazon DynamoDB through the official AWS SDK,
-//! behind the pipeline's ports (issue 18; so far every port but two — the
-//! change feed from DynamoDB Streams and the archive are still to come).
+//! behind every one of the pipeline's ports; the change feed is the events
+//! table's DynamoDB Stream ([`feed`]).
 //!
-//! Tables, each named `{prefix}{name}` (the prefix will be the setting
-//! `DynamoDBTablePrefix` once the configuration has it):
+//! Tables, each named `{prefix}{name}` (the prefix is the setting
+//! `DynamoDBTablePrefix`):
 //!
 //! - `events`: partition key `p` (the stream id), sort key `i` (the event's
 //!   index; the stream's **tip** is the item at `i = -1`, with its version
@@ -16,7 +16,8 @@
 //!   (`claim␟{key}`), each with its expiry `x` (epoch seconds, the table's
 //!   TTL attribute; reads ignore expired items before DynamoDB deletes them).
 //! - `leases` ([`leases`]), `refusals` ([`refusals`]), `snapshots`
-//!   ([`snapshots`]), `timers` ([`timers`]) and `parked` ([`parking`]).
+//!   ([`snapshots`]), `timers` ([`timers`]), `parked` ([`parking`]) and
+//!   `archive` ([`archive`]).
 //!
 //! Limits handled by design: an item is at most 400 KB (events, states and
 //! receipts are bounded by the domain's limits); a transaction holds at most
