@@ -31,10 +31,10 @@ pub async fn run_stream(step: Arc<Parked>) -> Result<(), Error> {
     .await
 }
 
-/// The events of a batch, each with its record's sequence number, up to
-/// the first record that cannot be read (with its sequence number).
+/// The events of a batch up to the first record that cannot be read (with
+/// its sequence number and why).
 pub struct Batch {
-    pub events: Vec<(EventRecord, String)>,
+    pub events: Vec<EventRecord>,
     pub unreadable: Option<(String, String)>,
     /// The first record's sequence number.
     pub first: Option<String>,
@@ -52,7 +52,7 @@ pub fn decode_stream_event(event: &Value) -> Batch {
         let image = record.pointer("/dynamodb/NewImage");
         let attribute = |name: &str, kind: &str| image.and_then(|i| i.get(name)?.get(kind)?.as_str());
         match event_of_image(attribute("i", "N"), attribute("e", "S")) {
-            Ok(Some(event)) => batch.events.push((event, sequence)),
+            Ok(Some(event)) => batch.events.push(event),
             Ok(None) => {}
             Err(error) => {
                 batch.unreadable = Some((sequence, error.to_string()));
@@ -68,11 +68,10 @@ pub fn decode_stream_event(event: &Value) -> Batch {
 pub async fn handle_stream(step: &Parked, event: &Value) -> Value {
     let batch = decode_stream_event(event);
     let name = step.name();
-    let events: Vec<EventRecord> = batch.events.iter().map(|(event, _)| event.clone()).collect();
     // The mapping's shards move between invocations: read the parked
     // streams before each batch.
     let handled = match step.refresh().await {
-        Ok(()) => step.handle(&events).await,
+        Ok(()) => step.handle(&batch.events).await,
         Err(error) => Err(error),
     };
     let retry_from = match (handled, batch.unreadable) {

@@ -60,7 +60,7 @@ impl Iterators {
 /// The event an image of the events table holds, if it is one (a tip is
 /// not): from its sort key `i` (a number, as text) and its record `e`.
 pub fn event_of_image(sort_key: Option<&str>, record: Option<&str>) -> Result<Option<EventRecord>, StoreError> {
-    if sort_key.is_some_and(|i| i == TIP.to_string()) {
+    if sort_key.and_then(|i| i.parse::<i64>().ok()) == Some(TIP) {
         return Ok(None);
     }
     let Some(record) = record else { return Ok(None) };

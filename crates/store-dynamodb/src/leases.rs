@@ -21,17 +21,7 @@ impl LeaseStore for DynamoStore {
     }
 
     async fn lease(&self, consumer: &str, range: &str) -> Result<Option<Versioned<Lease>>, StoreError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.tables.leases)
-            .key("c", s(consumer))
-            .key("r", s(range))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?
-            .item;
+        let item = self.get(&self.tables.leases, [("c", s(consumer)), ("r", s(range))]).await?;
         item.as_ref().map(lease_of).transpose()
     }
 

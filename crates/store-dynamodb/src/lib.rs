@@ -194,33 +194,13 @@ impl DynamoStore {
     }
 
     async fn tip(&self, stream_id: &str) -> Result<Option<Tip>, StoreError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.tables.events)
-            .key("p", s(stream_id))
-            .key("i", n(TIP))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?
-            .item;
+        let item = self.get(&self.tables.events, [("p", s(stream_id)), ("i", n(TIP))]).await?;
         item.map(|item| Ok(Tip { version: number(&item, "n")?, state: json_of(&item, "s", stream_id)? })).transpose()
     }
 
     /// The unexpired item of `key` in the keys table, as `T`.
     async fn key_item<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.tables.keys)
-            .key("k", s(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?
-            .item;
-        match item {
+        match self.get(&self.tables.keys, [("k", s(key))]).await? {
             Some(item) if number::<i64>(&item, "x")? > now_seconds() => Ok(Some(json_of(&item, "r", key)?)),
             _ => Ok(None),
         }
@@ -398,6 +378,18 @@ pub(crate) struct Partition<'a> {
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
 impl DynamoStore {
+    /// One item by its whole key (name and value of each part), read
+    /// consistently.
+    async fn get<const N: usize>(
+        &self,
+        table: &str,
+        key: [(&str, AttributeValue); N],
+    ) -> Result<Option<Item>, StoreError> {
+        let key = key.into_iter().map(|(name, value)| (name.to_string(), value)).collect();
+        let answer = self.client.get_item().table_name(table).set_key(Some(key)).consistent_read(true).send().await;
+        Ok(answer.map_err(unavailable)?.item)
+    }
+
     /// A query of one partition (consistent on the table; an index is
     /// eventually consistent), with `and` on the sort key if given.
     fn query(&self, partition: &Partition<'_>, and: Option<&str>) -> QueryFluentBuilder {
