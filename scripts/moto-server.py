@@ -8,6 +8,11 @@ stream shard that open iterators still read (phantom events). DynamoDB
 itself does neither. So here requests are served one at a time, and a
 refused transaction's stream records are taken back from the shard that
 stays the table's.
+
+And DynamoDB lets a table whose stream was disabled enable a new one (a
+new stream, holding nothing of before); moto refuses for good once a table
+had a stream. Here disabling forgets the stream, so that it can be enabled
+again.
 """
 
 import os
@@ -38,6 +43,17 @@ def all_or_nothing(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = all_or_nothing
+update_table_streams = DynamoDBBackend.update_table_streams
+
+
+def streams_enabled_again(self, table, stream_specification):
+    update_table_streams(self, table, stream_specification)
+    if not table.stream_specification.get("StreamEnabled"):
+        table.latest_stream_label = None
+        table.stream_shard = None
+
+
+DynamoDBBackend.update_table_streams = streams_enabled_again
 os.environ.setdefault("MOTO_PORT", str(port))
 app = DomainDispatcherApplication(create_backend_app)
 one_at_a_time = threading.Lock()

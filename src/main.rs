@@ -185,9 +185,10 @@ enum Commands {
 
 #[derive(Subcommand)]
 enum ReplayCommands {
-    /// Project every stream's snapshot again from its events (after deleting
-    /// snapshots, or to repair them). Safe while `serve` runs; an interrupted
-    /// replay resumes where it stopped.
+    /// Project every stream's snapshot again from its events, stream by
+    /// stream over all history (after deleting snapshots, or to repair
+    /// them). Safe while `serve` runs; an interrupted replay resumes where it
+    /// stopped.
     Snapshots {
         /// Where the embedded store lives [setting OrderflowDataDir; default ./.orderflow]
         #[arg(long, value_name = "DIR")]

@@ -129,7 +129,7 @@ async fn closed_orders_move_to_the_archive_while_load_runs_and_read_the_same() {
     assert!(again.starts_with("archived 0 order(s)"), "nothing left to archive: {again}");
     // A closed order still takes commands as before (and refuses them the same).
     server.post_empty("/api/orders/a-0/confirm").await.assert_problem(422, "invalid-status");
-    // The snapshots are rebuilt from the feed and the archive alike.
+    // The snapshots are rebuilt from the streams, hot and archived events alike.
     cli(&["replay", "snapshots", "--quiet", "--data-dir", &data_dir], dir.path());
     assert_eq!(reads(&server, &ids).await, before);
 }

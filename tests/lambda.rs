@@ -263,18 +263,8 @@ async fn a_scheduled_event_passes_the_deadlines_that_are_due() {
 /// a DynamoDB Streams event source hands them to a function.
 async fn stream_records(store: &SharedStore) -> Vec<Value> {
     use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
-    let setting =
-        |name: &str| store.settings.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
-    let config = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .endpoint_url(setting("AWS_ENDPOINT_URL"))
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodbstreams::config::SharedCredentialsProvider::new(
-            aws_sdk_dynamodbstreams::config::Credentials::new("test", "test", None, None, "tests"),
-        ))
-        .build();
-    let streams = aws_sdk_dynamodbstreams::Client::new(&config);
-    let table = format!("{}events", setting("DynamoDBTablePrefix"));
+    let streams = aws_sdk_dynamodbstreams::Client::new(&store.aws_config());
+    let table = format!("{}events", store.setting("DynamoDBTablePrefix"));
     let listed = streams.list_streams().table_name(&table).send().await.expect("list streams");
     let arn = listed.streams()[0].stream_arn().expect("a stream").to_string();
     let described = streams.describe_stream().stream_arn(&arn).send().await.expect("describe");

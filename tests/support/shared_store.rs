@@ -62,6 +62,24 @@ impl SharedStore {
     pub fn run(&self, dir: &Path, args: &[&str]) -> Output {
         self.command(dir).args(args).output().expect("run orderflow")
     }
+
+    /// One of the settings ("" when not set).
+    pub fn setting(&self, name: &str) -> String {
+        self.settings.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default()
+    }
+
+    /// The AWS SDK's configuration for moto where this store is, to look
+    /// into its tables and streams as an operator would.
+    pub fn aws_config(&self) -> aws_config::SdkConfig {
+        use aws_config::{BehaviorVersion, Region};
+        use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+        aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(self.setting("AWS_ENDPOINT_URL"))
+            .region(Region::new(self.setting("AWS_REGION")))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new("test", "test", None, None, "tests")))
+            .build()
+    }
 }
 
 pub async fn idempotency_and_restarts_hold(store: &SharedStore, dir: &Path) {

@@ -35,6 +35,10 @@ impl EventStore for Slow {
     async fn claim(&self, claim: &KeyClaim) -> Result<Option<KeyClaim>, StoreError> {
         self.0.claim(claim).await
     }
+
+    async fn stream_ids(&self, after: Option<&str>, max: usize) -> Result<StreamIds, StoreError> {
+        self.0.stream_ids(after, max).await
+    }
 }
 
 #[tokio::test(start_paused = true)]

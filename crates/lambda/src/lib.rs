@@ -307,6 +307,14 @@ mod tests {
         ) -> Result<Option<orderflow_pipeline::ports::KeyClaim>, StoreError> {
             self.0.claim(claim).await
         }
+
+        async fn stream_ids(
+            &self,
+            after: Option<&str>,
+            max: usize,
+        ) -> Result<orderflow_pipeline::ports::StreamIds, StoreError> {
+            self.0.stream_ids(after, max).await
+        }
     }
 
     fn stock_record(offset: i64, id: &str, sku: &str) -> Value {

@@ -175,6 +175,31 @@ async fn drain(
     (events, positions)
 }
 
+pub async fn every_stream_is_listed_once_page_by_page(stores: &Stores) {
+    let mine: Vec<String> = (0..5).map(|_| stream()).collect();
+    for (i, id) in mine.iter().enumerate() {
+        appended(stores, append(id, 0, 1 + i as u64 % 2, Some("k"))).await;
+    }
+    let (mut listed, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let page = stores.events.stream_ids(after.as_deref(), 2).await.expect("list");
+        assert!(page.ids.len() <= 2, "at most the page size: {page:?}");
+        listed.extend(page.ids);
+        pages += 1;
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert!(pages >= 3, "five streams in pages of two: {pages} pages");
+    let counted = listed.iter().fold(HashMap::<&str, usize>::new(), |mut counts, id| {
+        *counts.entry(id).or_default() += 1;
+        counts
+    });
+    assert!(counted.values().all(|&n| n == 1), "each stream once: {listed:?}");
+    assert!(mine.iter().all(|id| counted.contains_key(id.as_str())), "every stream of mine listed: {listed:?}");
+}
+
 pub async fn the_change_feed_has_every_event_in_stream_order(stores: &Stores) {
     let (a, b) = (stream(), stream());
     let (_, start) = drain(stores, &fresh_positions(stores).await).await;
@@ -518,7 +543,8 @@ macro_rules! conformance_tests {
             concurrent_appends_have_one_winner,
             an_idempotency_key_is_remembered,
             an_idempotency_key_outlives_many_other_commands,
-            a_key_claim_binds_its_first_use
+            a_key_claim_binds_its_first_use,
+            every_stream_is_listed_once_page_by_page
         );
     };
     ($stores:expr) => {

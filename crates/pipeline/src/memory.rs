@@ -226,6 +226,19 @@ impl EventStore for MemoryStore {
         state.claims.insert(claim.key.clone(), (claim.clone(), Instant::now()));
         Ok(None)
     }
+
+    async fn stream_ids(&self, after: Option<&str>, max: usize) -> Result<StreamIds, StoreError> {
+        let state = self.state();
+        let mut ids: Vec<String> = state
+            .streams
+            .iter()
+            .filter(|(id, stream)| stream.tip.is_some() && after.is_none_or(|after| id.as_str() > after))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids.truncate(max);
+        Ok(StreamIds::in_id_order(ids, max))
+    }
 }
 
 impl MemoryStore {

@@ -145,6 +145,28 @@ pub trait EventStore: Send + Sync {
     /// younger than that holds it: then that earlier claim. Durable when it
     /// returns.
     async fn claim(&self, claim: &KeyClaim) -> Result<Option<KeyClaim>, StoreError>;
+    /// The ids of streams with events, a page at a time: at most `max` after
+    /// the position `after` (`None`: from the first), in the store's own
+    /// order. Every stream that existed when the listing began is listed
+    /// once; the walk over all history, whatever the change feed still holds.
+    async fn stream_ids(&self, after: Option<&str>, max: usize) -> Result<StreamIds, StoreError>;
+}
+
+/// A page of stream ids and where the listing goes on.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamIds {
+    pub ids: Vec<String>,
+    /// The position after this page; `None` when every stream was listed.
+    pub next: Option<String>,
+}
+
+impl StreamIds {
+    /// A page of at most `max` ids listed in id order, where the last id is
+    /// the position after it: a full page may have more after it.
+    pub fn in_id_order(ids: Vec<String>, max: usize) -> StreamIds {
+        let next = if ids.len() < max { None } else { ids.last().cloned() };
+        StreamIds { ids, next }
+    }
 }
 
 /// A page of the change feed: events in per-stream order, and where to go on.
@@ -205,6 +227,12 @@ pub trait ChangeFeed: Send + Sync {
     /// Returns when a range may have events after the given continuation
     /// (at once if it already has), or after `timeout`.
     async fn wait_for_changes(&self, positions: &[FeedPosition], timeout: Duration);
+    /// How long the feed keeps an event, when less than the store keeps it
+    /// (`None`: the feed holds every event the store holds). Older history
+    /// is reached through [`EventStore::stream_ids`].
+    fn retention(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// One consumer's lease on one feed range: how far it got, which process

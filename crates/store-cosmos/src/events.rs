@@ -14,16 +14,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use azure_core::http::Etag;
 use azure_data_cosmos::models::TransactionalBatch;
-use azure_data_cosmos::options::{BatchReplaceOptions, ItemReadOptions, ItemWriteOptions, Precondition};
+use azure_data_cosmos::options::{BatchReplaceOptions, ItemReadOptions, ItemWriteOptions, Precondition, QueryOptions};
 use azure_data_cosmos::{FeedScope, Query};
+use azure_data_cosmos_driver::models::ContinuationToken;
+use futures::StreamExt;
 use orderflow_pipeline::ports::{
-    Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, Loaded, Tip,
+    Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, Loaded, StreamIds, Tip,
 };
 use orderflow_pipeline::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{status, unavailable, CosmosStore};
+use crate::{page_size, status, unavailable, CosmosStore};
 
 /// The tip document: the stream's version and its folded state. `kind` tells
 /// it apart from events on the change feed.
@@ -352,6 +354,36 @@ impl EventStore for CosmosStore {
         }
         let archived = self.archived_events(stream_id).await?;
         Ok(orderflow_pipeline::archive::merge(archived, events, from_index, max))
+    }
+
+    /// A cross-partition query of the tips, a page at a time; the position
+    /// is the query's continuation token.
+    async fn stream_ids(&self, after: Option<&str>, max: usize) -> Result<StreamIds, StoreError> {
+        let query = Query::from("SELECT VALUE c.streamId FROM c WHERE c.id = @tip")
+            .with_parameter("@tip", TIP_ID)
+            .map_err(|e| StoreError::Corrupt(format!("query: {e}")))?;
+        let mut options = QueryOptions::default().with_max_item_count(page_size(max));
+        if let Some(token) = after {
+            options = options.with_continuation_token(ContinuationToken::from_string(token.to_string()));
+        }
+        let mut pages = self
+            .inner
+            .events
+            .query_items::<String>(query, FeedScope::full_container(), Some(options))
+            .await
+            .map_err(unavailable)?
+            .into_pages();
+        // Pages of some partitions may be empty: go on to one with ids.
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(unavailable)?;
+            self.inner.units.record_response("query-tips", page.headers());
+            let ids = page.into_items();
+            if !ids.is_empty() {
+                let next = pages.to_continuation_token().map_err(unavailable)?.as_str().to_string();
+                return Ok(StreamIds { ids, next: Some(next) });
+            }
+        }
+        Ok(StreamIds::default())
     }
 
     async fn claim(&self, claim: &KeyClaim) -> Result<Option<KeyClaim>, StoreError> {

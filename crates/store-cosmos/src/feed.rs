@@ -11,12 +11,11 @@
 //! after a merge the former ranges keep being read, each as a part of the
 //! merged partition.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_data_cosmos::feed::FeedRange;
-use azure_data_cosmos::options::{ChangeFeedOptions, ChangeFeedStartFrom, MaxItemCountHint, ReadFeedRangesOptions};
+use azure_data_cosmos::options::{ChangeFeedOptions, ChangeFeedStartFrom, ReadFeedRangesOptions};
 use azure_data_cosmos::FeedScope;
 use azure_data_cosmos_driver::models::{ContinuationToken, EffectivePartitionKey};
 use futures::StreamExt;
@@ -26,7 +25,7 @@ use orderflow_pipeline::StoreError;
 use serde_json::Value;
 
 use crate::events::events_of_documents;
-use crate::{unavailable, CosmosStore};
+use crate::{page_size, unavailable, CosmosStore};
 
 /// How often an idle consumer asks the feed again.
 const POLL_DELAY: Duration = Duration::from_millis(250);
@@ -60,9 +59,7 @@ impl CosmosStore {
         continuation: Option<&str>,
         max: usize,
     ) -> Result<(Vec<Value>, String), StoreError> {
-        let limit =
-            NonZeroU32::new(max.clamp(1, 1000) as u32).map_or(MaxItemCountHint::ServerDecides, MaxItemCountHint::Limit);
-        let mut options = ChangeFeedOptions::default().with_max_item_count(limit);
+        let mut options = ChangeFeedOptions::default().with_max_item_count(page_size(max));
         if let Some(token) = continuation {
             options = options.with_continuation_token(ContinuationToken::from_string(token.to_string()));
         }

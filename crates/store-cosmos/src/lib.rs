@@ -139,6 +139,13 @@ impl CosmosStore {
     }
 }
 
+/// A page of at most `max` items (1 to 1,000, the service's own bound).
+fn page_size(max: usize) -> azure_data_cosmos::options::MaxItemCountHint {
+    use azure_data_cosmos::options::MaxItemCountHint;
+    std::num::NonZeroU32::new(max.clamp(1, 1000) as u32)
+        .map_or(MaxItemCountHint::ServerDecides, MaxItemCountHint::Limit)
+}
+
 fn unavailable(error: CosmosError) -> StoreError {
     StoreError::Unavailable(format!("cosmos: {error}"))
 }

@@ -28,6 +28,8 @@ use crate::{unavailable, DynamoStore, TIP};
 
 /// How often an idle consumer asks a shard again.
 const POLL_DELAY: Duration = Duration::from_secs(1);
+/// How long a DynamoDB Stream keeps a record (the service's fixed 24 hours).
+const STREAM_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long a kept iterator is used (DynamoDB honours one for 15 minutes).
 const ITERATOR_LIFE: Duration = Duration::from_secs(10 * 60);
 /// Kept iterators at most (one per range and consumer is what is needed).
@@ -222,5 +224,9 @@ impl ChangeFeed for DynamoStore {
 
     async fn wait_for_changes(&self, _positions: &[FeedPosition], timeout: Duration) {
         tokio::time::sleep(timeout.min(POLL_DELAY)).await;
+    }
+
+    fn retention(&self) -> Option<Duration> {
+        Some(STREAM_RETENTION)
     }
 }

@@ -46,7 +46,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use orderflow_pipeline::ports::{
-    Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, Loaded, Tip,
+    Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, Loaded, StreamIds, Tip,
 };
 use orderflow_pipeline::StoreError;
 
@@ -332,6 +332,45 @@ impl EventStore for DynamoStore {
         match self.key_item::<KeyClaim>(&key).await? {
             Some(earlier) => Ok(Some(earlier)),
             None => Box::pin(self.claim(claim)).await,
+        }
+    }
+
+    /// A scan of the events table for tips, `max` items examined a request;
+    /// the position is the last key examined, as `{i} {p}`.
+    async fn stream_ids(&self, after: Option<&str>, max: usize) -> Result<StreamIds, StoreError> {
+        let mut start = match after.map(|after| after.split_once(' ')) {
+            None => None,
+            Some(Some((index, stream_id))) => Some(HashMap::from([("p".into(), s(stream_id)), ("i".into(), n(index))])),
+            Some(None) => return Err(StoreError::Corrupt(format!("not a position of the tips' scan: {after:?}"))),
+        };
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.tables.events)
+                .filter_expression("i = :tip")
+                .expression_attribute_values(":tip", n(TIP))
+                .projection_expression("p")
+                .consistent_read(true)
+                .limit(i32::try_from(max.max(1)).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let ids = page.items().iter().filter_map(|item| item.get("p")?.as_s().ok().cloned()).collect::<Vec<_>>();
+            let next = match page.last_evaluated_key {
+                Some(last) if !last.is_empty() => last,
+                _ => return Ok(StreamIds { ids, next: None }),
+            };
+            let position = match (next.get("i").and_then(|i| i.as_n().ok()), next.get("p").and_then(|p| p.as_s().ok()))
+            {
+                (Some(index), Some(stream_id)) => format!("{index} {stream_id}"),
+                _ => return Err(StoreError::Corrupt(format!("a scan's last key without p and i: {next:?}"))),
+            };
+            if !ids.is_empty() {
+                return Ok(StreamIds { ids, next: Some(position) });
+            }
+            start = Some(next);
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orderflow_pipeline::ports::{
     Append, AppendOutcome, ChangeFeed, EventRecord, EventStore, FeedPage, FeedPosition, IdempotencyRecord, KeyClaim,
-    Loaded, PlannedRange, StartFrom, Tip,
+    Loaded, PlannedRange, StartFrom, StreamIds, Tip,
 };
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -105,6 +105,19 @@ impl EventStore for SqliteStore {
             Ok(None)
         })
         .await
+    }
+
+    async fn stream_ids(&self, after: Option<&str>, max: usize) -> Result<StreamIds, StoreError> {
+        let after = after.unwrap_or_default().to_string();
+        let ids = self
+            .read(move |conn| {
+                let mut statement =
+                    conn.prepare_cached("SELECT stream_id FROM tips WHERE stream_id > ?1 ORDER BY stream_id LIMIT ?2")?;
+                let ids = statement.query_map(params![after, max as i64], |row| row.get(0))?;
+                ids.collect::<Result<Vec<String>, _>>()
+            })
+            .await?;
+        Ok(StreamIds::in_id_order(ids, max))
     }
 }
 
