@@ -17,6 +17,13 @@ use serde_json::{json, Value};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
+/// Runs `session` off the async workers (the DevTools pipe is read
+/// blocking); a panic in it — an assertion on the page — fails the test with
+/// its own message.
+pub async fn in_browser<T: Send + 'static>(session: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(session).await.unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()))
+}
+
 pub struct Browser {
     chromium: Child,
     commands: PipeWriter,
