@@ -39,16 +39,24 @@ fn event(stream_id: &str, index: u64) -> EventRecord {
 }
 
 fn append(stream_id: &str, expected_version: u64, count: u64, key: Option<&str>) -> Append {
+    append_keyed(stream_id, expected_version, count, key.as_slice())
+}
+
+/// `count` events answering a command for each of `keys`.
+fn append_keyed(stream_id: &str, expected_version: u64, count: u64, keys: &[&str]) -> Append {
     Append {
         stream_id: stream_id.to_string(),
         expected_version,
         events: (expected_version..expected_version + count).map(|i| event(stream_id, i)).collect(),
         state: json!({"version": expected_version + count}),
-        idempotency: key.map(|key| IdempotencyRecord {
-            key: key.to_string(),
-            fingerprint: format!("fp-{key}"),
-            receipt: json!({"version": expected_version + count}),
-        }),
+        idempotency: keys
+            .iter()
+            .map(|key| IdempotencyRecord {
+                key: key.to_string(),
+                fingerprint: format!("fp-{key}"),
+                receipt: json!({"version": expected_version + count, "key": key}),
+            })
+            .collect(),
     }
 }
 
@@ -103,7 +111,7 @@ pub async fn an_idempotency_key_is_remembered(stores: &Stores) {
     appended(stores, append(&id, 0, 1, Some("k1"))).await;
     let loaded = stores.events.load(&id, Some("k1")).await.expect("load");
     let prior = loaded.prior.expect("the key is known");
-    assert_eq!((prior.fingerprint.as_str(), &prior.receipt), ("fp-k1", &json!({"version": 1})));
+    assert_eq!((prior.fingerprint.as_str(), &prior.receipt), ("fp-k1", &json!({"version": 1, "key": "k1"})));
     assert!(stores.events.load(&id, Some("k2")).await.expect("load").prior.is_none());
     // The same key again, even at the right version, appends nothing.
     match stores.events.append(append(&id, 1, 1, Some("k1"))).await.expect("append") {
@@ -111,6 +119,25 @@ pub async fn an_idempotency_key_is_remembered(stores: &Stores) {
         other => panic!("expected Duplicate, got {other:?}"),
     }
     assert_eq!(stores.events.read_stream(&id, 0, 100).await.expect("read").len(), 1);
+}
+
+/// Commands decided in a row on one stream go in one append with a record
+/// each: all are remembered, and an append naming any of them again (in
+/// another company) changes nothing.
+pub async fn an_append_remembers_each_of_its_keys(stores: &Stores) {
+    let id = stream();
+    appended(stores, append_keyed(&id, 0, 2, &["r1", "r2", "r3"])).await;
+    for key in ["r1", "r2", "r3"] {
+        let prior = stores.events.load(&id, Some(key)).await.expect("load").prior;
+        assert_eq!(prior.map(|p| p.receipt), Some(json!({"version": 2, "key": key})), "{key}");
+    }
+    match stores.events.append(append_keyed(&id, 2, 1, &["r4", "r2"])).await.expect("append") {
+        AppendOutcome::Duplicate(record) => assert_eq!(record.key, "r2"),
+        other => panic!("expected Duplicate, got {other:?}"),
+    }
+    assert!(stores.events.load(&id, Some("r4")).await.expect("load").prior.is_none(), "r4 was not recorded");
+    assert_eq!(stores.events.read_stream(&id, 0, 100).await.expect("read").len(), 2);
+    assert_eq!(appended(stores, append_keyed(&id, 2, 1, &["r4", "r5"])).await, 3);
 }
 
 pub async fn an_idempotency_key_outlives_many_other_commands(stores: &Stores) {
@@ -462,7 +489,7 @@ pub async fn append_one(events: &dyn EventStore, stream_id: &str) {
         expected_version: version,
         events: vec![event(stream_id, version)],
         state: json!({}),
-        idempotency: None,
+        idempotency: Vec::new(),
     };
     assert!(matches!(events.append(append).await.expect("append"), AppendOutcome::Appended { .. }));
 }
@@ -542,6 +569,7 @@ macro_rules! conformance_tests {
             a_stale_version_changes_nothing,
             concurrent_appends_have_one_winner,
             an_idempotency_key_is_remembered,
+            an_append_remembers_each_of_its_keys,
             an_idempotency_key_outlives_many_other_commands,
             a_key_claim_binds_its_first_use,
             every_stream_is_listed_once_page_by_page

@@ -177,7 +177,7 @@ impl EventStore for MemoryStore {
     async fn append(&self, append: Append) -> Result<AppendOutcome, StoreError> {
         let mut state = self.state();
         let stream = state.streams.entry(append.stream_id.clone()).or_default();
-        if let Some(record) = &append.idempotency {
+        for record in &append.idempotency {
             if let Some((prior, _)) = stream.records.get(&record.key).filter(|(_, at)| self.fresh(at)) {
                 return Ok(AppendOutcome::Duplicate(prior.clone()));
             }
@@ -200,7 +200,7 @@ impl EventStore for MemoryStore {
         let version = actual + append.events.len() as u64;
         stream.tip = Some(Tip { version, state: append.state });
         stream.events.extend(append.events.iter().cloned());
-        if let Some(record) = append.idempotency {
+        for record in append.idempotency {
             stream.records.insert(record.key.clone(), (record, Instant::now()));
         }
         state.log.extend(append.events);

@@ -106,6 +106,11 @@ pub struct Loaded {
     pub prior: Option<IdempotencyRecord>,
 }
 
+/// The most items one append writes — its events, its idempotency records
+/// and the tip: a transaction holds at most 100 on Cosmos DB (a
+/// transactional batch) and on DynamoDB (`TransactWriteItems`).
+pub const MAX_APPEND_ITEMS: usize = 100;
+
 pub struct Append {
     pub stream_id: String,
     /// The version the events were decided on; the append fails if the stream moved.
@@ -113,7 +118,17 @@ pub struct Append {
     pub events: Vec<EventRecord>,
     /// The state after the events: the new tip.
     pub state: Value,
-    pub idempotency: Option<IdempotencyRecord>,
+    /// A record for each keyed command the events answer: one, or several
+    /// when commands to the stream were decided in a row. If any of their
+    /// keys is recorded already, nothing is written.
+    pub idempotency: Vec<IdempotencyRecord>,
+}
+
+impl Append {
+    /// What it writes, counted as [`MAX_APPEND_ITEMS`] counts.
+    pub fn items(&self) -> usize {
+        self.events.len() + self.idempotency.len() + 1
+    }
 }
 
 #[derive(Debug)]
@@ -125,7 +140,8 @@ pub enum AppendOutcome {
     WrongVersion {
         actual: u64,
     },
-    /// A command with the same idempotency key was appended first.
+    /// A command with one of the append's idempotency keys was appended
+    /// first: its record.
     Duplicate(IdempotencyRecord),
 }
 
@@ -135,7 +151,7 @@ pub trait EventStore: Send + Sync {
     /// with that key changed the stream within the key retention.
     async fn load(&self, stream_id: &str, idempotency_key: Option<&str>) -> Result<Loaded, StoreError>;
     /// Atomically appends the events, replaces the tip and records the
-    /// idempotency record, or changes nothing. Durable when it returns
+    /// idempotency records, or changes nothing. Durable when it returns
     /// `Appended`.
     async fn append(&self, append: Append) -> Result<AppendOutcome, StoreError>;
     /// Events of one stream from `from_index` on, in order, at most `max`

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::ports::{Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, StoreError, Tip};
+use crate::ports::{
+    Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, StoreError, Tip, MAX_APPEND_ITEMS,
+};
 use crate::streams::{self, encode_event, encode_state, order_stream, sku_stream};
 
 /// Where a command comes from, and how it must be treated.
@@ -203,19 +205,72 @@ impl CommandProcessor {
                 (command.name(), run.instrument(span(command.name(), &stream)).await)
             }
         };
-        let outcome = match &result {
-            Ok(receipt) if receipt.duplicate => "duplicate",
-            Ok(receipt) if receipt.appended == 0 => "unchanged",
-            Ok(_) => "appended",
-            Err(CommandError::Rejected(_)) => "rejected",
-            Err(CommandError::PreconditionFailed { .. }) => "precondition-failed",
-            Err(CommandError::KeyReused) => "key-reused",
-            Err(CommandError::Contention(_)) => "contention",
-            Err(CommandError::Store(_)) => "store-error",
-        };
-        metrics::counter!("orderflow_commands_total", "command" => name, "outcome" => outcome).increment(1);
-        metrics::histogram!("orderflow_command_seconds").record(started.elapsed().as_secs_f64());
+        counted(name, &result, started);
         result
+    }
+
+    /// Executes commands to one stream as [`execute`](Self::execute) would
+    /// one after another, but decided in a row on the stream's state and
+    /// their events appended together, as many as one append takes: the
+    /// reactions of a batch to one stream cost one write instead of one
+    /// each, and those that change nothing no read of their own. The answers
+    /// are in order and stop after the first store error or contention
+    /// (the rest were not tried). One difference: a command that changes
+    /// nothing answers so even when its key was used before (not looked up:
+    /// it changes nothing either way). Commands with a key that may name
+    /// any stream or with a version condition, or to different streams,
+    /// are executed one by one.
+    pub async fn execute_in_row(&self, commands: &[(&Command, &Envelope)]) -> Vec<Result<Receipt, CommandError>> {
+        use tracing::Instrument;
+        let foldable = |envelope: &Envelope| {
+            envelope.expected_version.is_none()
+                && envelope.idempotency.as_ref().is_none_or(|k| k.scope == KeyScope::Stream)
+        };
+        let orders: Option<Vec<_>> = commands
+            .iter()
+            .map(|(command, envelope)| match command {
+                Command::Order { order_id, command } if foldable(envelope) => Some((order_id, (command, *envelope))),
+                _ => None,
+            })
+            .collect();
+        let skus: Option<Vec<_>> = commands
+            .iter()
+            .map(|(command, envelope)| match command {
+                Command::Inventory { sku, command } if foldable(envelope) => Some((sku, (command, *envelope))),
+                _ => None,
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let answers = match (orders, skus) {
+            (Some(row), _) if row.iter().all(|(id, _)| *id == row[0].0) => {
+                let stream = order_stream(row[0].0);
+                let row: Vec<_> = row.into_iter().map(|(_, command)| command).collect();
+                let span = tracing::info_span!("commands", stream, count = row.len());
+                self.run_in_row::<Order>(&stream, &row).instrument(span).await
+            }
+            (_, Some(row)) if row.iter().all(|(id, _)| *id == row[0].0) => {
+                let stream = sku_stream(row[0].0);
+                let row: Vec<_> = row.into_iter().map(|(_, command)| command).collect();
+                let span = tracing::info_span!("commands", stream, count = row.len());
+                self.run_in_row::<Inventory>(&stream, &row).instrument(span).await
+            }
+            _ => {
+                let mut answers = Vec::with_capacity(commands.len());
+                for (command, envelope) in commands {
+                    let answer = self.execute(command, envelope).await;
+                    let failed = matches!(answer, Err(CommandError::Store(_) | CommandError::Contention(_)));
+                    answers.push(answer);
+                    if failed {
+                        break;
+                    }
+                }
+                return answers;
+            }
+        };
+        for ((command, _), answer) in commands.iter().zip(&answers) {
+            counted(command.name(), answer, started);
+        }
+        answers
     }
 
     /// Runs `command` once its key, if it may name any stream, is bound to
@@ -296,13 +351,28 @@ impl CommandProcessor {
         envelope: &Envelope,
     ) -> Result<Receipt, CommandError> {
         let _turn = self.locks.lock(stream_id).await;
-        let key = envelope.idempotency.as_ref();
-        // A stream this process has not seen is assumed new: right for every
-        // new order, and checked by the append like any cached tip.
-        let mut current = match self.tips.get::<A::State>(stream_id) {
+        self.run_locked::<A>(stream_id, command, envelope).await
+    }
+
+    /// The cached tip, not authoritative. A stream this process has not seen
+    /// is assumed new: right for every new order, and checked by the append
+    /// like any cached tip.
+    fn cached<A: Aggregate>(&self, stream_id: &str) -> Current<A::State> {
+        match self.tips.get::<A::State>(stream_id) {
             Some((version, state)) => Current { version, state, authoritative: false },
             None => Current { version: 0, state: Arc::default(), authoritative: false },
-        };
+        }
+    }
+
+    /// Runs one command; the caller holds the stream's turn.
+    async fn run_locked<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        command: &A::Command,
+        envelope: &Envelope,
+    ) -> Result<Receipt, CommandError> {
+        let key = envelope.idempotency.as_ref();
+        let mut current = self.cached::<A>(stream_id);
         let mut conflicts = 0;
         loop {
             let state = current.state.as_ref();
@@ -347,51 +417,220 @@ impl CommandProcessor {
                 expected_version: version,
                 events: records::<A>(stream_id, version, &events, envelope)?,
                 state: encode_state::<A>(&new_state)?,
-                idempotency: key.map(|k| IdempotencyRecord {
-                    key: k.key.clone(),
-                    fingerprint: k.fingerprint.clone(),
-                    receipt: serde_json::to_value(&receipt).unwrap_or_default(),
-                }),
+                idempotency: key
+                    .map(|k| IdempotencyRecord {
+                        key: k.key.clone(),
+                        fingerprint: k.fingerprint.clone(),
+                        receipt: serde_json::to_value(&receipt).unwrap_or_default(),
+                    })
+                    .into_iter()
+                    .collect(),
             };
-            let started = std::time::Instant::now();
-            let events_appended = append.events.len();
-            let appended = tracing::Instrument::instrument(
-                self.store.append(append),
-                tracing::debug_span!("append", stream_id, events = events_appended),
-            )
-            .await;
-            metrics::histogram!("orderflow_append_seconds").record(started.elapsed().as_secs_f64());
-            match appended {
-                Ok(AppendOutcome::Appended { version }) => {
+            match self.append(append).await? {
+                AppendOutcome::Appended { version } => {
                     self.tips.insert(stream_id, version, Arc::new(new_state));
                     return Ok(receipt);
                 }
-                Ok(AppendOutcome::Duplicate(prior)) => return replay(prior, key),
-                Ok(AppendOutcome::WrongVersion { .. }) => {
-                    if current.authoritative {
-                        conflicts += 1;
-                        if conflicts >= self.max_attempts {
-                            self.tips.remove(stream_id);
-                            return Err(CommandError::Contention(conflicts));
-                        }
-                        tracing::debug!(stream_id, conflicts, "concurrent write, deciding again");
-                        metrics::counter!("orderflow_command_conflicts_total").increment(1);
-                        let jitter = fastrand::u64(0..=2_000 * u64::from(conflicts));
-                        tokio::time::sleep(Duration::from_micros(jitter)).await;
-                    }
+                AppendOutcome::Duplicate(prior) => return replay(prior, key),
+                AppendOutcome::WrongVersion { .. } => {
+                    self.lost_race(stream_id, &current, &mut conflicts).await?;
                     current = match self.load::<A>(stream_id, key).await? {
                         Reload::Tip(current) => current,
                         Reload::Answered(receipt) => return Ok(receipt),
                     };
                 }
-                Err(error) => {
-                    // The outcome is unknown: forget the tip rather than trust it.
-                    self.tips.remove(stream_id);
-                    return Err(error.into());
+            }
+        }
+    }
+
+    /// Runs commands to one stream in row (see [`execute_in_row`](Self::execute_in_row)).
+    async fn run_in_row<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        row: &[(&A::Command, &Envelope)],
+    ) -> Vec<Result<Receipt, CommandError>> {
+        let _turn = self.locks.lock(stream_id).await;
+        let mut answers = Vec::with_capacity(row.len());
+        while let Some(rest) = row.get(answers.len()..).filter(|rest| !rest.is_empty()) {
+            let done = match self.fold::<A>(stream_id, rest).await {
+                Ok(Some(receipts)) => {
+                    answers.extend(receipts.into_iter().map(Ok));
+                    continue;
+                }
+                Ok(None) => {
+                    let (command, envelope) = rest[0];
+                    self.run_locked::<A>(stream_id, command, envelope).await
+                }
+                Err(error) => Err(error),
+            };
+            let failed = matches!(done, Err(CommandError::Store(_) | CommandError::Contention(_)));
+            answers.push(done);
+            if failed {
+                break;
+            }
+        }
+        answers
+    }
+
+    /// Decides the commands of `row` in a row, from the first, and appends
+    /// the events of as many as one append takes; their receipts. `None`
+    /// when the first must run on its own: it is refused (a refusal on a
+    /// state that may be stale is checked against the store and the key),
+    /// or a command of the row was handled before (each key then answers
+    /// for itself).
+    async fn fold<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        row: &[(&A::Command, &Envelope)],
+    ) -> Result<Option<Vec<Receipt>>, CommandError> {
+        let mut current = self.cached::<A>(stream_id);
+        let mut conflicts = 0;
+        loop {
+            let decided = decide_in_row::<A>(stream_id, &current, row)?;
+            if decided.receipts.is_empty() {
+                return Ok(None);
+            }
+            if decided.events.is_empty() {
+                if current.authoritative {
+                    return Ok(Some(decided.receipts));
+                }
+                // Nothing changes, on a tip that may be stale: read it.
+                current = match self.load::<A>(stream_id, None).await? {
+                    Reload::Tip(current) => current,
+                    Reload::Answered(_) => return Ok(None),
+                };
+                continue;
+            }
+            let append = Append {
+                stream_id: stream_id.to_string(),
+                expected_version: current.version,
+                events: decided.events,
+                state: encode_state::<A>(&decided.state)?,
+                idempotency: decided.records,
+            };
+            match self.append(append).await? {
+                AppendOutcome::Appended { version } => {
+                    self.tips.insert(stream_id, version, Arc::new(decided.state));
+                    return Ok(Some(decided.receipts));
+                }
+                AppendOutcome::Duplicate(_) => return Ok(None),
+                AppendOutcome::WrongVersion { .. } => {
+                    self.lost_race(stream_id, &current, &mut conflicts).await?;
+                    current = match self.load::<A>(stream_id, None).await? {
+                        Reload::Tip(current) => current,
+                        Reload::Answered(_) => return Ok(None),
+                    };
                 }
             }
         }
     }
+
+    async fn append(&self, append: Append) -> Result<AppendOutcome, CommandError> {
+        let started = std::time::Instant::now();
+        let span = tracing::debug_span!("append", stream_id = append.stream_id, events = append.events.len());
+        let stream_id = append.stream_id.clone();
+        let appended = tracing::Instrument::instrument(self.store.append(append), span).await;
+        metrics::histogram!("orderflow_append_seconds").record(started.elapsed().as_secs_f64());
+        appended.map_err(|error| {
+            // The outcome is unknown: forget the tip rather than trust it.
+            self.tips.remove(&stream_id);
+            error.into()
+        })
+    }
+
+    /// After an append lost to another writer: a tip just read that lost
+    /// means contention — counted, given up after `max_attempts`, and waited
+    /// on with jitter; a cached one was merely stale.
+    async fn lost_race<S>(
+        &self,
+        stream_id: &str,
+        current: &Current<S>,
+        conflicts: &mut u32,
+    ) -> Result<(), CommandError> {
+        if !current.authoritative {
+            return Ok(());
+        }
+        *conflicts += 1;
+        if *conflicts >= self.max_attempts {
+            self.tips.remove(stream_id);
+            return Err(CommandError::Contention(*conflicts));
+        }
+        tracing::debug!(stream_id, conflicts, "concurrent write, deciding again");
+        metrics::counter!("orderflow_command_conflicts_total").increment(1);
+        let jitter = fastrand::u64(0..=2_000 * u64::from(*conflicts));
+        tokio::time::sleep(Duration::from_micros(jitter)).await;
+        Ok(())
+    }
+}
+
+/// Counts a command's outcome and time.
+fn counted(name: &'static str, result: &Result<Receipt, CommandError>, started: std::time::Instant) {
+    let outcome = match result {
+        Ok(receipt) if receipt.duplicate => "duplicate",
+        Ok(receipt) if receipt.appended == 0 => "unchanged",
+        Ok(_) => "appended",
+        Err(CommandError::Rejected(_)) => "rejected",
+        Err(CommandError::PreconditionFailed { .. }) => "precondition-failed",
+        Err(CommandError::KeyReused) => "key-reused",
+        Err(CommandError::Contention(_)) => "contention",
+        Err(CommandError::Store(_)) => "store-error",
+    };
+    metrics::counter!("orderflow_commands_total", "command" => name, "outcome" => outcome).increment(1);
+    metrics::histogram!("orderflow_command_seconds").record(started.elapsed().as_secs_f64());
+}
+
+/// Commands decided in a row on one state: what one append writes.
+struct Decided<S> {
+    /// One per command decided, in order.
+    receipts: Vec<Receipt>,
+    events: Vec<EventRecord>,
+    /// One per keyed command that appends.
+    records: Vec<IdempotencyRecord>,
+    /// The state after them all.
+    state: S,
+}
+
+/// Decides commands of `row` one after another on `current` and the events
+/// of those before, up to the first that is refused, repeats a key of the
+/// row, or would make the append larger than a store takes.
+fn decide_in_row<A: Aggregate>(
+    stream_id: &str,
+    current: &Current<A::State>,
+    row: &[(&A::Command, &Envelope)],
+) -> Result<Decided<A::State>, StoreError> {
+    let mut decided =
+        Decided { receipts: Vec::new(), events: Vec::new(), records: Vec::new(), state: (*current.state).clone() };
+    let mut version = current.version;
+    for (command, envelope) in row {
+        let Ok(events) = A::decide(&decided.state, command) else { break };
+        let key = envelope.idempotency.as_ref().filter(|_| !events.is_empty());
+        if key.is_some_and(|key| decided.records.iter().any(|r| r.key == key.key)) {
+            break;
+        }
+        let items = decided.events.len() + events.len() + decided.records.len() + usize::from(key.is_some()) + 1;
+        if items > MAX_APPEND_ITEMS && !decided.receipts.is_empty() {
+            break;
+        }
+        decided.events.extend(records::<A>(stream_id, version, &events, envelope)?);
+        version += events.len() as u64;
+        decided.state = A::fold(decided.state, &events);
+        let receipt = Receipt {
+            stream_id: stream_id.to_string(),
+            version,
+            status: A::status(&decided.state).map(str::to_string),
+            appended: events.len(),
+            duplicate: false,
+        };
+        if let Some(key) = key {
+            decided.records.push(IdempotencyRecord {
+                key: key.key.clone(),
+                fingerprint: key.fingerprint.clone(),
+                receipt: serde_json::to_value(&receipt).unwrap_or_default(),
+            });
+        }
+        decided.receipts.push(receipt);
+    }
+    Ok(decided)
 }
 
 /// A bounded map of recent tips: each stream's version and its state, typed

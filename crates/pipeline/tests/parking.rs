@@ -78,7 +78,7 @@ async fn append(store: &MemoryStore, stream_id: &str, data: Value) {
         expected_version: version,
         events: vec![event],
         state: json!({}),
-        idempotency: None,
+        idempotency: Vec::new(),
     };
     assert!(matches!(store.append(append).await.expect("append"), AppendOutcome::Appended { .. }));
 }

@@ -49,7 +49,7 @@ async fn a_tip_that_does_not_read_is_folded_again_from_the_events() {
             ..last
         }],
         state: json!({"status": 7, "lines": "two of them"}),
-        idempotency: None,
+        idempotency: Vec::new(),
     };
     assert!(matches!(store.append(rewrite).await.expect("append"), AppendOutcome::Appended { .. }));
 

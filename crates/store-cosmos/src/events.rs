@@ -20,6 +20,7 @@ use azure_data_cosmos_driver::models::ContinuationToken;
 use futures::StreamExt;
 use orderflow_pipeline::ports::{
     Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, Loaded, StreamIds, Tip,
+    MAX_APPEND_ITEMS,
 };
 use orderflow_pipeline::StoreError;
 use serde::{Deserialize, Serialize};
@@ -245,8 +246,12 @@ impl EventStore for CosmosStore {
         if actual != append.expected_version {
             return Ok(AppendOutcome::WrongVersion { actual });
         }
-        if append.events.len() + 2 > 100 {
-            return Err(StoreError::Corrupt(format!("{} events exceed one batch", append.events.len())));
+        if append.items() > MAX_APPEND_ITEMS {
+            return Err(StoreError::Refused(format!(
+                "{} events and {} keys in one append: a transactional batch takes at most {MAX_APPEND_ITEMS} items",
+                append.events.len(),
+                append.idempotency.len()
+            )));
         }
         let version = append.expected_version + append.events.len() as u64;
         let tip = TipDoc {
@@ -256,22 +261,26 @@ impl EventStore for CosmosStore {
             version,
             state: append.state,
         };
-        let key = append.idempotency.as_ref().map(|record| KeyDoc {
-            id: key_doc_id(&record.key),
-            stream_id: append.stream_id.clone(),
-            kind: KEY_KIND.into(),
-            fingerprint: record.fingerprint.clone(),
-            receipt: record.receipt.clone(),
-            created_at: chrono::Utc::now().timestamp(),
-            ttl: self.key_ttl(),
-        });
-        let mut key_write = KeyWrite::Create;
+        let keys: Vec<KeyDoc> = append
+            .idempotency
+            .iter()
+            .map(|record| KeyDoc {
+                id: key_doc_id(&record.key),
+                stream_id: append.stream_id.clone(),
+                kind: KEY_KIND.into(),
+                fingerprint: record.fingerprint.clone(),
+                receipt: record.receipt.clone(),
+                created_at: chrono::Utc::now().timestamp(),
+                ttl: self.key_ttl(),
+            })
+            .collect();
+        let mut key_writes: Vec<KeyWrite> = keys.iter().map(|_| KeyWrite::Create).collect();
         loop {
             let corrupt = |e: azure_data_cosmos::CosmosError| StoreError::Corrupt(format!("batch: {e}"));
             let mut batch = TransactionalBatch::new(append.stream_id.clone());
-            // The key first: a repeat is told by its 409 before anything else.
-            if let Some(key) = &key {
-                batch = match &key_write {
+            // The keys first: a repeat is told by its 409 before anything else.
+            for (key, write) in keys.iter().zip(&key_writes) {
+                batch = match write {
                     KeyWrite::Create => batch.create_item(key).map_err(corrupt)?,
                     KeyWrite::ReplaceExpired(etag) => {
                         let options = etag
@@ -308,19 +317,22 @@ impl EventStore for CosmosStore {
             // Nothing of the batch was stored; the first failure says why
             // (the others answer 424).
             let failed = statuses.iter().position(|s| !(200..300).contains(s) && *s != 424);
-            match (failed, &append.idempotency) {
-                (Some(0), Some(record)) => match self.read_key(&append.stream_id, &record.key).await? {
-                    Some((earlier, _)) if earlier.created_at >= self.key_cutoff() => {
-                        return Ok(AppendOutcome::Duplicate(IdempotencyRecord {
-                            key: record.key.clone(),
-                            fingerprint: earlier.fingerprint,
-                            receipt: earlier.receipt,
-                        }));
+            match failed {
+                Some(i) if i < keys.len() => {
+                    let record = &append.idempotency[i];
+                    match self.read_key(&append.stream_id, &record.key).await? {
+                        Some((earlier, _)) if earlier.created_at >= self.key_cutoff() => {
+                            return Ok(AppendOutcome::Duplicate(IdempotencyRecord {
+                                key: record.key.clone(),
+                                fingerprint: earlier.fingerprint,
+                                receipt: earlier.receipt,
+                            }));
+                        }
+                        Some((_, etag)) => key_writes[i] = KeyWrite::ReplaceExpired(etag),
+                        None => key_writes[i] = KeyWrite::Create,
                     }
-                    Some((_, etag)) => key_write = KeyWrite::ReplaceExpired(etag),
-                    None => key_write = KeyWrite::Create,
-                },
-                (Some(i), _) if matches!(statuses[i], 409 | 412) => {
+                }
+                Some(i) if matches!(statuses[i], 409 | 412) => {
                     // Another writer moved the stream first.
                     let actual = self.read_tip(&tip.stream_id).await?.map_or(0, |t| t.doc.version);
                     return Ok(AppendOutcome::WrongVersion { actual });

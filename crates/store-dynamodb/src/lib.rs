@@ -21,8 +21,8 @@
 //!
 //! Limits handled by design: an item is at most 400 KB (events, states and
 //! receipts are bounded by the domain's limits); a transaction holds at most
-//! 100 items, so an append of more than [`MAX_EVENTS_PER_APPEND`] events is
-//! refused for good rather than split.
+//! 100 items, so an append of more items than that (its events, its keys and
+//! the tip: [`MAX_APPEND_ITEMS`]) is refused for good rather than split.
 
 mod archive;
 mod capacity;
@@ -47,6 +47,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use orderflow_pipeline::ports::{
     Append, AppendOutcome, EventRecord, EventStore, IdempotencyRecord, KeyClaim, Loaded, StreamIds, Tip,
+    MAX_APPEND_ITEMS,
 };
 use orderflow_pipeline::StoreError;
 
@@ -54,9 +55,6 @@ pub use capacity::{CapacityUnits, Charge};
 pub use feed::event_of_image;
 pub use schema::init;
 
-/// Events in one append: a transaction holds at most 100 items, two of which
-/// are the tip and the idempotency record.
-pub const MAX_EVENTS_PER_APPEND: usize = 98;
 /// The sort key of a stream's tip.
 const TIP: i64 = -1;
 /// Between a stream id or `claim` and a key (a character neither contains).
@@ -211,12 +209,14 @@ impl DynamoStore {
         &self,
         append: &Append,
         reasons: Vec<Option<String>>,
-        key: Option<&str>,
+        keys: &[String],
     ) -> Result<AppendOutcome, StoreError> {
         // A retry of a command that was appended: its key went in with it
-        // (and the tip moved too), so the key is asked about first.
-        if let (Some(key), Some(Some(code))) = (key, reasons.last()) {
-            if code == "ConditionalCheckFailed" {
+        // (and the tip moved too), so the keys are asked about first. They
+        // are the transaction's last items.
+        let key_reasons = reasons.iter().skip(reasons.len().saturating_sub(keys.len()));
+        for (key, reason) in keys.iter().zip(key_reasons) {
+            if reason.as_deref() == Some("ConditionalCheckFailed") {
                 if let Some(prior) = self.key_item::<IdempotencyRecord>(key).await? {
                     return Ok(AppendOutcome::Duplicate(prior));
                 }
@@ -242,10 +242,11 @@ impl EventStore for DynamoStore {
     }
 
     async fn append(&self, append: Append) -> Result<AppendOutcome, StoreError> {
-        if append.events.len() > MAX_EVENTS_PER_APPEND {
+        if append.items() > MAX_APPEND_ITEMS {
             return Err(StoreError::Refused(format!(
-                "{} events in one append: DynamoDB takes at most {MAX_EVENTS_PER_APPEND}",
-                append.events.len()
+                "{} events and {} keys in one append: a transaction takes at most {MAX_APPEND_ITEMS} items",
+                append.events.len(),
+                append.idempotency.len()
             )));
         }
         let version = append.expected_version + append.events.len() as u64;
@@ -273,8 +274,9 @@ impl EventStore for DynamoStore {
                 .map_err(invalid)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        let key = append.idempotency.as_ref().map(|record| stream_key(&append.stream_id, &record.key));
-        if let (Some(record), Some(key)) = (&append.idempotency, &key) {
+        let keys: Vec<String> =
+            append.idempotency.iter().map(|record| stream_key(&append.stream_id, &record.key)).collect();
+        for (record, key) in append.idempotency.iter().zip(&keys) {
             let put = Put::builder()
                 .table_name(&self.tables.keys)
                 .item("k", s(key))
@@ -293,7 +295,7 @@ impl EventStore for DynamoStore {
                 TransactWriteItemsError::TransactionCanceledException(cancelled) => {
                     let reasons =
                         cancelled.cancellation_reasons().iter().map(|r| r.code().map(str::to_string)).collect();
-                    self.cancelled(&append, reasons, key.as_deref()).await
+                    self.cancelled(&append, reasons, &keys).await
                 }
                 other => Err(unavailable(other)),
             },

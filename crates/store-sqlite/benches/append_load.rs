@@ -30,7 +30,7 @@ fn append_to(stream: &str, version: u64) -> Append {
         expected_version: version,
         events: vec![event],
         state: json!({"onHand": version + 1}),
-        idempotency: None,
+        idempotency: Vec::new(),
     }
 }
 

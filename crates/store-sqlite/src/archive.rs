@@ -234,8 +234,13 @@ mod tests {
                 message_id: format!("m{index}"),
             })
             .collect();
-        let append =
-            Append { stream_id: stream_id.into(), expected_version: 0, events, state: json!({}), idempotency: None };
+        let append = Append {
+            stream_id: stream_id.into(),
+            expected_version: 0,
+            events,
+            state: json!({}),
+            idempotency: Vec::new(),
+        };
         store.append(append).await.expect("append");
     }
 

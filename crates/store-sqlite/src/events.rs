@@ -166,7 +166,7 @@ pub(crate) fn expire_keys(conn: &Connection, retention: std::time::Duration) -> 
 }
 
 fn append_events(conn: &Connection, append: Append, cutoff: i64) -> Result<AppendOutcome, StoreError> {
-    if let Some(record) = &append.idempotency {
+    for record in &append.idempotency {
         if let Some((key, fingerprint, receipt)) =
             find_idempotency(conn, &append.stream_id, &record.key, cutoff).map_err(unavailable)?
         {
@@ -219,18 +219,19 @@ fn append_events(conn: &Connection, append: Append, cutoff: i64) -> Result<Appen
     )
     .and_then(|mut s| s.execute(params![append.stream_id, version, append.state.to_string()]))
     .map_err(unavailable)?;
-    if let Some(record) = &append.idempotency {
-        // Replaces a record of the same key past the retention, if any.
-        conn.prepare_cached(
+    // Replaces a record of the same key past the retention, if any.
+    let mut record_key = conn
+        .prepare_cached(
             "INSERT INTO idempotency (stream_id, key, fingerprint, receipt, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (stream_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
                 receipt = excluded.receipt, created_at = excluded.created_at",
         )
-        .and_then(|mut s| {
-            let now = chrono::Utc::now().timestamp();
-            s.execute(params![append.stream_id, record.key, record.fingerprint, record.receipt.to_string(), now])
-        })
         .map_err(unavailable)?;
+    let now = chrono::Utc::now().timestamp();
+    for record in &append.idempotency {
+        record_key
+            .execute(params![append.stream_id, record.key, record.fingerprint, record.receipt.to_string(), now])
+            .map_err(unavailable)?;
     }
     Ok(AppendOutcome::Appended { version })
 }

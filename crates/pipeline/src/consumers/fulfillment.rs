@@ -40,10 +40,12 @@ impl Fulfillment {
         Fulfillment { processor, refusals, deadlines }
     }
 
-    /// Runs one target stream's reactions in order.
+    /// Runs one target stream's reactions in order, decided in a row.
     async fn run_in_order(&self, reactions: Vec<Reaction<'_>>) -> Result<(), StoreError> {
-        for reaction in reactions {
-            let refusal = match self.processor.execute(&reaction.command, &reaction.envelope).await {
+        let row: Vec<_> = reactions.iter().map(|reaction| (&reaction.command, &reaction.envelope)).collect();
+        let answers = self.processor.execute_in_row(&row).await;
+        for (reaction, answer) in reactions.into_iter().zip(answers) {
+            let refusal = match answer {
                 Ok(_) => continue,
                 // Not applied yet: the batch is handled again.
                 Err(CommandError::Store(error)) => return Err(error),
