@@ -222,50 +222,31 @@ impl CommandProcessor {
     /// are executed one by one.
     pub async fn execute_in_row(&self, commands: &[(&Command, &Envelope)]) -> Vec<Result<Receipt, CommandError>> {
         use tracing::Instrument;
-        let foldable = |envelope: &Envelope| {
-            envelope.expected_version.is_none()
-                && envelope.idempotency.as_ref().is_none_or(|k| k.scope == KeyScope::Stream)
-        };
-        let orders: Option<Vec<_>> = commands
-            .iter()
-            .map(|(command, envelope)| match command {
-                Command::Order { order_id, command } if foldable(envelope) => Some((order_id, (command, *envelope))),
-                _ => None,
-            })
-            .collect();
-        let skus: Option<Vec<_>> = commands
-            .iter()
-            .map(|(command, envelope)| match command {
-                Command::Inventory { sku, command } if foldable(envelope) => Some((sku, (command, *envelope))),
-                _ => None,
-            })
-            .collect();
+        let span = |stream: &str, count: usize| tracing::info_span!("commands", stream, count);
         let started = std::time::Instant::now();
-        let answers = match (orders, skus) {
-            (Some(row), _) if row.iter().all(|(id, _)| *id == row[0].0) => {
-                let stream = order_stream(row[0].0);
-                let row: Vec<_> = row.into_iter().map(|(_, command)| command).collect();
-                let span = tracing::info_span!("commands", stream, count = row.len());
-                self.run_in_row::<Order>(&stream, &row).instrument(span).await
-            }
-            (_, Some(row)) if row.iter().all(|(id, _)| *id == row[0].0) => {
-                let stream = sku_stream(row[0].0);
-                let row: Vec<_> = row.into_iter().map(|(_, command)| command).collect();
-                let span = tracing::info_span!("commands", stream, count = row.len());
-                self.run_in_row::<Inventory>(&stream, &row).instrument(span).await
-            }
-            _ => {
-                let mut answers = Vec::with_capacity(commands.len());
-                for (command, envelope) in commands {
-                    let answer = self.execute(command, envelope).await;
-                    let failed = matches!(answer, Err(CommandError::Store(_) | CommandError::Contention(_)));
-                    answers.push(answer);
-                    if failed {
-                        break;
-                    }
+        let orders = row_of(commands, |command| match command {
+            Command::Order { order_id, command } => Some((order_stream(order_id), command)),
+            Command::Inventory { .. } => None,
+        });
+        let skus = || {
+            row_of(commands, |command| match command {
+                Command::Inventory { sku, command } => Some((sku_stream(sku), command)),
+                Command::Order { .. } => None,
+            })
+        };
+        let answers = if let Some((stream, row)) = orders {
+            self.run_in_row::<Order>(&stream, &row).instrument(span(&stream, row.len())).await
+        } else if let Some((stream, row)) = skus() {
+            self.run_in_row::<Inventory>(&stream, &row).instrument(span(&stream, row.len())).await
+        } else {
+            let mut answers = Vec::with_capacity(commands.len());
+            for (command, envelope) in commands {
+                answers.push(self.execute(command, envelope).await);
+                if answers.last().is_some_and(stops_a_row) {
+                    break;
                 }
-                return answers;
             }
+            return answers;
         };
         for ((command, _), answer) in commands.iter().zip(&answers) {
             counted(command.name(), answer, started);
@@ -463,9 +444,8 @@ impl CommandProcessor {
                 }
                 Err(error) => Err(error),
             };
-            let failed = matches!(done, Err(CommandError::Store(_) | CommandError::Contention(_)));
             answers.push(done);
-            if failed {
+            if answers.last().is_some_and(stops_a_row) {
                 break;
             }
         }
@@ -561,6 +541,33 @@ impl CommandProcessor {
         tokio::time::sleep(Duration::from_micros(jitter)).await;
         Ok(())
     }
+}
+
+/// `commands` as the row of one stream of the kind `pick` recognises (it
+/// gives the stream and the command of that kind), when they all are and
+/// none has a key that may name any stream or a version condition.
+fn row_of<'a, C>(
+    commands: &[(&'a Command, &'a Envelope)],
+    pick: impl Fn(&'a Command) -> Option<(String, &'a C)>,
+) -> Option<(String, Vec<(&'a C, &'a Envelope)>)> {
+    let mut stream: Option<String> = None;
+    let mut row = Vec::with_capacity(commands.len());
+    for (command, envelope) in commands {
+        let foldable = envelope.expected_version.is_none()
+            && envelope.idempotency.as_ref().is_none_or(|key| key.scope == KeyScope::Stream);
+        let (stream_id, command) = pick(command).filter(|_| foldable)?;
+        if *stream.get_or_insert_with(|| stream_id.clone()) != stream_id {
+            return None;
+        }
+        row.push((command, *envelope));
+    }
+    Some((stream?, row))
+}
+
+/// A store that failed or a stream too contended: the rest of a row waits
+/// for the batch to be handled again.
+fn stops_a_row(answer: &Result<Receipt, CommandError>) -> bool {
+    matches!(answer, Err(CommandError::Store(_) | CommandError::Contention(_)))
 }
 
 /// Counts a command's outcome and time.
