@@ -240,10 +240,10 @@ fn cost_measures_an_order_and_prices_the_profiles() {
     assert!(output.status.success(), "cost: {}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON document");
     let per_order = &report["measured"]["perOrder"];
-    // 11 commands; the order's two reservations recorded in one append when
-    // both reach fulfillment in one batch.
+    // 11 commands, at most one append each: reactions to one stream that
+    // reach fulfillment in one batch share one (how many do is timing).
     let appends = per_order["append-batch"]["requests"].as_f64().unwrap_or_default();
-    assert!((10.0..=11.0).contains(&appends), "{per_order}");
+    assert!((5.0..=11.0).contains(&appends), "{per_order}");
     assert_eq!(per_order["claim-key"]["requests"], 5.0, "{per_order}");
     assert_eq!(report["measured"]["messagesOut"], 13.0, "{report}");
     assert!(report["measured"]["ruPerOrder"].as_f64().is_some_and(|ru| ru > 0.0), "{report}");

@@ -51,7 +51,7 @@ impl EventStore for SqliteStore {
 
     async fn append(&self, append: Append) -> Result<AppendOutcome, StoreError> {
         let cutoff = self.key_cutoff();
-        self.write(move |conn| append_events(conn, append, cutoff)).await
+        self.write(move |conn| append_events(conn, &append, cutoff)).await
     }
 
     async fn read_stream(&self, stream_id: &str, from_index: u64, max: usize) -> Result<Vec<EventRecord>, StoreError> {
@@ -91,7 +91,7 @@ impl EventStore for SqliteStore {
                 })
                 .map_err(unavailable)?;
             if let Some((fingerprint, stream_id)) = earlier {
-                return Ok(Some(KeyClaim { key: claim.key, fingerprint, stream_id }));
+                return Ok(Some(KeyClaim { key: claim.key.clone(), fingerprint, stream_id }));
             }
             conn.prepare_cached(
                 "INSERT INTO key_claims (key, fingerprint, stream_id, created_at) VALUES (?1, ?2, ?3, ?4)
@@ -165,7 +165,7 @@ pub(crate) fn expire_keys(conn: &Connection, retention: std::time::Duration) -> 
     Ok(())
 }
 
-fn append_events(conn: &Connection, append: Append, cutoff: i64) -> Result<AppendOutcome, StoreError> {
+fn append_events(conn: &Connection, append: &Append, cutoff: i64) -> Result<AppendOutcome, StoreError> {
     for record in &append.idempotency {
         if let Some((key, fingerprint, receipt)) =
             find_idempotency(conn, &append.stream_id, &record.key, cutoff).map_err(unavailable)?

@@ -70,7 +70,7 @@ impl SnapshotStore for SqliteStore {
                      WHERE excluded.version > snapshots.version",
                 )
                 .map_err(unavailable)?;
-            for s in snapshots {
+            for s in &snapshots {
                 upsert
                     .execute(params![
                         s.stream_id,

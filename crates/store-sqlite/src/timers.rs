@@ -30,7 +30,7 @@ impl Timers for SqliteStore {
                     "INSERT INTO timers (stream_id, name, due_at, timer) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
                 )
                 .map_err(unavailable)?;
-            for (stream_id, name, due_at, json) in rows {
+            for (stream_id, name, due_at, json) in &rows {
                 insert.execute(params![stream_id, name, due_at, json]).map_err(unavailable)?;
             }
             Ok(())

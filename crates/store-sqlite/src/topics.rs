@@ -56,7 +56,7 @@ impl MessageProducer for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(unavailable)?;
-            for message in messages {
+            for message in &messages {
                 let offset: u64 = next_offset.query_row([&message.topic], |row| row.get(0)).map_err(unavailable)?;
                 insert
                     .execute(params![

@@ -1,9 +1,12 @@
 //! The single writer: one thread owns the write connection and commits the
 //! jobs that queue up while the previous commit is being synced, all in one
-//! transaction (group commit). Each job runs in its own savepoint, so a job
-//! that fails leaves no trace while the others in its group still commit.
-//! A job's caller hears back only after the commit is on disk. A job that
-//! panics fails alone; a savepoint statement that fails fails the group.
+//! transaction (group commit). A job that fails (or panics: a bug) must leave
+//! no trace while the others still commit: the group's transaction is then
+//! rolled back and the group run again without it. Jobs can run again
+//! because they only read and write the database; failures are rare, so the
+//! common case pays nothing for them (a savepoint per job copied every page
+//! it touched into a statement journal). A job's caller hears back only
+//! after the commit is on disk.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -15,14 +18,49 @@ use tokio::sync::{oneshot, watch};
 /// Jobs taken into one transaction at most.
 const MAX_GROUP: usize = 512;
 
-/// A job runs in the group's transaction and leaves its completion, and
-/// whether the transaction is still sound (its savepoint statements worked).
-type Job = Box<dyn FnOnce(&Connection) -> (Completion, bool) + Send>;
-/// Called with the outcome of the commit that included the job.
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A write, and where its outcome is told.
+trait Job: Send {
+    /// Runs the write in the group's transaction; false when it failed.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Tells the caller: its result, unless the commit failed.
+    fn complete(self: Box<Self>, commit: Result<(), String>);
+}
+
+struct Write<T, F> {
+    work: F,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Write<T, F>
+where
+    T: Send,
+    F: FnMut(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.work)(conn))).unwrap_or_else(|_| {
+                tracing::error!("a write failed unexpectedly (it panicked); its group goes on without it");
+                Err(StoreError::Unavailable("the write failed unexpectedly".into()))
+            });
+        let ran = result.is_ok();
+        self.result = Some(result);
+        ran
+    }
+
+    fn complete(self: Box<Self>, commit: Result<(), String>) {
+        let outcome = match (self.result, commit) {
+            (None, _) => Err(StoreError::Unavailable("the write was not run".into())),
+            (Some(Err(error)), _) => Err(error),
+            (Some(Ok(_)), Err(error)) => Err(StoreError::Unavailable(format!("commit failed: {error}"))),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+        };
+        let _ = self.reply.send(outcome);
+    }
+}
 
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Box<dyn Job>>,
 }
 
 /// Upkeep the writer does by itself every so often, in a transaction of its
@@ -38,16 +76,17 @@ impl Writer {
     /// Starts the writer thread. `head` receives the highest event sequence
     /// number after every commit.
     pub fn start(conn: Connection, head: watch::Sender<u64>, housekeeping: Housekeeping) -> std::io::Result<Writer> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || run(conn, queue, head, housekeeping))?;
         Ok(Writer { jobs })
     }
 
-    /// Runs `work` in the next group transaction; returns once it is durable.
+    /// Runs `work` in the next group transaction — more than once if another
+    /// write of its group fails — and returns once it is durable.
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (job, answer) = job(work);
         self.jobs.send(job).map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
@@ -56,59 +95,45 @@ impl Writer {
 }
 
 /// `work` as a job of the writer, and where its outcome is told.
-fn job<T, F>(work: F) -> (Job, oneshot::Receiver<Result<T, StoreError>>)
+fn job<T, F>(work: F) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>)
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    F: FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
-    let job: Job = Box::new(move |conn| {
-        let (result, sound) = in_savepoint(conn, work);
-        let complete: Completion = Box::new(move |commit| {
-            let outcome = match (result, commit) {
-                (Err(error), _) => Err(error),
-                (Ok(_), Err(error)) => Err(StoreError::Unavailable(format!("commit failed: {error}"))),
-                (Ok(value), Ok(())) => Ok(value),
-            };
-            let _ = reply.send(outcome);
-        });
-        (complete, sound)
-    });
-    (job, answer)
+    (Box::new(Write { work, result: None, reply }), answer)
 }
 
-/// Runs a statement through the statement cache (these run for every job).
+/// Runs a statement through the statement cache.
 fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// Runs `work` in a savepoint: undone alone if it fails (or panics: a bug,
-/// which must not take the writer down). False beside the result when a
-/// savepoint statement itself failed: the transaction's state is unknown
-/// then, and the whole group must be rolled back.
-fn in_savepoint<T>(
+/// Runs `group` in one transaction and commits it. A job that fails is
+/// moved to `failed`, the transaction rolled back and the rest run again.
+fn commit_group(
     conn: &Connection,
-    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> (Result<T, StoreError>, bool) {
-    if let Err(error) = execute(conn, "SAVEPOINT job") {
-        return (Err(unavailable(error)), false);
-    }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn))).unwrap_or_else(|_| {
-        tracing::error!("a write failed unexpectedly (it panicked); its group goes on without it");
-        Err(StoreError::Unavailable("the write failed unexpectedly".into()))
-    });
-    if result.is_err() {
-        if let Err(error) = execute(conn, "ROLLBACK TO job") {
-            return (Err(unavailable(error)), false);
-        }
-    }
-    match execute(conn, "RELEASE job") {
-        Ok(()) => (result, true),
-        Err(error) => (Err(unavailable(error)), false),
+    group: &mut Vec<Box<dyn Job>>,
+    failed: &mut Vec<Box<dyn Job>>,
+) -> Result<(), String> {
+    loop {
+        execute(conn, "BEGIN IMMEDIATE").map_err(|e| format!("cannot begin a write transaction: {e}"))?;
+        let Some(failing) = group.iter_mut().position(|job| !job.run(conn)) else {
+            return execute(conn, "COMMIT").map_err(|e| e.to_string());
+        };
+        failed.push(group.remove(failing));
+        // Undoes what the failed job, and those before it, wrote; the others
+        // then run again from the state before the group.
+        execute(conn, "ROLLBACK").map_err(|e| format!("a failed write could not be rolled back: {e}"))?;
     }
 }
 
-fn run(conn: Connection, queue: mpsc::Receiver<Job>, head: watch::Sender<u64>, mut housekeeping: Housekeeping) {
+fn run(
+    conn: Connection,
+    queue: mpsc::Receiver<Box<dyn Job>>,
+    head: watch::Sender<u64>,
+    mut housekeeping: Housekeeping,
+) {
     let mut upkeep_due = Instant::now() + housekeeping.every;
     loop {
         if Instant::now() >= upkeep_due {
@@ -134,32 +159,15 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>, head: watch::Sender<u64>, m
             }
         }
         metrics::histogram!("orderflow_store_group_jobs").record(group.len() as f64);
-        if let Err(error) = execute(&conn, "BEGIN IMMEDIATE") {
-            // Dropping the jobs tells their callers the write did not happen.
-            tracing::error!(%error, jobs = group.len(), "cannot begin a write transaction");
-            continue;
-        }
-        let mut sound = true;
-        let completions: Vec<Completion> = group
-            .into_iter()
-            .map(|job| {
-                let (completion, job_sound) = job(&conn);
-                sound &= job_sound;
-                completion
-            })
-            .collect();
-        // Committing after a savepoint statement failed could keep writes
-        // whose callers were told they failed: all or nothing, then.
-        let commit = if sound {
-            execute(&conn, "COMMIT").map_err(|e| e.to_string())
-        } else {
-            Err("a savepoint could not be rolled back or released: the whole group was rolled back".to_string())
-        };
-        if commit.is_err() {
+        let mut failed = Vec::new();
+        let commit = commit_group(&conn, &mut group, &mut failed);
+        if let Err(error) = &commit {
+            // Every caller hears the write did not happen.
             let _ = execute(&conn, "ROLLBACK");
+            tracing::error!(%error, jobs = group.len(), "a write transaction failed");
         }
-        for complete in completions {
-            complete(commit.clone());
+        for job in group.into_iter().chain(failed) {
+            job.complete(commit.clone());
         }
         let newest = conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events");
         match newest.and_then(|mut s| s.query_row([], |row| row.get::<_, u64>(0))) {
@@ -181,13 +189,13 @@ pub fn unavailable(error: rusqlite::Error) -> StoreError {
 mod tests {
     use super::*;
 
-    fn insert(value: i64) -> impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static {
+    fn insert(value: i64) -> impl FnMut(&Connection) -> Result<(), StoreError> + Send + 'static {
         move |conn| conn.execute("INSERT INTO t VALUES (?1)", [value]).map(|_| ()).map_err(unavailable)
     }
 
     /// Runs `jobs` as one group (the writer takes every queued job into one
     /// transaction) on a fresh database; the values committed.
-    fn one_group(jobs: Vec<Job>) -> Vec<i64> {
+    fn one_group(jobs: Vec<Box<dyn Job>>) -> Vec<i64> {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let path = dir.path().join("writer.db");
         let conn = Connection::open(&path).expect("open");
@@ -219,12 +227,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_savepoint_statement_rolls_back_and_fails_the_whole_group() {
+    async fn a_job_that_fails_after_writing_leaves_no_trace_and_the_others_commit_once() {
         let (first, first_done) = job(insert(1));
-        // Releases the job's savepoint itself: the writer's own RELEASE fails.
-        let (breaks, broken) = job(|conn: &Connection| execute(conn, "RELEASE job").map_err(unavailable));
+        let (fails, failed) = job(|conn: &Connection| -> Result<(), StoreError> {
+            insert(2)(conn)?;
+            Err(StoreError::Corrupt("found something wrong after writing".into()))
+        });
         let (last, last_done) = job(insert(3));
-        assert!(one_group(vec![first, breaks, last]).is_empty(), "nothing of the group was kept");
+        assert_eq!(one_group(vec![first, fails, last]), [1, 3], "the first ran twice, kept once");
+        assert!(first_done.await.expect("told").is_ok());
+        assert!(matches!(failed.await.expect("told"), Err(StoreError::Corrupt(_))));
+        assert!(last_done.await.expect("told").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_failed_rollback_fails_the_whole_group() {
+        let (first, first_done) = job(insert(1));
+        // Ends the group's transaction itself, then fails: the writer's own
+        // ROLLBACK fails.
+        let (breaks, broken) = job(|conn: &Connection| -> Result<(), StoreError> {
+            execute(conn, "COMMIT").map_err(unavailable)?;
+            Err(StoreError::Corrupt("broken".into()))
+        });
+        let (last, last_done) = job(insert(3));
+        one_group(vec![first, breaks, last]);
         for done in [first_done, broken, last_done] {
             assert!(done.await.expect("told").is_err(), "every caller hears the group failed");
         }
