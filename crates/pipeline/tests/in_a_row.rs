@@ -183,3 +183,24 @@ async fn fulfillment_reserves_a_batch_of_orders_on_one_sku_in_one_append() {
     let types = store.event_types("Sku-A");
     assert_eq!(types, ["Restocked", "StockReserved", "StockReserved", "StockReserved"]);
 }
+
+#[tokio::test]
+async fn a_row_that_changes_nothing_on_a_stale_tip_is_decided_again_on_the_stored_one() {
+    let store = Counted::new();
+    let (this, other) = (CommandProcessor::new(store.clone()), CommandProcessor::new(store.clone()));
+    let order = |command| Command::Order { order_id: "o1".into(), command };
+    let place = OrderCommand::Place {
+        customer_id: "c".to_string().try_into().expect("a customer"),
+        currency: "EUR".to_string().try_into().expect("a currency"),
+        lines: vec![NewLine::new("A", 2, 100).expect("a line")],
+    };
+    this.execute(&order(place), &Envelope::new()).await.expect("placed");
+    // Another process confirms it: this one's cached tip is now stale.
+    other.execute(&order(OrderCommand::Confirm), &Envelope::new()).await.expect("confirmed");
+    // On the stale tip (not confirmed) the failure is old news, a no-op; on
+    // the stored one it backorders the order.
+    let failure = order(OrderCommand::RecordReservationFailure { sku: "A".into(), attempt: 1 });
+    let answers = in_a_row(&this, &[(failure, reaction(Uuid::new_v4()))]).await;
+    assert_eq!(versions(&answers), [Ok((3, false))]);
+    assert_eq!(store.event_types("Order-o1"), ["Placed", "Confirmed", "Backordered"]);
+}
