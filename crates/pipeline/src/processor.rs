@@ -475,33 +475,27 @@ impl CommandProcessor {
                     return Ok(Some(decided.receipts));
                 }
                 // Nothing changes, on a tip that may be stale: read it.
-                current = match self.load::<A>(stream_id, None).await? {
-                    Reload::Tip(current) => current,
-                    Reload::Answered(_) => return Ok(None),
+            } else {
+                let append = Append {
+                    stream_id: stream_id.to_string(),
+                    expected_version: current.version,
+                    events: decided.events,
+                    state: encode_state::<A>(&decided.state)?,
+                    idempotency: decided.records,
                 };
-                continue;
+                match self.append(append).await? {
+                    AppendOutcome::Appended { version } => {
+                        self.tips.insert(stream_id, version, Arc::new(decided.state));
+                        return Ok(Some(decided.receipts));
+                    }
+                    AppendOutcome::Duplicate(_) => return Ok(None),
+                    AppendOutcome::WrongVersion { .. } => self.lost_race(stream_id, &current, &mut conflicts).await?,
+                }
             }
-            let append = Append {
-                stream_id: stream_id.to_string(),
-                expected_version: current.version,
-                events: decided.events,
-                state: encode_state::<A>(&decided.state)?,
-                idempotency: decided.records,
+            current = match self.load::<A>(stream_id, None).await? {
+                Reload::Tip(current) => current,
+                Reload::Answered(_) => return Ok(None),
             };
-            match self.append(append).await? {
-                AppendOutcome::Appended { version } => {
-                    self.tips.insert(stream_id, version, Arc::new(decided.state));
-                    return Ok(Some(decided.receipts));
-                }
-                AppendOutcome::Duplicate(_) => return Ok(None),
-                AppendOutcome::WrongVersion { .. } => {
-                    self.lost_race(stream_id, &current, &mut conflicts).await?;
-                    current = match self.load::<A>(stream_id, None).await? {
-                        Reload::Tip(current) => current,
-                        Reload::Answered(_) => return Ok(None),
-                    };
-                }
-            }
         }
     }
 

@@ -235,6 +235,13 @@ impl EventStore for CosmosStore {
     }
 
     async fn append(&self, append: Append) -> Result<AppendOutcome, StoreError> {
+        if append.items() > MAX_APPEND_ITEMS {
+            return Err(StoreError::Refused(format!(
+                "{} events and {} keys in one append: a transactional batch takes at most {MAX_APPEND_ITEMS} items",
+                append.events.len(),
+                append.idempotency.len()
+            )));
+        }
         // The tip the events were decided on: the cached one if it is at that
         // version (the batch's If-Match checks it is still current), else read.
         let cached = self.inner.tips.tips.get(&append.stream_id).filter(|t| t.doc.version == append.expected_version);
@@ -245,13 +252,6 @@ impl EventStore for CosmosStore {
         let actual = current.as_ref().map_or(0, |t| t.doc.version);
         if actual != append.expected_version {
             return Ok(AppendOutcome::WrongVersion { actual });
-        }
-        if append.items() > MAX_APPEND_ITEMS {
-            return Err(StoreError::Refused(format!(
-                "{} events and {} keys in one append: a transactional batch takes at most {MAX_APPEND_ITEMS} items",
-                append.events.len(),
-                append.idempotency.len()
-            )));
         }
         let version = append.expected_version + append.events.len() as u64;
         let tip = TipDoc {
