@@ -98,12 +98,13 @@ enum Commands {
     /// An AWS Lambda function (custom runtime): the HTTP API behind API
     /// Gateway or a function URL, or ingestion from a Kafka event source.
     /// Named `bootstrap`, the binary runs this with the function's handler
-    /// setting (`_HANDLER`: http, kafka, deadlines, or a change-feed step on
+    /// setting (`_HANDLER`: http, kafka, deadlines, or change-feed steps on
     /// the events table's DynamoDB Stream: publish-events,
-    /// project-snapshots, fulfillment).
+    /// project-snapshots, fulfillment — several of them comma-separated run
+    /// on each batch of one event source mapping).
     Lambda {
-        #[arg(value_enum)]
-        handler: LambdaHandler,
+        #[arg(value_enum, value_delimiter = ',', required = true)]
+        handler: Vec<LambdaHandler>,
     },
     /// Rebuild what is derived from the event store.
     Replay {
@@ -498,27 +499,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn lambda(handler: LambdaHandler, config: Config) -> anyhow::Result<()> {
+async fn lambda(handlers: Vec<LambdaHandler>, config: Config) -> anyhow::Result<()> {
     let pipeline = pipeline::Pipeline::open(&config).await?;
-    let ran = match handler {
-        LambdaHandler::Http => {
+    let ran = match handlers[..] {
+        [LambdaHandler::Http] => {
             orderflow_lambda::run_http(orderflow_api::router(pipeline.app(&config), &config.api)).await
         }
-        LambdaHandler::Kafka => orderflow_lambda::run_kafka(pipeline.ingestor.clone()).await,
-        LambdaHandler::Deadlines => orderflow_lambda::run_deadlines(std::sync::Arc::new(pipeline.time_driven())).await,
-        LambdaHandler::PublishEvents | LambdaHandler::ProjectSnapshots | LambdaHandler::Fulfillment => {
-            let name = clap::ValueEnum::to_possible_value(&handler)
-                .map(|value| value.get_name().to_string())
-                .unwrap_or_default();
-            let Some(step) = pipeline.consumers().into_iter().find(|consumer| consumer.name() == name) else {
-                anyhow::bail!("no change-feed step named {name}");
-            };
-            let parked = orderflow_pipeline::consumers::Parked::new(step, pipeline.stores.parking.clone());
-            orderflow_lambda::run_stream(std::sync::Arc::new(parked)).await
+        [LambdaHandler::Kafka] => orderflow_lambda::run_kafka(pipeline.ingestor.clone()).await,
+        [LambdaHandler::Deadlines] => {
+            orderflow_lambda::run_deadlines(std::sync::Arc::new(pipeline.time_driven())).await
         }
+        _ => orderflow_lambda::run_stream(change_feed_steps(&pipeline, &handlers)?).await,
     };
     pipeline.flush().await;
     ran.map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}"))
+}
+
+/// The change-feed steps `handlers` name, each behind the parked streams.
+fn change_feed_steps(
+    pipeline: &pipeline::Pipeline,
+    handlers: &[LambdaHandler],
+) -> anyhow::Result<std::sync::Arc<[orderflow_pipeline::consumers::Parked]>> {
+    let consumers = pipeline.consumers();
+    let step = |handler: &LambdaHandler| {
+        let name =
+            clap::ValueEnum::to_possible_value(handler).map(|value| value.get_name().to_string()).unwrap_or_default();
+        let Some(step) = consumers.iter().find(|consumer| consumer.name() == name) else {
+            anyhow::bail!("{name} is not a change-feed step: only those run together on one function");
+        };
+        Ok(orderflow_pipeline::consumers::Parked::new(step.clone(), pipeline.stores.parking.clone()))
+    };
+    handlers.iter().map(step).collect()
 }
 
 #[cfg(feature = "cosmos-emulator")]

@@ -320,8 +320,9 @@ async fn stream_records(store: &SharedStore) -> Vec<Value> {
 
 /// The change-feed steps on DynamoDB Streams batches: the HTTP function
 /// writes to DynamoDB, and batches of the stream's own records — with a
-/// record delivered twice and one that is no event — go to `fulfillment`
-/// and `project-snapshots` as the event source mapping would send them.
+/// record delivered twice and one that is no event — go to the function
+/// that runs `project-snapshots` and `fulfillment` together, as the
+/// template deploys it, the way the event source mapping would send them.
 #[tokio::test]
 async fn the_change_feed_steps_take_dynamodb_stream_batches_and_report_what_is_left() {
     let store = moto();
@@ -354,25 +355,33 @@ async fn the_change_feed_steps_take_dynamodb_stream_batches_and_report_what_is_l
     first.extend([records[confirmed].clone(), poison.clone()]);
     first.extend_from_slice(&records[confirmed + 1..]);
 
-    let mut fulfillment = Lambda::start_with("fulfillment", None, &store.env()).await;
-    let answer = fulfillment.invoke(batch(&first)).await.expect("answered");
+    let mut steps = Lambda::start_with("project-snapshots,fulfillment", None, &store.env()).await;
+    let answer = steps.invoke(batch(&first)).await.expect("answered");
     assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "poison-1"}]}), "retried from the poison");
     // Lambda retries from it: still reported; once its retries are spent it
     // goes to the on-failure destination and the rest comes.
     let from_poison = [&[poison][..], &records[confirmed + 1..]].concat();
-    let again = fulfillment.invoke(batch(&from_poison)).await.expect("answered");
+    let again = steps.invoke(batch(&from_poison)).await.expect("answered");
     assert_eq!(again["batchItemFailures"][0]["itemIdentifier"], "poison-1");
-    let rest = fulfillment.invoke(batch(&records[confirmed + 1..])).await.expect("answered");
+    let rest = steps.invoke(batch(&records[confirmed + 1..])).await.expect("answered");
     assert_eq!(rest, json!({"batchItemFailures": []}));
-    // Confirmed twice (and its batch retried), reserved once.
-    let sku = call("GET", "/api/inventory/SKU-D", None).await;
-    assert_eq!((&sku["reserved"], &sku["version"]), (&json!(2), &json!(2)), "{sku}");
-
-    // The projector over the whole stream now (the reservation's records too).
-    let mut projector = Lambda::start_with("project-snapshots", None, &store.env()).await;
-    let all = stream_records(&store).await;
-    assert_eq!(projector.invoke(batch(&all)).await.expect("answered"), json!({"batchItemFailures": []}));
+    // The order projected from the same batches.
     let listed = call("GET", "/api/customers/c-d/orders", None).await;
     assert_eq!(listed["orders"][0]["orderId"], "o-d1", "{listed}");
     assert_eq!(listed["orders"][0]["version"], 2, "projected from the batch: {listed}");
+
+    // The reservation's records are on the stream now: through the same
+    // function, batch after batch, fulfillment records the reservation on
+    // the order and the projector shows it.
+    let mut seen = records.len();
+    for _ in 0..2 {
+        let all = stream_records(&store).await;
+        assert_eq!(steps.invoke(batch(&all[seen..])).await.expect("answered"), json!({"batchItemFailures": []}));
+        seen = all.len();
+    }
+    // Confirmed twice (and its batch retried), reserved once.
+    let sku = call("GET", "/api/inventory/SKU-D", None).await;
+    assert_eq!((&sku["reserved"], &sku["version"]), (&json!(2), &json!(2)), "{sku}");
+    let listed = call("GET", "/api/customers/c-d/orders", None).await;
+    assert_eq!(listed["orders"][0]["status"], "Reserved", "{listed}");
 }
