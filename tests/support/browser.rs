@@ -119,17 +119,25 @@ impl Browser {
 
     /// The value of a JavaScript expression in the page (promises awaited).
     pub fn eval(&mut self, expression: &str) -> Value {
-        let result = self
-            .call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true, "awaitPromise": true}));
-        assert!(result.get("exceptionDetails").is_none(), "{expression}: {result}");
-        result["result"]["value"].clone()
+        self.evaluate(expression).unwrap_or_else(|error| panic!("{expression}: {error}"))
     }
 
-    /// Waits (at most 20 s) until `expression` is true and returns its value.
+    /// The value of `expression`, or Chromium's error: a page that is
+    /// navigating has no context to evaluate in ("Inspected target navigated
+    /// or closed").
+    fn evaluate(&mut self, expression: &str) -> Result<Value, Value> {
+        let params = json!({"expression": expression, "returnByValue": true, "awaitPromise": true});
+        let result = self.try_call("Runtime.evaluate", params)?;
+        assert!(result.get("exceptionDetails").is_none(), "{expression}: {result}");
+        Ok(result["result"]["value"].clone())
+    }
+
+    /// Waits (at most 20 s) until `expression` is true and returns its value;
+    /// a page that is navigating meanwhile is waited out.
     pub fn wait_for(&mut self, expression: &str, what: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let value = self.eval(expression);
+            let value = self.evaluate(expression).unwrap_or(Value::Null);
             if !matches!(value, Value::Null | Value::Bool(false)) && value != json!("") && value != json!(0) {
                 return value;
             }
