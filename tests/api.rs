@@ -402,6 +402,9 @@ async fn metrics_and_health_tell_operators_what_happened() {
         r#"orderflow_feed_events_total{consumer="project-snapshots"}"#,
         r#"orderflow_feed_lag_seconds{consumer="fulfillment"}"#,
         "orderflow_append_seconds_bucket",
+        // The embedded store's writer: where every write waits.
+        "orderflow_store_jobs_seconds_bucket",
+        "orderflow_store_commit_seconds_bucket",
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }

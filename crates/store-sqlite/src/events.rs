@@ -10,6 +10,7 @@ use orderflow_pipeline::ports::{
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use crate::read_models::timestamp;
 use crate::writer::unavailable;
 use crate::{archive, SqliteStore};
 
@@ -51,6 +52,7 @@ impl EventStore for SqliteStore {
 
     async fn append(&self, append: Append) -> Result<AppendOutcome, StoreError> {
         let cutoff = self.key_cutoff();
+        let append = EncodedAppend::of(append)?;
         self.write(move |conn| append_events(conn, &append, cutoff)).await
     }
 
@@ -165,10 +167,68 @@ pub(crate) fn expire_keys(conn: &Connection, retention: std::time::Duration) -> 
     Ok(())
 }
 
-fn append_events(conn: &Connection, append: &Append, cutoff: i64) -> Result<AppendOutcome, StoreError> {
-    for record in &append.idempotency {
+/// An append with its columns already as text: encoded on the caller's
+/// thread, so that the writer thread, which every write waits for, only
+/// writes.
+struct EncodedAppend {
+    stream_id: String,
+    expected_version: u64,
+    events: Vec<EncodedEvent>,
+    state: String,
+    /// Key, fingerprint and receipt of each idempotency record.
+    idempotency: Vec<(String, String, String)>,
+}
+
+struct EncodedEvent {
+    index: u64,
+    event_id: String,
+    event_type: String,
+    data: String,
+    time: String,
+    correlation_id: String,
+    causation_id: String,
+    message_id: String,
+    schema_version: u32,
+}
+
+impl EncodedAppend {
+    fn of(append: Append) -> Result<EncodedAppend, StoreError> {
+        let mut events = Vec::with_capacity(append.events.len());
+        for (i, event) in append.events.into_iter().enumerate() {
+            let index = append.expected_version + i as u64;
+            if event.index != index || event.stream_id != append.stream_id {
+                return Err(StoreError::Corrupt(format!("event {} does not follow {}", event.index, append.stream_id)));
+            }
+            events.push(EncodedEvent {
+                index,
+                event_id: event.event_id.to_string(),
+                event_type: event.event_type,
+                data: event.data.to_string(),
+                time: timestamp(event.time),
+                correlation_id: event.correlation_id,
+                causation_id: event.causation_id,
+                message_id: event.message_id,
+                schema_version: event.schema_version,
+            });
+        }
+        Ok(EncodedAppend {
+            stream_id: append.stream_id,
+            expected_version: append.expected_version,
+            events,
+            state: append.state.to_string(),
+            idempotency: append
+                .idempotency
+                .into_iter()
+                .map(|record| (record.key, record.fingerprint, record.receipt.to_string()))
+                .collect(),
+        })
+    }
+}
+
+fn append_events(conn: &Connection, append: &EncodedAppend, cutoff: i64) -> Result<AppendOutcome, StoreError> {
+    for (key, _, _) in &append.idempotency {
         if let Some((key, fingerprint, receipt)) =
-            find_idempotency(conn, &append.stream_id, &record.key, cutoff).map_err(unavailable)?
+            find_idempotency(conn, &append.stream_id, key, cutoff).map_err(unavailable)?
         {
             return Ok(AppendOutcome::Duplicate(IdempotencyRecord {
                 key,
@@ -192,19 +252,15 @@ fn append_events(conn: &Connection, append: &Append, cutoff: i64) -> Result<Appe
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(unavailable)?;
-    for (i, event) in append.events.iter().enumerate() {
-        let index = append.expected_version + i as u64;
-        if event.index != index || event.stream_id != append.stream_id {
-            return Err(StoreError::Corrupt(format!("event {} does not follow {}", event.index, append.stream_id)));
-        }
+    for event in &append.events {
         insert
             .execute(params![
-                event.stream_id,
+                append.stream_id,
                 event.index,
-                event.event_id.to_string(),
+                event.event_id,
                 event.event_type,
-                event.data.to_string(),
-                event.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                event.data,
+                event.time,
                 event.correlation_id,
                 event.causation_id,
                 event.message_id,
@@ -217,7 +273,7 @@ fn append_events(conn: &Connection, append: &Append, cutoff: i64) -> Result<Appe
         "INSERT INTO tips (stream_id, version, state) VALUES (?1, ?2, ?3)
          ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, state = excluded.state",
     )
-    .and_then(|mut s| s.execute(params![append.stream_id, version, append.state.to_string()]))
+    .and_then(|mut s| s.execute(params![append.stream_id, version, append.state]))
     .map_err(unavailable)?;
     // Replaces a record of the same key past the retention, if any.
     let mut record_key = conn
@@ -228,10 +284,8 @@ fn append_events(conn: &Connection, append: &Append, cutoff: i64) -> Result<Appe
         )
         .map_err(unavailable)?;
     let now = chrono::Utc::now().timestamp();
-    for record in &append.idempotency {
-        record_key
-            .execute(params![append.stream_id, record.key, record.fingerprint, record.receipt.to_string(), now])
-            .map_err(unavailable)?;
+    for (key, fingerprint, receipt) in &append.idempotency {
+        record_key.execute(params![append.stream_id, key, fingerprint, receipt, now]).map_err(unavailable)?;
     }
     Ok(AppendOutcome::Appended { version })
 }
@@ -279,7 +333,7 @@ impl ChangeFeed for SqliteStore {
             // The head; 0 (the beginning) on an empty feed.
             StartFrom::Now => *self.inner.head.borrow(),
             StartFrom::Time(time) => {
-                let time = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                let time = timestamp(time);
                 self.read(move |conn| {
                     conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events WHERE time < ?1", [time], |row| row.get(0))
                 })

@@ -59,6 +59,11 @@ impl SnapshotStore for SqliteStore {
         if snapshots.is_empty() {
             return Ok(());
         }
+        // Encoded here: the writer thread, which every write waits for, only writes.
+        let rows: Vec<_> = snapshots
+            .into_iter()
+            .map(|s| (s.stream_id, s.version, timestamp(s.updated_at), s.customer_id, s.state.to_string()))
+            .collect();
         self.write(move |conn| {
             let mut upsert = conn
                 .prepare_cached(
@@ -70,16 +75,8 @@ impl SnapshotStore for SqliteStore {
                      WHERE excluded.version > snapshots.version",
                 )
                 .map_err(unavailable)?;
-            for s in &snapshots {
-                upsert
-                    .execute(params![
-                        s.stream_id,
-                        s.version,
-                        timestamp(s.updated_at),
-                        s.customer_id,
-                        s.state.to_string()
-                    ])
-                    .map_err(unavailable)?;
+            for (stream_id, version, updated_at, customer_id, state) in &rows {
+                upsert.execute(params![stream_id, version, updated_at, customer_id, state]).map_err(unavailable)?;
             }
             Ok(())
         })

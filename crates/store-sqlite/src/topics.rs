@@ -5,12 +5,13 @@
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use orderflow_pipeline::ports::{Message, MessageProducer, OnTopic, TopicReader};
 use orderflow_pipeline::StoreError;
 use rusqlite::params;
 use rusqlite::{Connection, OptionalExtension};
 
+use crate::read_models::timestamp;
 use crate::writer::unavailable;
 use crate::SqliteStore;
 
@@ -45,8 +46,10 @@ impl MessageProducer for SqliteStore {
         if messages.is_empty() {
             return Ok(());
         }
+        // Encoded here: the writer thread, which every write waits for, only writes.
+        let headers: Vec<String> = messages.iter().map(|message| encode_headers(&message.headers)).collect();
         self.write(move |conn| {
-            let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+            let now = timestamp(Utc::now());
             let mut next_offset = conn
                 .prepare_cached("SELECT COALESCE(MAX(offset) + 1, 0) FROM topic_messages WHERE topic = ?1")
                 .map_err(unavailable)?;
@@ -56,17 +59,10 @@ impl MessageProducer for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(unavailable)?;
-            for message in &messages {
+            for (message, headers) in messages.iter().zip(&headers) {
                 let offset: u64 = next_offset.query_row([&message.topic], |row| row.get(0)).map_err(unavailable)?;
                 insert
-                    .execute(params![
-                        message.topic,
-                        offset,
-                        message.key,
-                        encode_headers(&message.headers),
-                        message.value,
-                        now
-                    ])
+                    .execute(params![message.topic, offset, message.key, headers, message.value, now])
                     .map_err(unavailable)?;
             }
             Ok(())
@@ -151,7 +147,7 @@ const TRIM_BATCH: i64 = 20_000;
 /// found by skipping through the primary key, the oldest records by it too.
 pub(crate) fn trim(conn: &Connection, max_age: std::time::Duration, max_records: u64) -> rusqlite::Result<()> {
     let age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
-    let cutoff = Utc::now().checked_sub_signed(age).map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true));
+    let cutoff = Utc::now().checked_sub_signed(age).map(timestamp);
     let mut topic = String::new();
     loop {
         let next = conn
