@@ -169,7 +169,6 @@ fn run(
         metrics::histogram!("orderflow_store_group_jobs").record(group.len() as f64);
         let mut failed = Vec::new();
         let commit = commit_group(&conn, &mut group, &mut failed);
-
         if let Err(error) = &commit {
             // Every caller hears the write did not happen.
             let _ = execute(&conn, "ROLLBACK");
