@@ -18,8 +18,8 @@ use orderflow_pipeline::ports::{Archive, ArchiveCandidate, ClosedWhen, EventReco
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, params_from_iter, Connection};
 
+use crate::columns::timestamp;
 use crate::events::{event_row, EVENT_COLUMNS, RANGE};
-use crate::read_models::timestamp;
 use crate::writer::unavailable;
 use crate::SqliteStore;
 

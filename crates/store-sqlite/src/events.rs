@@ -10,7 +10,7 @@ use orderflow_pipeline::ports::{
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::read_models::timestamp;
+use crate::columns::{parse_json, timestamp};
 use crate::writer::unavailable;
 use crate::{archive, SqliteStore};
 
@@ -314,10 +314,6 @@ pub(crate) fn event_row(row: &Row) -> rusqlite::Result<(u64, Result<EventRecord,
         })
     })();
     Ok((seq, record))
-}
-
-pub(crate) fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
 }
 
 #[async_trait]

@@ -11,8 +11,7 @@ use orderflow_pipeline::ports::{
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::events::parse_json;
-use crate::read_models::timestamp;
+use crate::columns::{parse_json, timestamp};
 use crate::writer::unavailable;
 use crate::SqliteStore;
 

@@ -13,6 +13,7 @@
 //! ([`writer`]); reads use a small pool of connections.
 
 mod archive;
+mod columns;
 mod events;
 mod leases;
 mod read_models;

@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::DateTime;
 use orderflow_pipeline::ports::{Snapshot, SnapshotStore};
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::events::parse_json;
+use crate::columns::{parse_json, timestamp};
 use crate::writer::unavailable;
 use crate::SqliteStore;
 
@@ -28,10 +28,6 @@ fn to_snapshot((stream_id, version, updated_at, customer_id, state): SnapshotRow
         version,
         customer_id,
     })
-}
-
-pub(crate) fn timestamp(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 #[async_trait]

@@ -6,8 +6,7 @@ use orderflow_pipeline::ports::{Timer, Timers};
 use orderflow_pipeline::StoreError;
 use rusqlite::params;
 
-use crate::events::parse_json;
-use crate::read_models::timestamp;
+use crate::columns::{parse_json, timestamp};
 use crate::writer::unavailable;
 use crate::SqliteStore;
 

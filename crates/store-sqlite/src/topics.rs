@@ -11,7 +11,7 @@ use orderflow_pipeline::StoreError;
 use rusqlite::params;
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::read_models::timestamp;
+use crate::columns::timestamp;
 use crate::writer::unavailable;
 use crate::SqliteStore;
 
