@@ -10,9 +10,11 @@
 //!
 //! WAL mode with `synchronous=FULL`: a write is on disk before it is
 //! acknowledged. All writes go through one writer thread that group-commits
-//! ([`writer`]); reads use a small pool of connections.
+//! ([`writer`]); a thread of its own copies the WAL into the database
+//! ([`checkpoints`]); reads use a small pool of connections.
 
 mod archive;
+mod checkpoints;
 mod columns;
 mod events;
 mod leases;
@@ -48,6 +50,8 @@ struct Inner {
     path: PathBuf,
     writer: Writer,
     readers: r2d2::Pool<SqliteConnectionManager>,
+    /// Copies the WAL into the database while it is open.
+    _checkpointer: checkpoints::Checkpointer,
     /// The archive, for archiving (readers attach it).
     archive: std::sync::Mutex<Connection>,
     /// The highest event sequence number committed: change-feed consumers
@@ -123,11 +127,21 @@ impl SqliteStore {
                 topics::trim(conn, retention.topic_age, retention.topic_records)
             }),
         };
-        let writer = Writer::start(conn, head_tx, upkeep)
+        let (_checkpointer, restart_due) =
+            checkpoints::Checkpointer::start(&path, &conn, checkpoints::EVERY).map_err(StoreError::Unavailable)?;
+        let writer = Writer::start(conn, head_tx, upkeep, restart_due)
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         let archive = std::sync::Mutex::new(archive);
         Ok(SqliteStore {
-            inner: Arc::new(Inner { path, writer, readers, archive, head, key_retention: retention.keys }),
+            inner: Arc::new(Inner {
+                path,
+                writer,
+                _checkpointer,
+                readers,
+                archive,
+                head,
+                key_retention: retention.keys,
+            }),
         })
     }
 

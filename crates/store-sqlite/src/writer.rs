@@ -15,6 +15,8 @@ use orderflow_pipeline::StoreError;
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
 
+use crate::checkpoints::{self, RestartDue};
+
 /// Jobs taken into one transaction at most.
 const MAX_GROUP: usize = 512;
 
@@ -74,10 +76,18 @@ pub type Upkeep = Box<dyn FnMut(&Connection) -> rusqlite::Result<()> + Send>;
 
 impl Writer {
     /// Starts the writer thread. `head` receives the highest event sequence
-    /// number after every commit.
-    pub fn start(conn: Connection, head: watch::Sender<u64>, housekeeping: Housekeeping) -> std::io::Result<Writer> {
+    /// number after every commit; between groups the writer starts the WAL
+    /// over when `restart` says it was copied.
+    pub fn start(
+        conn: Connection,
+        head: watch::Sender<u64>,
+        housekeeping: Housekeeping,
+        restart: RestartDue,
+    ) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
-        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || run(conn, queue, head, housekeeping))?;
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, queue, head, housekeeping, restart))?;
         Ok(Writer { jobs })
     }
 
@@ -112,8 +122,8 @@ fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// Runs `group` in one transaction and commits it. A job that fails is
 /// moved to `failed`, the transaction rolled back and the rest run again.
 /// The writer's time is what every write waits for: how long the jobs ran
-/// and how long the commit took (writing the WAL, its fsync and, every
-/// thousand pages or so, the checkpoint) are measured apart.
+/// and how long the commit took (writing the WAL and its fsync) are
+/// measured apart.
 fn commit_group(
     conn: &Connection,
     group: &mut Vec<Box<dyn Job>>,
@@ -141,9 +151,11 @@ fn run(
     queue: mpsc::Receiver<Box<dyn Job>>,
     head: watch::Sender<u64>,
     mut housekeeping: Housekeeping,
+    restart: RestartDue,
 ) {
     let mut upkeep_due = Instant::now() + housekeeping.every;
     loop {
+        checkpoints::restart_if_due(&conn, &restart);
         if Instant::now() >= upkeep_due {
             upkeep_due = Instant::now() + housekeeping.every;
             let done = execute(&conn, "BEGIN IMMEDIATE")
@@ -216,7 +228,7 @@ mod tests {
         drop(sender);
         let (head, _) = watch::channel(0);
         let upkeep = Housekeeping { every: Duration::from_secs(3600), work: Box::new(|_| Ok(())) };
-        run(conn, queue, head, upkeep);
+        run(conn, queue, head, upkeep, RestartDue::default());
         let conn = Connection::open(&path).expect("open again");
         let mut statement = conn.prepare("SELECT v FROM t ORDER BY v").expect("select");
         let values = statement.query_map([], |row| row.get(0)).expect("rows").collect::<Result<_, _>>();
