@@ -10,7 +10,7 @@ use orderflow_pipeline::ports::{
 use orderflow_pipeline::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::columns::{parse_json, timestamp};
+use crate::columns::{key_age_now, parse_json, timestamp};
 use crate::writer::unavailable;
 use crate::{archive, SqliteStore};
 
@@ -100,9 +100,7 @@ impl EventStore for SqliteStore {
                  ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint,
                     stream_id = excluded.stream_id, created_at = excluded.created_at",
             )
-            .and_then(|mut s| {
-                s.execute(params![claim.key, claim.fingerprint, claim.stream_id, chrono::Utc::now().timestamp()])
-            })
+            .and_then(|mut s| s.execute(params![claim.key, claim.fingerprint, claim.stream_id, key_age_now()]))
             .map_err(unavailable)?;
             Ok(None)
         })
@@ -283,7 +281,7 @@ fn append_events(conn: &Connection, append: &EncodedAppend, cutoff: i64) -> Resu
                 receipt = excluded.receipt, created_at = excluded.created_at",
         )
         .map_err(unavailable)?;
-    let now = chrono::Utc::now().timestamp();
+    let now = key_age_now();
     for (key, fingerprint, receipt) in &append.idempotency {
         record_key.execute(params![append.stream_id, key, fingerprint, receipt, now]).map_err(unavailable)?;
     }

@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     key         TEXT    NOT NULL,
     fingerprint TEXT    NOT NULL,
     receipt     TEXT    NOT NULL,
-    created_at  INTEGER NOT NULL,         -- Unix seconds
+    created_at  INTEGER NOT NULL,         -- Unix seconds (with microseconds: columns::key_age_now)
     PRIMARY KEY (stream_id, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_at);
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS key_claims (
     key         TEXT    PRIMARY KEY,
     fingerprint TEXT    NOT NULL,
     stream_id   TEXT    NOT NULL,
-    created_at  INTEGER NOT NULL          -- Unix seconds
+    created_at  INTEGER NOT NULL          -- Unix seconds (with microseconds: columns::key_age_now)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS key_claims_by_age ON key_claims (created_at);
 CREATE TABLE IF NOT EXISTS snapshots (
